@@ -7,6 +7,8 @@
 
 #include <string>
 
+#include "core/mapped_file.h"
+
 namespace sparq::testing {
 
 // $SPARQ_DATA, or ../shared/data next to the project root.

@@ -1,8 +1,27 @@
 #include <CLI/CLI.hpp>
 #include <iostream>
 
+#include "tools/command.h"
+
 int main(int argc, char** argv) {
-    CLI::App app{"sparq"};
-    CLI11_PARSE(app, argc, argv);
+    CLI::App app{"sparq: compress, measure and run large language models"};
+    app.require_subcommand(1);
+    sparq::cli::register_inspect(app);
+    sparq::cli::register_eval(app);
+    sparq::cli::register_generate(app);
+    sparq::cli::register_export(app);
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::CallForHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::CallForAllHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::ParseError& e) {
+        // Usage errors exit 2 (CONTRACT.md).
+        app.exit(e);
+        return e.get_exit_code() == 0 ? 0 : 2;
+    } catch (const sparq::cli::CommandExit& e) {
+        return e.code;
+    }
     return 0;
 }

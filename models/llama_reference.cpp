@@ -1,0 +1,207 @@
+#include "models/llama_reference.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "core/error.h"
+#include "core/parallel.h"
+#include "models/matmul.h"
+#include "models/model_source.h"
+
+namespace sparq {
+
+class ReferenceState : public InferenceState {
+public:
+    std::vector<float> keys;    // [layer][position][kv_dim]
+    std::vector<float> values;  // [layer][position][kv_dim]
+};
+
+void rms_norm(const float* x, const float* weight, int64_t n, int64_t d, double eps, float* out) {
+    for (int64_t t = 0; t < n; ++t) {
+        const float* row = x + t * d;
+        double sum = 0;
+        for (int64_t i = 0; i < d; ++i) sum += static_cast<double>(row[i]) * row[i];
+        const float scale = 1.0f / std::sqrt(static_cast<float>(sum / static_cast<double>(d)) + static_cast<float>(eps));
+        for (int64_t i = 0; i < d; ++i) out[t * d + i] = (row[i] * scale) * weight[i];
+    }
+}
+
+const float* LlamaReference::weight(const TensorMap& tensors, const std::string& name, const Shape& shape) {
+    const Tensor& t = tensors.get(name, shape);
+    if (t.dtype == DType::F32) {
+        keep_alive_.push_back(t.owner);
+        return t.as<float>();
+    }
+    auto converted = std::make_shared<std::vector<float>>(t.to_f32());
+    keep_alive_.push_back(converted);
+    return converted->data();
+}
+
+LlamaReference::LlamaReference(const ModelConfig& config, const TensorMap& tensors) : config_(config) {
+    const int64_t d = config.hidden_size, q = config.q_dim(), kv = config.kv_dim();
+    const int64_t ff = config.intermediate_size, vocab = config.vocab_size;
+    embed_ = weight(tensors, "model.embed_tokens.weight", {vocab, d});
+    final_norm_ = weight(tensors, "model.norm.weight", {d});
+    if (config.tie_word_embeddings && !tensors.has("lm_head.weight")) {
+        lm_head_ = embed_;
+    } else {
+        lm_head_ = weight(tensors, "lm_head.weight", {vocab, d});
+    }
+    for (int64_t l = 0; l < config.num_layers; ++l) {
+        auto name = [&](const std::string& s) { return layer_tensor_name(l, s); };
+        Layer layer{};
+        layer.attn_norm = weight(tensors, name("input_layernorm.weight"), {d});
+        layer.wq = weight(tensors, name("self_attn.q_proj.weight"), {q, d});
+        layer.wk = weight(tensors, name("self_attn.k_proj.weight"), {kv, d});
+        layer.wv = weight(tensors, name("self_attn.v_proj.weight"), {kv, d});
+        layer.wo = weight(tensors, name("self_attn.o_proj.weight"), {d, q});
+        layer.mlp_norm = weight(tensors, name("post_attention_layernorm.weight"), {d});
+        layer.w_gate = weight(tensors, name("mlp.gate_proj.weight"), {ff, d});
+        layer.w_up = weight(tensors, name("mlp.up_proj.weight"), {ff, d});
+        layer.w_down = weight(tensors, name("mlp.down_proj.weight"), {d, ff});
+        layers_.push_back(layer);
+    }
+    const int64_t half = config.head_dim / 2;
+    inv_freq_.resize(static_cast<size_t>(half));
+    for (int64_t i = 0; i < half; ++i) {
+        inv_freq_[i] = static_cast<float>(std::pow(config.rope_theta, -2.0 * static_cast<double>(i) /
+                                                                         static_cast<double>(config.head_dim)));
+    }
+}
+
+LlamaReference::~LlamaReference() = default;
+
+std::unique_ptr<InferenceState> LlamaReference::new_state(int64_t max_tokens) const {
+    if (max_tokens <= 0) fail("the context must hold at least one token");
+    auto state = std::make_unique<ReferenceState>();
+    const size_t n = static_cast<size_t>(config_.num_layers * max_tokens * config_.kv_dim());
+    state->keys.assign(n, 0.0f);
+    state->values.assign(n, 0.0f);
+    set_capacity(*state, max_tokens);
+    return state;
+}
+
+namespace {
+
+// Rotates each head's halves (i, i + head_dim/2) by position * inv_freq[i]:
+// the Hugging Face convention.
+void apply_rope(float* rows, int64_t n, int64_t heads, int64_t head_dim, int64_t first_position,
+                const std::vector<float>& inv_freq, int64_t row_stride) {
+    const int64_t half = head_dim / 2;
+    for (int64_t t = 0; t < n; ++t) {
+        const double pos = static_cast<double>(first_position + t);
+        for (int64_t i = 0; i < half; ++i) {
+            const double angle = pos * static_cast<double>(inv_freq[i]);
+            const float c = static_cast<float>(std::cos(angle));
+            const float s = static_cast<float>(std::sin(angle));
+            for (int64_t h = 0; h < heads; ++h) {
+                float* v = rows + t * row_stride + h * head_dim;
+                const float x0 = v[i], x1 = v[i + half];
+                v[i] = x0 * c - x1 * s;
+                v[i + half] = x0 * s + x1 * c;
+            }
+        }
+    }
+}
+
+inline float silu(float x) { return x / (1.0f + std::exp(-x)); }
+
+}  // namespace
+
+void LlamaReference::attention(const Layer& layer, ReferenceState& state, int64_t n, float* x) const {
+    const int64_t d = config_.hidden_size, qd = config_.q_dim(), kvd = config_.kv_dim();
+    const int64_t hd = config_.head_dim, heads = config_.num_heads;
+    const int64_t group = config_.num_heads / config_.num_kv_heads;
+    const int64_t pos = state.position();
+    const size_t layer_index = static_cast<size_t>(&layer - layers_.data());
+    float* keys = state.keys.data() + layer_index * state.capacity() * kvd;
+    float* values = state.values.data() + layer_index * state.capacity() * kvd;
+
+    std::vector<float> xn(static_cast<size_t>(n * d)), q(static_cast<size_t>(n * qd));
+    rms_norm(x, layer.attn_norm, n, d, config_.rms_norm_eps, xn.data());
+    matmul_f32(xn.data(), n, layer.wq, qd, d, q.data(), qd);
+    matmul_f32(xn.data(), n, layer.wk, kvd, d, keys + pos * kvd, kvd);
+    matmul_f32(xn.data(), n, layer.wv, kvd, d, values + pos * kvd, kvd);
+    apply_rope(q.data(), n, heads, hd, pos, inv_freq_, qd);
+    apply_rope(keys + pos * kvd, n, config_.num_kv_heads, hd, pos, inv_freq_, kvd);
+
+    std::vector<float> out(static_cast<size_t>(n * qd));
+    const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+    parallel_for(0, heads, 1, [&](int64_t h_begin, int64_t h_end) {
+        std::vector<float> scores(static_cast<size_t>(pos + n));
+        for (int64_t h = h_begin; h < h_end; ++h) {
+            const int64_t kvh = h / group;
+            for (int64_t t = 0; t < n; ++t) {
+                const float* qv = q.data() + t * qd + h * hd;
+                const int64_t span = pos + t + 1;  // causal: positions 0 .. pos+t
+                float max_score = -INFINITY;
+                for (int64_t s = 0; s < span; ++s) {
+                    const float* kv = keys + s * kvd + kvh * hd;
+                    float dot = 0;
+                    for (int64_t i = 0; i < hd; ++i) dot += qv[i] * kv[i];
+                    scores[s] = dot * scale;
+                    max_score = std::max(max_score, scores[s]);
+                }
+                double sum = 0;
+                for (int64_t s = 0; s < span; ++s) {
+                    scores[s] = std::exp(scores[s] - max_score);
+                    sum += scores[s];
+                }
+                const float inv_sum = static_cast<float>(1.0 / sum);
+                float* o = out.data() + t * qd + h * hd;
+                std::fill(o, o + hd, 0.0f);
+                for (int64_t s = 0; s < span; ++s) {
+                    const float p = scores[s] * inv_sum;
+                    const float* vv = values + s * kvd + kvh * hd;
+                    for (int64_t i = 0; i < hd; ++i) o[i] += p * vv[i];
+                }
+            }
+        }
+    });
+    std::vector<float> projected(static_cast<size_t>(n * d));
+    matmul_f32(out.data(), n, layer.wo, d, qd, projected.data(), d);
+    for (size_t i = 0; i < projected.size(); ++i) x[i] += projected[i];
+}
+
+void LlamaReference::mlp(const Layer& layer, int64_t n, float* x) const {
+    const int64_t d = config_.hidden_size, ff = config_.intermediate_size;
+    std::vector<float> xn(static_cast<size_t>(n * d));
+    rms_norm(x, layer.mlp_norm, n, d, config_.rms_norm_eps, xn.data());
+    std::vector<float> gate(static_cast<size_t>(n * ff)), up(static_cast<size_t>(n * ff));
+    matmul_f32(xn.data(), n, layer.w_gate, ff, d, gate.data(), ff);
+    matmul_f32(xn.data(), n, layer.w_up, ff, d, up.data(), ff);
+    for (size_t i = 0; i < gate.size(); ++i) gate[i] = silu(gate[i]) * up[i];
+    std::vector<float> down(static_cast<size_t>(n * d));
+    matmul_f32(gate.data(), n, layer.w_down, d, ff, down.data(), d);
+    for (size_t i = 0; i < down.size(); ++i) x[i] += down[i];
+}
+
+void LlamaReference::forward(InferenceState& base_state, std::span<const int32_t> tokens, float* logits,
+                             bool all_logits) const {
+    auto& state = dynamic_cast<ReferenceState&>(base_state);
+    const int64_t n = static_cast<int64_t>(tokens.size());
+    if (n == 0) return;
+    if (state.position() + n > state.capacity()) {
+        fail("context overflow: ", state.position() + n, " tokens do not fit a context of ", state.capacity());
+    }
+    const int64_t d = config_.hidden_size, vocab = config_.vocab_size;
+    std::vector<float> x(static_cast<size_t>(n * d));
+    for (int64_t t = 0; t < n; ++t) {
+        const int32_t id = tokens[t];
+        if (id < 0 || id >= vocab) fail("token id ", id, " is outside the vocabulary (", vocab, ")");
+        std::memcpy(x.data() + t * d, embed_ + static_cast<int64_t>(id) * d, static_cast<size_t>(d) * 4);
+    }
+    for (const Layer& layer : layers_) {
+        attention(layer, state, n, x.data());
+        mlp(layer, n, x.data());
+    }
+    const int64_t first = all_logits ? 0 : n - 1;
+    const int64_t rows = n - first;
+    std::vector<float> xn(static_cast<size_t>(rows * d));
+    rms_norm(x.data() + first * d, final_norm_, rows, d, config_.rms_norm_eps, xn.data());
+    matmul_f32(xn.data(), rows, lm_head_, vocab, d, logits, vocab);
+    advance(state, n);
+}
+
+}  // namespace sparq

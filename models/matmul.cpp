@@ -1,0 +1,107 @@
+#include "models/matmul.h"
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "models/matmul.cpp"
+#include <hwy/foreach_target.h>  // IWYU pragma: keep
+#include <hwy/highway.h>
+
+#include <algorithm>
+
+#include "core/parallel.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace sparq {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+// Computes a TM x TN tile of outputs with TM*TN vector accumulators, so each
+// loaded vector of x and w is reused TN / TM times. Every output is summed
+// lane-wise over k and reduced the same way whatever tile computes it.
+template <int TM, int TN>
+HWY_INLINE void tile(const float* HWY_RESTRICT x, int64_t x_stride, const float* HWY_RESTRICT w,
+                     int64_t w_stride, int64_t k, float* HWY_RESTRICT out, int64_t out_stride) {
+    const hn::ScalableTag<float> d;
+    const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+    using V = hn::Vec<decltype(d)>;
+    V acc[TM][TN];
+    for (int i = 0; i < TM; ++i)
+        for (int j = 0; j < TN; ++j) acc[i][j] = hn::Zero(d);
+    int64_t kk = 0;
+    for (; kk + lanes <= k; kk += lanes) {
+        V wv[TN];
+        for (int j = 0; j < TN; ++j) wv[j] = hn::LoadU(d, w + j * w_stride + kk);
+        for (int i = 0; i < TM; ++i) {
+            const V xv = hn::LoadU(d, x + i * x_stride + kk);
+            for (int j = 0; j < TN; ++j) acc[i][j] = hn::MulAdd(xv, wv[j], acc[i][j]);
+        }
+    }
+    if (kk < k) {
+        const auto mask = hn::FirstN(d, static_cast<size_t>(k - kk));
+        V wv[TN];
+        for (int j = 0; j < TN; ++j) wv[j] = hn::MaskedLoad(mask, d, w + j * w_stride + kk);
+        for (int i = 0; i < TM; ++i) {
+            const V xv = hn::MaskedLoad(mask, d, x + i * x_stride + kk);
+            for (int j = 0; j < TN; ++j) acc[i][j] = hn::MulAdd(xv, wv[j], acc[i][j]);
+        }
+    }
+    for (int i = 0; i < TM; ++i)
+        for (int j = 0; j < TN; ++j) out[i * out_stride + j] = hn::GetLane(hn::SumOfLanes(d, acc[i][j]));
+}
+
+template <int TN>
+HWY_INLINE void rows_block(const float* x, int64_t tokens, const float* w, int64_t k, float* out,
+                           int64_t out_stride) {
+    int64_t t = 0;
+    for (; t + 4 <= tokens; t += 4) tile<4, TN>(x + t * k, k, w, k, k, out + t * out_stride, out_stride);
+    for (; t < tokens; ++t) tile<1, TN>(x + t * k, k, w, k, k, out + t * out_stride, out_stride);
+}
+
+void MatmulRows(const float* x, int64_t tokens, const float* w, int64_t row_begin, int64_t row_end,
+                int64_t k, float* out, int64_t out_stride) {
+    int64_t r = row_begin;
+    for (; r + 4 <= row_end; r += 4) rows_block<4>(x, tokens, w + r * k, k, out + r, out_stride);
+    for (; r < row_end; ++r) rows_block<1>(x, tokens, w + r * k, k, out + r, out_stride);
+}
+
+int64_t CompiledTarget() { return HWY_TARGET; }
+
+}  // namespace HWY_NAMESPACE
+}  // namespace sparq
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace sparq {
+
+HWY_EXPORT(MatmulRows);
+HWY_EXPORT(CompiledTarget);
+
+void matmul_f32(const float* x, int64_t tokens, const float* w, int64_t rows, int64_t k, float* out,
+                int64_t out_stride) {
+    // Chunks of rows sized so one chunk of weights stays in L2 while every
+    // token passes over it; a multiple of 4 so the 4-row tile boundaries never
+    // depend on where a chunk starts.
+    const int64_t bytes_per_row = std::max<int64_t>(1, k * 4);
+    int64_t grain = std::clamp<int64_t>((256 * 1024) / bytes_per_row, 4, 256);
+    grain = (grain + 3) / 4 * 4;
+    parallel_for(0, rows, grain, [&](int64_t b, int64_t e) {
+        HWY_DYNAMIC_DISPATCH(MatmulRows)(x, tokens, w, b, e, k, out, out_stride);
+    });
+}
+
+void matmul_f32_scalar(const float* x, int64_t tokens, const float* w, int64_t rows, int64_t k,
+                       float* out, int64_t out_stride) {
+    for (int64_t t = 0; t < tokens; ++t) {
+        for (int64_t r = 0; r < rows; ++r) {
+            double s = 0;
+            for (int64_t i = 0; i < k; ++i) s += static_cast<double>(x[t * k + i]) * w[r * k + i];
+            out[t * out_stride + r] = static_cast<float>(s);
+        }
+    }
+}
+
+const char* matmul_target_name() {
+    return hwy::TargetName(HWY_DYNAMIC_DISPATCH(CompiledTarget)());
+}
+
+}  // namespace sparq
+#endif

@@ -1,0 +1,46 @@
+// Each sparq subcommand lives in its own tools/cmd_<name>.cpp and registers
+// itself on the CLI11 app through one function declared here.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <string>
+
+namespace sparq::cli {
+
+// Options every subcommand shares (CONTRACT.md "Conventions").
+struct CommonOptions {
+    int threads = 0;  // 0 = all cores
+    bool json = false;
+    bool quiet = false;
+};
+
+// Adds --threads, --json, --quiet to a subcommand.
+void add_common_options(CLI::App* command, CommonOptions& options);
+
+// Runs a command body with the thread limit applied, turning sparq::Error
+// into "sparq: error: ..." and exit 1, CheckFailed into exit 3.
+int run_command(const CommonOptions& options, const std::function<int()>& body);
+
+// Prints exactly one JSON object on stdout.
+void print_json(const nlohmann::json& j);
+
+// Progress and log lines go to stderr unless --quiet.
+void log_line(const CommonOptions& options, const std::string& line);
+
+// Thrown by a command's callback to end the program with a given code.
+struct CommandExit {
+    int code;
+};
+
+// Registers `body` as the subcommand's callback, run through run_command;
+// a non-zero result ends the program with that code.
+void set_command_body(CLI::App* command, const CommonOptions& options, std::function<int()> body);
+
+void register_inspect(CLI::App& app);
+void register_eval(CLI::App& app);
+void register_generate(CLI::App& app);
+void register_export(CLI::App& app);
+
+}  // namespace sparq::cli

@@ -1,0 +1,20 @@
+// Opening a MODEL argument as something that runs (CausalLM), shared by the
+// commands that evaluate or generate.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "models/causal_lm.h"
+#include "models/model_source.h"
+
+namespace sparq::cli {
+
+struct RunnableModel {
+    ModelSource source;
+    std::unique_ptr<CausalLM> model;
+};
+
+RunnableModel open_runnable(const std::string& path, const std::string& tokenizer_path, bool reference_path);
+
+}  // namespace sparq::cli
