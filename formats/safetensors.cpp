@@ -205,38 +205,4 @@ std::map<std::string, std::string> read_safetensors_metadata(const std::string& 
     return open_safetensors(path).metadata;
 }
 
-void write_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
-                       const std::map<std::string, std::string>& metadata) {
-    // ordered_json keeps the header in the order the tensors are written.
-    nlohmann::ordered_json header = nlohmann::ordered_json::object();
-    if (!metadata.empty()) header[kMetadataKey] = metadata;
-    std::set<std::string> names;
-    uint64_t offset = 0;
-    for (const auto& [name, t] : tensors) {
-        const ErrorContext where{path, name, ""};
-        if (name == kMetadataKey) fail_in(where, "is a reserved name");
-        if (!names.insert(name).second) fail_in(where, "appears twice in the tensors to write");
-        if (t.dtype == DType::Packed) fail_in(where, "packed tensors cannot be stored in safetensors");
-        const uint64_t expected = static_cast<uint64_t>(t.numel()) * dtype_size(t.dtype);
-        if (t.nbytes != expected) {
-            fail_in(where, "holds ", t.nbytes, " bytes but ", dtype_name(t.dtype), " ", shape_string(t.shape), " needs ",
-                    expected);
-        }
-        header[name] = {{"dtype", std::string(dtype_name(t.dtype))}, {"shape", t.shape}, {"data_offsets", {offset, offset + t.nbytes}}};
-        offset += t.nbytes;
-    }
-    std::string header_text = header.dump();
-    header_text.append((8 - header_text.size() % 8) % 8, ' ');
-
-    AtomicFileWriter out(path);
-    uint8_t length_le[8];
-    for (int i = 0; i < 8; ++i) length_le[i] = static_cast<uint8_t>(static_cast<uint64_t>(header_text.size()) >> (8 * i));
-    out.write(length_le, sizeof length_le);
-    out.write(header_text.data(), header_text.size());
-    for (const auto& [name, t] : tensors) {
-        if (t.nbytes) out.write(t.data, t.nbytes);
-    }
-    out.commit();
-}
-
 }  // namespace sparq

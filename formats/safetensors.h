@@ -43,4 +43,26 @@ std::map<std::string, std::string> read_safetensors_metadata(const std::string& 
 void write_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
                        const std::map<std::string, std::string>& metadata = {});
 
+struct TensorSpec {
+    std::string name;
+    DType dtype;
+    Shape shape;
+};
+
+// Streams a safetensors file whose tensor list is known up front, so a model
+// larger than memory can be written one tensor at a time: construct with the
+// specs, call write_next() with each tensor's bytes in order, then commit().
+class SafetensorsStreamWriter {
+public:
+    SafetensorsStreamWriter(const std::string& path, const std::vector<TensorSpec>& specs,
+                            const std::map<std::string, std::string>& metadata = {});
+    ~SafetensorsStreamWriter();
+    void write_next(const void* data, size_t nbytes);
+    void commit();
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
 }  // namespace sparq

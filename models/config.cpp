@@ -1,5 +1,6 @@
 #include "models/config.h"
 
+#include <cmath>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
@@ -33,6 +34,18 @@ int64_t required_int(const json& j, const char* key, const std::string& source) 
 
 }  // namespace
 
+const char* supported_architectures() {
+    return "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, MiniCPMForCausalLM";
+}
+
+double ModelConfig::residual_multiplier() const {
+    return scale_depth > 0 ? scale_depth / std::sqrt(static_cast<double>(num_layers)) : 1.0;
+}
+
+double ModelConfig::logit_multiplier() const {
+    return dim_model_base > 0 ? static_cast<double>(dim_model_base) / static_cast<double>(hidden_size) : 1.0;
+}
+
 void ModelConfig::validate(const std::string& source) const {
     auto bad = [&](const char* field, const std::string& what) { fail_in({source, "", field}, what); };
     if (hidden_size <= 0) bad("hidden_size", "must be positive");
@@ -64,9 +77,13 @@ ModelConfig parse_hf_config(const std::string& json_text, const std::string& sou
         c.architecture = (*it)[0].get<std::string>();
     }
     c.model_type = field_or<std::string>(j, "model_type", "llama", source);
-    if (c.architecture != "LlamaForCausalLM") {
+    const bool llama = c.architecture == "LlamaForCausalLM";
+    const bool mistral = c.architecture == "MistralForCausalLM";
+    const bool qwen2 = c.architecture == "Qwen2ForCausalLM";
+    const bool minicpm = c.architecture == "MiniCPMForCausalLM";
+    if (!llama && !mistral && !qwen2 && !minicpm) {
         fail_in({source, "", "architectures"}, "unsupported architecture '", c.architecture,
-                "' (supported: LlamaForCausalLM)");
+                "' (supported: ", supported_architectures(), ")");
     }
     c.hidden_size = required_int(j, "hidden_size", source);
     c.intermediate_size = required_int(j, "intermediate_size", source);
@@ -90,6 +107,20 @@ ModelConfig parse_hf_config(const std::string& json_text, const std::string& sou
     c.torch_dtype = field_or<std::string>(j, "torch_dtype", "float32", source);
     const std::string act = field_or<std::string>(j, "hidden_act", "silu", source);
     if (act != "silu") fail_in({source, "", "hidden_act"}, "unsupported activation '", act, "' (expected silu)");
+    // Llama configs may state attention_bias; Qwen2 always has q/k/v biases.
+    c.attention_bias = qwen2 || field_or<bool>(j, "attention_bias", false, source);
+    if (mistral || (qwen2 && field_or<bool>(j, "use_sliding_window", false, source))) {
+        c.sliding_window = field_or<int64_t>(j, "sliding_window", 0, source);
+        if (c.sliding_window < 0) fail_in({source, "", "sliding_window"}, "must not be negative");
+    }
+    if (minicpm) {
+        c.scale_emb = field_or<double>(j, "scale_emb", 1.0, source);
+        c.scale_depth = field_or<double>(j, "scale_depth", 1.0, source);
+        c.dim_model_base = field_or<int64_t>(j, "dim_model_base", c.hidden_size, source);
+        if (!(c.scale_emb > 0)) fail_in({source, "", "scale_emb"}, "must be positive");
+        if (!(c.scale_depth > 0)) fail_in({source, "", "scale_depth"}, "must be positive");
+        if (c.dim_model_base <= 0) fail_in({source, "", "dim_model_base"}, "must be positive");
+    }
     if (auto it = j.find("rope_scaling"); it != j.end() && !it->is_null()) {
         fail_in({source, "", "rope_scaling"}, "RoPE scaling is not supported yet");
     }
@@ -120,6 +151,16 @@ std::string config_to_json(const ModelConfig& c) {
     j["eos_token_id"] = c.eos_token_id;
     j["hidden_act"] = "silu";
     j["torch_dtype"] = c.torch_dtype;
+    if (c.architecture == "LlamaForCausalLM" && c.attention_bias) j["attention_bias"] = true;
+    if (c.sliding_window > 0) {
+        j["sliding_window"] = c.sliding_window;
+        if (c.architecture == "Qwen2ForCausalLM") j["use_sliding_window"] = true;
+    }
+    if (c.scale_emb > 0) {
+        j["scale_emb"] = c.scale_emb;
+        j["scale_depth"] = c.scale_depth;
+        j["dim_model_base"] = c.dim_model_base;
+    }
     return j.dump(2);
 }
 

@@ -24,12 +24,32 @@ struct ModelConfig {
     int32_t eos_token_id = 2;
     std::string torch_dtype = "float32";
 
+    // Qwen2: q/k/v projections carry biases.
+    bool attention_bias = false;
+    // Mistral: each token attends to at most this many previous positions
+    // (0 = unlimited).
+    int64_t sliding_window = 0;
+    // MiniCPM (muP-style scaling), as its modeling code defines them:
+    // embeddings x scale_emb; each residual branch x scale_depth /
+    // sqrt(num_layers); the final hidden state / (hidden_size / dim_model_base)
+    // before the head. Zero means "not a MiniCPM model".
+    double scale_emb = 0;
+    double scale_depth = 0;
+    int64_t dim_model_base = 0;
+
+    double embedding_multiplier() const { return scale_emb > 0 ? scale_emb : 1.0; }
+    double residual_multiplier() const;
+    double logit_multiplier() const;
+
     int64_t kv_dim() const { return num_kv_heads * head_dim; }
     int64_t q_dim() const { return num_heads * head_dim; }
 
     // Throws sparq::Error (field named) when the numbers are inconsistent.
     void validate(const std::string& source) const;
 };
+
+// Architectures the reference forward runs.
+const char* supported_architectures();
 
 // Parses a Hugging Face config.json. Unsupported architectures are an error
 // that names the architecture.

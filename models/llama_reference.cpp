@@ -60,6 +60,11 @@ LlamaReference::LlamaReference(const ModelConfig& config, const TensorMap& tenso
         layer.w_gate = weight(tensors, name("mlp.gate_proj.weight"), {ff, d});
         layer.w_up = weight(tensors, name("mlp.up_proj.weight"), {ff, d});
         layer.w_down = weight(tensors, name("mlp.down_proj.weight"), {d, ff});
+        if (config.attention_bias) {
+            layer.bq = weight(tensors, name("self_attn.q_proj.bias"), {q});
+            layer.bk = weight(tensors, name("self_attn.k_proj.bias"), {kv});
+            layer.bv = weight(tensors, name("self_attn.v_proj.bias"), {kv});
+        }
         layers_.push_back(layer);
     }
     const int64_t half = config.head_dim / 2;
@@ -107,6 +112,20 @@ void apply_rope(float* rows, int64_t n, int64_t heads, int64_t head_dim, int64_t
 
 inline float silu(float x) { return x / (1.0f + std::exp(-x)); }
 
+void add_bias(float* rows, int64_t n, int64_t width, const float* bias, int64_t stride) {
+    for (int64_t t = 0; t < n; ++t)
+        for (int64_t i = 0; i < width; ++i) rows[t * stride + i] += bias[i];
+}
+
+// x += branch * multiplier (multiplier 1 except for MiniCPM's scale_depth).
+void add_residual(float* x, const std::vector<float>& branch, float multiplier) {
+    if (multiplier == 1.0f) {
+        for (size_t i = 0; i < branch.size(); ++i) x[i] += branch[i];
+    } else {
+        for (size_t i = 0; i < branch.size(); ++i) x[i] += branch[i] * multiplier;
+    }
+}
+
 }  // namespace
 
 void LlamaReference::attention(const Layer& layer, ReferenceState& state, int64_t n, float* x) const {
@@ -123,6 +142,11 @@ void LlamaReference::attention(const Layer& layer, ReferenceState& state, int64_
     matmul_f32(xn.data(), n, layer.wq, qd, d, q.data(), qd);
     matmul_f32(xn.data(), n, layer.wk, kvd, d, keys + pos * kvd, kvd);
     matmul_f32(xn.data(), n, layer.wv, kvd, d, values + pos * kvd, kvd);
+    if (layer.bq) {
+        add_bias(q.data(), n, qd, layer.bq, qd);
+        add_bias(keys + pos * kvd, n, kvd, layer.bk, kvd);
+        add_bias(values + pos * kvd, n, kvd, layer.bv, kvd);
+    }
     apply_rope(q.data(), n, heads, hd, pos, inv_freq_, qd);
     apply_rope(keys + pos * kvd, n, config_.num_kv_heads, hd, pos, inv_freq_, kvd);
 
@@ -135,8 +159,12 @@ void LlamaReference::attention(const Layer& layer, ReferenceState& state, int64_
             for (int64_t t = 0; t < n; ++t) {
                 const float* qv = q.data() + t * qd + h * hd;
                 const int64_t span = pos + t + 1;  // causal: positions 0 .. pos+t
+                // Mistral's sliding window: only the last `window` positions.
+                const int64_t window = config_.sliding_window;
+                const int64_t first_visible = window > 0 ? std::max<int64_t>(0, span - window) : 0;
                 float max_score = -INFINITY;
-                for (int64_t s = 0; s < span; ++s) {
+                for (int64_t s = 0; s < first_visible; ++s) scores[s] = -INFINITY;
+                for (int64_t s = first_visible; s < span; ++s) {
                     const float* kv = keys + s * kvd + kvh * hd;
                     float dot = 0;
                     for (int64_t i = 0; i < hd; ++i) dot += qv[i] * kv[i];
@@ -145,7 +173,7 @@ void LlamaReference::attention(const Layer& layer, ReferenceState& state, int64_
                 }
                 double sum = 0;
                 for (int64_t s = 0; s < span; ++s) {
-                    scores[s] = std::exp(scores[s] - max_score);
+                    scores[s] = s < first_visible ? 0.0f : std::exp(scores[s] - max_score);
                     sum += scores[s];
                 }
                 const float inv_sum = static_cast<float>(1.0 / sum);
@@ -161,7 +189,7 @@ void LlamaReference::attention(const Layer& layer, ReferenceState& state, int64_
     });
     std::vector<float> projected(static_cast<size_t>(n * d));
     matmul_f32(out.data(), n, layer.wo, d, qd, projected.data(), d);
-    for (size_t i = 0; i < projected.size(); ++i) x[i] += projected[i];
+    add_residual(x, projected, static_cast<float>(config_.residual_multiplier()));
 }
 
 void LlamaReference::mlp(const Layer& layer, int64_t n, float* x) const {
@@ -174,7 +202,7 @@ void LlamaReference::mlp(const Layer& layer, int64_t n, float* x) const {
     for (size_t i = 0; i < gate.size(); ++i) gate[i] = silu(gate[i]) * up[i];
     std::vector<float> down(static_cast<size_t>(n * d));
     matmul_f32(gate.data(), n, layer.w_down, d, ff, down.data(), d);
-    for (size_t i = 0; i < down.size(); ++i) x[i] += down[i];
+    add_residual(x, down, static_cast<float>(config_.residual_multiplier()));
 }
 
 void LlamaReference::forward(InferenceState& base_state, std::span<const int32_t> tokens, float* logits,
@@ -192,6 +220,10 @@ void LlamaReference::forward(InferenceState& base_state, std::span<const int32_t
         if (id < 0 || id >= vocab) fail("token id ", id, " is outside the vocabulary (", vocab, ")");
         std::memcpy(x.data() + t * d, embed_ + static_cast<int64_t>(id) * d, static_cast<size_t>(d) * 4);
     }
+    if (config_.embedding_multiplier() != 1.0) {
+        const float m = static_cast<float>(config_.embedding_multiplier());
+        for (float& v : x) v *= m;
+    }
     for (const Layer& layer : layers_) {
         attention(layer, state, n, x.data());
         mlp(layer, n, x.data());
@@ -200,6 +232,10 @@ void LlamaReference::forward(InferenceState& base_state, std::span<const int32_t
     const int64_t rows = n - first;
     std::vector<float> xn(static_cast<size_t>(rows * d));
     rms_norm(x.data() + first * d, final_norm_, rows, d, config_.rms_norm_eps, xn.data());
+    if (config_.logit_multiplier() != 1.0) {
+        const float m = static_cast<float>(config_.logit_multiplier());
+        for (float& v : xn) v *= m;
+    }
     matmul_f32(xn.data(), rows, lm_head_, vocab, d, logits, vocab);
     advance(state, n);
 }

@@ -1,7 +1,8 @@
-// The plain FP32 forward pass of the Llama family: the accuracy truth every
-// compressed model is compared with. RMSNorm, RoPE in the Hugging Face
-// (rotate-half) convention, grouped-query attention with a KV cache, SwiGLU
-// MLP, optionally tied embeddings. Simple and readable before clever; only
+// The plain FP32 forward pass of the Llama family (Llama, Mistral, Qwen2,
+// MiniCPM): the accuracy truth every compressed model is compared with.
+// RMSNorm, RoPE in the Hugging Face (rotate-half) convention, grouped-query
+// attention with a KV cache (and Mistral's sliding window), SwiGLU MLP,
+// optionally tied embeddings, Qwen2's q/k/v biases, MiniCPM's scalings. Simple and readable before clever; only
 // the matrix products are vectorized (models/matmul.h).
 #pragma once
 
@@ -36,6 +37,10 @@ public:
         const float* w_gate;
         const float* w_up;
         const float* w_down;
+        // Qwen2 q/k/v biases (null when the architecture has none).
+        const float* bq = nullptr;
+        const float* bk = nullptr;
+        const float* bv = nullptr;
     };
 
 private:

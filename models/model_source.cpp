@@ -7,6 +7,10 @@
 #include "core/mapped_file.h"
 #include "formats/llama2c.h"
 #include "formats/safetensors.h"
+#include "formats/sharded_safetensors.h"
+#ifdef SPARQ_HAVE_TORCH
+#include "formats/pytorch/pytorch_reader.h"
+#endif
 
 namespace sparq {
 
@@ -59,21 +63,59 @@ std::shared_ptr<Tokenizer> open_tokenizer(const std::string& explicit_path, cons
     return load_tokenizer(path, config.vocab_size);
 }
 
-ModelSource load_hf_directory(const std::string& dir, const LoadOptions& options) {
+// PyTorch checkpoints need LibTorch (the sparq_pytorch library).
+TensorMap read_torch_weights(const std::string& path, bool sharded) {
+#ifdef SPARQ_HAVE_TORCH
+    return sharded ? read_pytorch_sharded(path) : read_pytorch_checkpoint(path);
+#else
+    (void)sharded;
+    fail_in({path, "", ""}, "cannot read a PyTorch checkpoint: sparq was built without LibTorch "
+                            "(SPARQ_WITH_TORCH=OFF); convert the model to safetensors");
+#endif
+}
+
+// Weights are read from `weights` when given (a file named on the command
+// line), else from the first of the usual Hugging Face files in `dir`.
+ModelSource load_hf_directory(const std::string& dir, const LoadOptions& options, const std::string& weights = "") {
     ModelSource m;
     m.path = dir;
     const std::string config_path = dir + "/config.json";
     if (!file_exists(config_path)) fail_in({dir, "", ""}, "not a Hugging Face model directory: config.json is missing");
     m.config = load_hf_config(config_path);
-    if (file_exists(dir + "/model.safetensors")) {
+    auto ends_with = [&](const char* suffix) {
+        const size_t n = std::strlen(suffix);
+        return weights.size() >= n && weights.compare(weights.size() - n, n, suffix) == 0;
+    };
+    if (!weights.empty()) {
+        m.path = weights;
+        if (ends_with(".safetensors")) {
+            m.format = "hf-safetensors";
+            m.tensors = read_safetensors(weights);
+        } else if (ends_with(".safetensors.index.json")) {
+            m.format = "hf-safetensors-sharded";
+            m.tensors = read_sharded_safetensors(weights);
+        } else if (ends_with(".bin.index.json")) {
+            m.format = "hf-pytorch-sharded";
+            m.tensors = read_torch_weights(weights, true);
+        } else {
+            m.format = "hf-pytorch";
+            m.tensors = read_torch_weights(weights, false);
+        }
+    } else if (file_exists(dir + "/model.safetensors")) {
         m.format = "hf-safetensors";
         m.tensors = read_safetensors(dir + "/model.safetensors");
     } else if (file_exists(dir + "/model.safetensors.index.json")) {
-        fail_in({dir, "", ""}, "sharded safetensors (model.safetensors.index.json) are not supported yet");
+        m.format = "hf-safetensors-sharded";
+        m.tensors = read_sharded_safetensors(dir + "/model.safetensors.index.json");
+    } else if (file_exists(dir + "/pytorch_model.bin.index.json")) {
+        m.format = "hf-pytorch-sharded";
+        m.tensors = read_torch_weights(dir + "/pytorch_model.bin.index.json", true);
     } else if (file_exists(dir + "/pytorch_model.bin")) {
-        fail_in({dir, "", ""}, "PyTorch checkpoints (pytorch_model.bin) are not supported yet");
+        m.format = "hf-pytorch";
+        m.tensors = read_torch_weights(dir + "/pytorch_model.bin", false);
     } else {
-        fail_in({dir, "", ""}, "no weights found (expected model.safetensors)");
+        fail_in({dir, "", ""}, "no weights found (expected model.safetensors, model.safetensors.index.json, "
+                               "pytorch_model.bin.index.json or pytorch_model.bin)");
     }
     m.tokenizer = open_tokenizer(options.tokenizer_path, {dir + "/tokenizer.model"}, m.config, options, dir);
     return m;
@@ -102,22 +144,29 @@ ModelSource load_model(const std::string& path, const LoadOptions& options) {
     if (is_directory(path)) return load_hf_directory(path, options);
     if (!file_exists(path)) fail_in({path, "", ""}, "no such file or directory");
     const std::string ext = fs::path(path).extension().string();
-    if (ext == ".safetensors") {
+    const std::string name = fs::path(path).filename().string();
+    auto name_ends_with = [&](const std::string& suffix) {
+        return name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+    };
+    // Hugging Face weights named directly: read with the config.json beside them.
+    const bool torch_zip = (ext == ".bin" && starts_with_bytes(path, "PK\x03\x04", 4)) || ext == ".pt" || ext == ".pth";
+    if (ext == ".safetensors" || name_ends_with(".safetensors.index.json") || name_ends_with(".bin.index.json") ||
+        torch_zip) {
         const std::string dir = fs::path(path).parent_path().string();
-        ModelSource m = load_hf_directory(dir.empty() ? "." : dir, options);
-        m.tensors = read_safetensors(path);
-        return m;
+        return load_hf_directory(dir.empty() ? "." : dir, options, path);
     }
     if (ext == ".sparq") fail_in({path, "", ""}, ".sparq files are not supported yet");
     if (ext == ".gguf" || starts_with_bytes(path, "GGUF", 4)) {
         fail_in({path, "", ""}, "reading GGUF files is not supported yet");
     }
     if (starts_with_bytes(path, "PK\x03\x04", 4)) {
-        fail_in({path, "", ""}, "PyTorch zip checkpoints are not supported yet");
+        const std::string dir = fs::path(path).parent_path().string();
+        return load_hf_directory(dir.empty() ? "." : dir, options, path);  // a zip: a PyTorch checkpoint
     }
     if (ext == ".bin") return load_llama2c(path, options);
     fail_in({path, "", ""}, "unrecognized model file (expected a Hugging Face directory, a llama2.c .bin, "
-                            "a .safetensors file beside its config.json)");
+                            "a .safetensors, .pt/.pth or pytorch_model.bin file, or a shard index, beside its "
+                            "config.json)");
 }
 
 }  // namespace sparq

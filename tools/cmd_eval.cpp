@@ -10,6 +10,7 @@
 #include "core/memory.h"
 #include "eval/perplexity.h"
 #include "tools/command.h"
+#include "tokenizer/llama_cpp_escapes.h"
 #include "tools/model_loading.h"
 
 namespace sparq::cli {
@@ -25,6 +26,7 @@ struct EvalArgs {
     int64_t ctx = 512;
     int64_t chunks = -1;
     bool reference_path = false;
+    bool no_escape = false;
 };
 
 int run_eval(const EvalArgs& args) {
@@ -32,7 +34,11 @@ int run_eval(const EvalArgs& args) {
     RunnableModel model = open_runnable(args.model, args.tokenizer, args.reference_path);
     RunnableModel ref;
     if (!args.ref.empty()) ref = open_runnable(args.ref, args.tokenizer, true);
-    const std::string text = read_text_file(args.text);
+    // llama-perplexity rewrites backslash escapes in the text it reads (its
+    // --escape default); doing the same keeps token counts and perplexities
+    // comparable with llama.cpp's. --no-escape scores the raw bytes.
+    const std::string raw_text = read_text_file(args.text);
+    const std::string text = args.no_escape ? raw_text : apply_llama_cpp_escapes(raw_text);
     const Tokenizer& tokenizer = *model.source.tokenizer;
     const std::vector<int32_t> tokens = tokenizer.encode(text, tokenizer.vocabulary().add_bos);
     log_line(args.common, "sparq eval: " + std::to_string(tokens.size()) + " tokens in " + args.text);
@@ -98,6 +104,8 @@ void register_eval(CLI::App& app) {
     cmd->add_option("--ref", args.ref, "Reference model for KL divergence and top-1 agreement");
     cmd->add_option("--tokenizer", args.tokenizer, "Tokenizer file (llama2.c checkpoints)");
     cmd->add_flag("--reference-path", args.reference_path, "Force the FP32 reference forward");
+    cmd->add_flag("--no-escape", args.no_escape,
+                  "Score the raw bytes (by default backslash escapes are processed as llama.cpp does)");
     add_common_options(cmd, args.common);
     set_command_body(cmd, args.common, [] { return run_eval(args); });
 }

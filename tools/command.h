@@ -42,5 +42,6 @@ void register_inspect(CLI::App& app);
 void register_eval(CLI::App& app);
 void register_generate(CLI::App& app);
 void register_export(CLI::App& app);
+void register_synth(CLI::App& app);
 
 }  // namespace sparq::cli

@@ -10,6 +10,7 @@ int main(int argc, char** argv) {
     sparq::cli::register_eval(app);
     sparq::cli::register_generate(app);
     sparq::cli::register_export(app);
+    sparq::cli::register_synth(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {
