@@ -48,7 +48,9 @@ std::vector<SynthTensor> plan_tensors(const ModelConfig& c) {
     // std 1/sqrt(fan_in) keeps each branch's activations O(1).
     auto linear_width = [](int64_t fan_in) { return static_cast<float>(std::sqrt(3.0 / static_cast<double>(fan_in))); };
     std::vector<SynthTensor> t;
-    t.push_back({"model.embed_tokens.weight", {v, d}, 0.0f, 1.0f});
+    // Embeddings of std 1/sqrt(d), as trained models have small ones; a tied
+    // head then gives logits of order 1, like an untied one.
+    t.push_back({"model.embed_tokens.weight", {v, d}, 0.0f, linear_width(d)});
     for (int64_t l = 0; l < c.num_layers; ++l) {
         auto n = [&](const char* s) { return layer_tensor_name(l, s); };
         // Norm weights vary around 1 so a misapplied norm changes the output.
@@ -144,13 +146,16 @@ SynthReport synthesize_model(const ModelConfig& config, const SynthOptions& opti
     const auto plan = plan_tensors(config);
 
     // Peaked: scale the final norm (logits are linear in it, tied or not)
-    // until the mean entropy is below half of log(vocab).
+    // until the mean entropy is between a quarter and a half of log(vocab):
+    // peaked enough that errors show, not so peaked that every prediction is
+    // a confident miss.
     double norm_scale = 1.0;
     if (options.peaked) {
         TensorMap tensors("synth");
         for (const auto& t : plan) tensors.add(t.name, make_f32_tensor(t.shape, generate_values(t, options.seed, 1.0f)));
         const double target = 0.5 * std::log(static_cast<double>(config.vocab_size));
-        for (int step = 0; step < 40; ++step) {
+        const double floor = 0.25 * std::log(static_cast<double>(config.vocab_size));
+        for (int step = 0; step < 60; ++step) {
             TensorMap scaled("synth");
             for (const auto& [name, t] : tensors.all()) {
                 if (name == "model.norm.weight") {
@@ -164,8 +169,8 @@ SynthReport synthesize_model(const ModelConfig& config, const SynthOptions& opti
             report.mean_entropy = mean_entropy(config, scaled, options.seed);
             log("synth: final norm x" + std::to_string(norm_scale) + " -> mean entropy " +
                 std::to_string(report.mean_entropy) + " (target < " + std::to_string(target) + ")");
-            if (report.mean_entropy < target) break;
-            norm_scale *= 1.5;
+            if (report.mean_entropy < target && report.mean_entropy > floor) break;
+            norm_scale *= report.mean_entropy >= target ? 1.25 : 0.85;
         }
     }
     report.final_norm_scale = norm_scale;
