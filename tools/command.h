@@ -43,5 +43,11 @@ void register_eval(CLI::App& app);
 void register_generate(CLI::App& app);
 void register_export(CLI::App& app);
 void register_synth(CLI::App& app);
+void register_quantize(CLI::App& app);
+void register_verify(CLI::App& app);
+
+// The command line this process was started with (recorded in outputs).
+const std::string& invocation();
+void set_invocation(int argc, char** argv);
 
 }  // namespace sparq::cli

@@ -41,6 +41,24 @@ void set_command_body(CLI::App* command, const CommonOptions& options, std::func
     });
 }
 
+namespace {
+std::string& invocation_storage() {
+    static std::string line;
+    return line;
+}
+}  // namespace
+
+const std::string& invocation() { return invocation_storage(); }
+
+void set_invocation(int argc, char** argv) {
+    std::string line;
+    for (int i = 0; i < argc; ++i) {
+        if (i) line += ' ';
+        line += argv[i];
+    }
+    invocation_storage() = line;
+}
+
 void print_json(const nlohmann::json& j) {
     std::cout << j.dump(1) << std::endl;
 }

@@ -11,6 +11,9 @@ int main(int argc, char** argv) {
     sparq::cli::register_generate(app);
     sparq::cli::register_export(app);
     sparq::cli::register_synth(app);
+    sparq::cli::register_quantize(app);
+    sparq::cli::register_verify(app);
+    sparq::cli::set_invocation(argc, argv);
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {

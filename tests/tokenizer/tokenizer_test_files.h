@@ -44,3 +44,35 @@ std::string error_message_of(Call&& call) {
 }
 
 }  // namespace sparq::testing
+
+namespace sparq::testing {
+
+// A conformance vector set as llama.cpp's tokenizer tests write it:
+// vectors.inp holds each string followed by "\n__ggml_vocab_test__\n" (the
+// separator's leading newline is not part of the string); vectors.out holds
+// one line of ids per string, an empty line for the empty string.
+struct ConformanceVectors {
+    std::vector<std::string> strings;
+    std::vector<std::vector<int32_t>> ids;
+};
+
+inline ConformanceVectors read_conformance_vectors(const std::string& inp_path, const std::string& out_path) {
+    ConformanceVectors v;
+    std::string inputs = read_text_file(inp_path);
+    const std::string separator = "\n__ggml_vocab_test__\n";
+    for (size_t at; (at = inputs.find(separator)) != std::string::npos;) {
+        v.strings.push_back(inputs.substr(0, at));
+        inputs.erase(0, at + separator.size());
+    }
+    if (!inputs.empty()) fail_in({inp_path, "", ""}, "text after the last separator");
+    const std::string outputs = read_text_file(out_path);
+    for (size_t begin = 0; begin < outputs.size();) {
+        size_t end = outputs.find('\n', begin);
+        if (end == std::string::npos) end = outputs.size();
+        v.ids.push_back(parse_id_line(outputs.substr(begin, end - begin)));
+        begin = end + 1;
+    }
+    return v;
+}
+
+}  // namespace sparq::testing

@@ -1,0 +1,194 @@
+#include "passes/quantize_model.h"
+
+#include <chrono>
+#include <cmath>
+#include <set>
+
+#include "core/error.h"
+#include "core/half.h"
+#include "passes/tensor_selection.h"
+#include "quant/bits.h"
+
+namespace sparq {
+
+QuantScheme QuantizeOptions::linear_scheme() const {
+    QuantScheme s;
+    s.bits = bits;
+    s.group = group >= 0 ? group : (bits >= 8 ? 0 : 128);
+    s.symmetric = symmetric;
+    return s;
+}
+
+std::optional<QuantScheme> QuantizeOptions::table_scheme(int table_bits) const {
+    if (table_bits >= 16) return std::nullopt;
+    QuantScheme s;
+    s.bits = table_bits;
+    s.symmetric = true;
+    const QuantScheme linear = linear_scheme();
+    s.group = table_bits >= 8 ? 0 : (linear.group > 0 ? linear.group : 32);
+    return s;
+}
+
+void QuantizeOptions::validate() const {
+    auto check_bits = [](int b, const char* flag, bool allow16) {
+        if (b != 8 && b != 4 && b != 3 && b != 2 && !(allow16 && b == 16)) {
+            fail_in({"", "", flag}, "must be 8, 4, 3 or 2", allow16 ? " (or 16 to keep FP16)" : "", ", got ", b);
+        }
+    };
+    check_bits(bits, "--bits", false);
+    check_bits(embed_bits, "--embed-bits", true);
+    check_bits(head_bits, "--head-bits", true);
+    validate_quant_scheme(linear_scheme());
+    if (method != "rtn" && method != "mse") {
+        if (method == "imatrix" || method == "gptq" || method == "awq" || method == "smoothquant") {
+            fail_in({"", "", "--method"}, "'", method, "' needs calibration, which this build does not have yet");
+        }
+        fail_in({"", "", "--method"}, "must be rtn, mse, imatrix, gptq, awq or smoothquant, got '", method, "'");
+    }
+}
+
+QuantizeOptions parse_quantize_options(const nlohmann::json& j) {
+    static const std::set<std::string> known = {"bits", "group", "symmetric", "method", "targets",
+                                                "ignore", "embed_bits", "head_bits"};
+    if (!j.is_object()) fail_in({"", "", "quantize"}, "options must be an object");
+    for (const auto& [key, value] : j.items()) {
+        if (!known.count(key)) fail_in({"", "", key}, "unknown option of the quantize pass");
+    }
+    QuantizeOptions o;
+    try {
+        if (j.contains("bits")) o.bits = j["bits"].get<int>();
+        if (j.contains("group")) o.group = j["group"].get<int64_t>();
+        if (j.contains("symmetric")) o.symmetric = j["symmetric"].get<bool>();
+        if (j.contains("method")) o.method = j["method"].get<std::string>();
+        if (j.contains("targets")) o.targets = j["targets"].get<std::string>();
+        if (j.contains("ignore")) o.ignore = j["ignore"].get<std::string>();
+        if (j.contains("embed_bits")) o.embed_bits = j["embed_bits"].get<int>();
+        if (j.contains("head_bits")) o.head_bits = j["head_bits"].get<int>();
+    } catch (const nlohmann::json::exception& e) {
+        fail_in({"", "", "quantize"}, "an option has the wrong type: ", e.what());
+    }
+    o.validate();
+    return o;
+}
+
+std::vector<PlannedTensor> plan_quantization(const ModelSource& model, const QuantizeOptions& options) {
+    options.validate();
+    const TensorSelection selection(options.targets, options.ignore);
+    std::vector<PlannedTensor> plan;
+    for (const auto& [name, t] : model.tensors.all()) {
+        PlannedTensor p;
+        p.name = name;
+        p.shape = t.shape;
+        std::optional<QuantScheme> scheme;
+        const bool is_table = name == "model.embed_tokens.weight" || name == "lm_head.weight";
+        if (is_table) {
+            const int b = name == "lm_head.weight" ? options.head_bits : options.embed_bits;
+            scheme = options.table_scheme(b);
+            if (!scheme) p.action = TensorAction::KeepF16;
+        } else if (t.shape.size() == 2 && selection.selected(name)) {
+            scheme = options.linear_scheme();
+        }
+        if (scheme) {
+            p.action = TensorAction::Quantize;
+            p.scheme = *scheme;
+            p.estimated_bytes = static_cast<int64_t>(packed_geometry(p.scheme, t.shape[0], t.shape[1]).total_bytes);
+        } else {
+            p.estimated_bytes = t.numel() * (p.action == TensorAction::KeepF16 ? 2 : 4);
+        }
+        plan.push_back(std::move(p));
+    }
+    return plan;
+}
+
+nlohmann::json plan_to_json(const std::vector<PlannedTensor>& plan) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& p : plan) {
+        nlohmann::json e = {{"name", p.name}, {"shape", p.shape}, {"estimated_bytes", p.estimated_bytes}};
+        if (p.action == TensorAction::Quantize) {
+            e["scheme"] = p.scheme.name();
+            e["bits"] = p.scheme.bits;
+            e["group"] = p.scheme.group;
+        } else {
+            e["scheme"] = p.action == TensorAction::KeepF16 ? "f16" : "f32";
+            e["bits"] = p.action == TensorAction::KeepF16 ? 16 : 32;
+        }
+        e["sparsity"] = 0.0;
+        out.push_back(e);
+    }
+    return out;
+}
+
+namespace {
+
+Tensor to_dtype(const Tensor& t, DType dtype) {
+    if (t.dtype == dtype) return t;
+    std::vector<float> f = t.to_f32();
+    if (dtype == DType::F32) return make_f32_tensor(t.shape, std::move(f));
+    auto storage = std::make_shared<std::vector<uint16_t>>(f.size());
+    fp32_to_fp16_row(f.data(), storage->data(), f.size());
+    Tensor out;
+    out.dtype = DType::F16;
+    out.shape = t.shape;
+    out.data = reinterpret_cast<const uint8_t*>(storage->data());
+    out.nbytes = storage->size() * 2;
+    out.owner = storage;
+    return out;
+}
+
+}  // namespace
+
+QuantizeResult quantize_model(const ModelSource& model, const QuantizeOptions& options,
+                              const std::function<void(const std::string&)>& log) {
+    const auto plan = plan_quantization(model, options);
+    const QuantMethod method = parse_quant_method(options.method);
+    QuantizeResult result;
+    int64_t linear_params = 0, linear_bytes = 0;
+    size_t done = 0;
+    const auto start = std::chrono::steady_clock::now();
+    for (const auto& p : plan) {
+        const Tensor& source = model.tensors.get(p.name);
+        result.n_params += source.numel();
+        result.source_weight_bytes += static_cast<int64_t>(source.nbytes);
+        ModelTensorEntry entry;
+        entry.name = p.name;
+        QuantizedTensorReport report;
+        report.name = p.name;
+        if (p.action == TensorAction::Quantize) {
+            PackedTensor packed = quantize_tensor(source, p.scheme, method, nullptr, p.name);
+            const std::vector<float> original = source.to_f32();
+            report.sqnr_db = sqnr_db(original, dequantize_tensor(packed));
+            report.bits = p.scheme.bits;
+            report.group = p.scheme.group;
+            report.symmetric = p.scheme.symmetric;
+            if (is_block_linear(p.name)) {
+                linear_params += source.numel();
+                linear_bytes += static_cast<int64_t>(packed_geometry(p.scheme, packed.rows, packed.cols).total_bytes);
+            }
+            entry.packed = std::move(packed);
+        } else {
+            entry.dense = to_dtype(source, p.action == TensorAction::KeepF16 ? DType::F16 : DType::F32);
+            report.bits = p.action == TensorAction::KeepF16 ? 16 : 32;
+            report.sqnr_db = INFINITY;
+            if (is_block_linear(p.name)) {
+                linear_params += source.numel();
+                linear_bytes += static_cast<int64_t>(entry.dense.nbytes);
+            }
+        }
+        result.weight_bytes += static_cast<int64_t>(stored_entry_bytes(entry));
+        result.tensors.push_back(std::move(entry));
+        result.reports.push_back(report);
+        ++done;
+        if (log && (p.action == TensorAction::Quantize)) {
+            const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+            char line[256];
+            std::snprintf(line, sizeof line, "[%.1fs] %zu/%zu %s %s sqnr %.2f dB", s, done, plan.size(), p.name.c_str(),
+                          p.scheme.name().c_str(), report.sqnr_db);
+            log(line);
+        }
+    }
+    result.bits_per_weight = linear_params ? 8.0 * static_cast<double>(linear_bytes) / static_cast<double>(linear_params) : 0;
+    result.file_bits_per_weight = result.n_params ? 8.0 * static_cast<double>(result.weight_bytes) / static_cast<double>(result.n_params) : 0;
+    return result;
+}
+
+}  // namespace sparq

@@ -1,0 +1,77 @@
+// Weight quantization of a whole model: which tensor gets which scheme (the
+// plan), the quantization itself (parallel inside each tensor, deterministic),
+// and the report the CLI prints. Options are typed and parsed from JSON that
+// rejects unknown keys, so the CLI and recipes drive the same code.
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "models/model_source.h"
+#include "models/sparq_model.h"
+#include "quant/quantize_tensor.h"
+
+namespace sparq {
+
+struct QuantizeOptions {
+    int bits = 4;
+    int64_t group = -1;  // -1: 128 below 8 bits, 0 (per channel) at 8 bits
+    bool symmetric = true;
+    std::string method = "rtn";
+    std::string targets;  // regex on whole names; empty = block linear layers
+    std::string ignore;
+    int embed_bits = 8;   // 16 keeps FP16
+    int head_bits = 8;
+
+    QuantScheme linear_scheme() const;
+    // Scheme for the embedding/head at `bits` (8: per channel; lower: the
+    // linear layers' group, 32 when they are per channel); nullopt for 16.
+    std::optional<QuantScheme> table_scheme(int bits) const;
+    void validate() const;
+};
+
+// Parses options from JSON; an unknown key or a wrong type is a sparq::Error
+// naming the key.
+QuantizeOptions parse_quantize_options(const nlohmann::json& j);
+
+enum class TensorAction { KeepF32, KeepF16, Quantize };
+
+struct PlannedTensor {
+    std::string name;
+    TensorAction action = TensorAction::KeepF32;
+    QuantScheme scheme;
+    Shape shape;
+    int64_t estimated_bytes = 0;
+};
+
+std::vector<PlannedTensor> plan_quantization(const ModelSource& model, const QuantizeOptions& options);
+
+struct QuantizedTensorReport {
+    std::string name;
+    int bits = 16;
+    int64_t group = 0;
+    bool symmetric = true;
+    double sqnr_db = 0;  // +inf for an exact reconstruction
+};
+
+struct QuantizeResult {
+    std::vector<ModelTensorEntry> tensors;  // ready for write_sparq_model
+    std::vector<QuantizedTensorReport> reports;
+    double bits_per_weight = 0;       // block linear layers
+    double file_bits_per_weight = 0;  // all stored tensor bytes / all parameters
+    int64_t weight_bytes = 0;         // stored bytes of all tensors
+    int64_t source_weight_bytes = 0;
+    int64_t n_params = 0;
+};
+
+QuantizeResult quantize_model(const ModelSource& model, const QuantizeOptions& options,
+                              const std::function<void(const std::string&)>& log = {});
+
+// JSON form of the plan (for --dry-run and the metadata).
+nlohmann::json plan_to_json(const std::vector<PlannedTensor>& plan);
+
+}  // namespace sparq

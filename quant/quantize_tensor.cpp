@@ -1,0 +1,184 @@
+#include "quant/quantize_tensor.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <optional>
+
+#include "core/error.h"
+#include "core/parallel.h"
+#include "quant/reference_codec.h"
+#include "quant/rtn.h"
+
+namespace sparq {
+
+std::string_view quant_method_name(QuantMethod method) {
+    return method == QuantMethod::Rtn ? "rtn" : "mse";
+}
+
+QuantMethod parse_quant_method(std::string_view name) {
+    if (name == "rtn") return QuantMethod::Rtn;
+    if (name == "mse") return QuantMethod::Mse;
+    fail("unknown quantization method '", name, "' (expected rtn or mse)");
+}
+
+namespace {
+
+// About 64K weights per chunk: big enough to amortize scheduling, small
+// enough to balance; depends only on the shape, never on the threads.
+int64_t rows_per_chunk(int64_t cols) { return std::max<int64_t>(1, (int64_t{1} << 16) / cols); }
+
+void check_inputs(const Tensor& weight, const QuantScheme& scheme,
+                  const std::vector<float>* importance, const std::string& name) {
+    const ErrorContext context{"", name, ""};
+    validate_quant_scheme(scheme);
+    if (weight.shape.size() != 2) {
+        fail_in(context, "quantization needs a 2-D weight [rows, cols], got shape ",
+                shape_string(weight.shape));
+    }
+    if (weight.shape[1] < 1) fail_in(context, "cannot quantize a weight with 0 columns");
+    const size_t expected_bytes = static_cast<size_t>(weight.numel()) * dtype_size(weight.dtype);
+    if (weight.dtype != DType::F32 && weight.dtype != DType::F16 &&
+        weight.dtype != DType::BF16 && weight.dtype != DType::F64) {
+        fail_in(context, "cannot quantize a ", dtype_name(weight.dtype),
+                " tensor (expected F32, F16, BF16 or F64)");
+    }
+    if (weight.nbytes != expected_bytes || (expected_bytes > 0 && weight.data == nullptr)) {
+        fail_in(context, "holds ", weight.nbytes, " bytes, expected ", expected_bytes, " for ",
+                dtype_name(weight.dtype), " ", shape_string(weight.shape));
+    }
+    if (!importance) return;
+    if (static_cast<int64_t>(importance->size()) != weight.shape[1]) {
+        fail_in(context, "importance has ", importance->size(), " values, expected one per column (",
+                weight.shape[1], ")");
+    }
+    for (size_t i = 0; i < importance->size(); ++i) {
+        if (!std::isfinite((*importance)[i]) || (*importance)[i] < 0) {
+            fail_in(context, "importance of column ", i, " is ", (*importance)[i],
+                    " (expected finite and >= 0)");
+        }
+    }
+}
+
+std::string describe_non_finite(float v) {
+    if (std::isnan(v)) return "NaN";
+    return v > 0 ? "+Inf" : "-Inf";
+}
+
+}  // namespace
+
+PackedTensor quantize_tensor(const Tensor& weight, const QuantScheme& scheme, QuantMethod method,
+                             const std::vector<float>* importance, const std::string& tensor_name,
+                             const ClipGrid& grid) {
+    try {
+        check_inputs(weight, scheme, importance, tensor_name);
+    } catch (const Error& e) {
+        throw e.with_tensor(tensor_name);
+    }
+    const int64_t rows = weight.shape[0], cols = weight.shape[1];
+    PackedTensor out(scheme, rows, cols);
+    const PackedGeometry geometry = out.view().geometry();
+    const int64_t span = scheme.group_span(cols);
+    const int64_t grain = rows_per_chunk(cols);
+    // Error slots per chunk; after the loop the first non-finite value wins,
+    // then the first other failure, so the message never depends on
+    // scheduling.
+    const size_t chunks = static_cast<size_t>((rows + grain - 1) / grain);
+    std::vector<std::optional<std::string>> non_finite(chunks), failures(chunks);
+
+    parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
+        const size_t chunk = static_cast<size_t>(begin / grain);
+        std::vector<float> values(static_cast<size_t>((end - begin) * cols));
+        weight.rows_to_f32(begin, end, values.data());
+        for (size_t i = 0; i < values.size(); ++i) {
+            if (!std::isfinite(values[i])) {
+                const int64_t r = begin + static_cast<int64_t>(i) / cols;
+                const int64_t c = static_cast<int64_t>(i) % cols;
+                non_finite[chunk] = "non-finite value " + describe_non_finite(values[i]) +
+                                    " at row " + std::to_string(r) + ", column " +
+                                    std::to_string(c) + " (quantization needs finite weights)";
+                return;
+            }
+        }
+        std::vector<uint8_t> codes(static_cast<size_t>(cols));
+        std::vector<uint8_t> zeros(static_cast<size_t>(geometry.groups_per_row));
+        std::vector<float> scratch(static_cast<size_t>(span));
+        for (int64_t r = begin; r < end; ++r) {
+            const float* row = values.data() + (r - begin) * cols;
+            for (int64_t k = 0; k < geometry.groups_per_row; ++k) {
+                const int64_t first = k * span;
+                const int64_t n = std::min(span, cols - first);
+                GroupParams p;
+                try {
+                    p = method == QuantMethod::Rtn
+                            ? quantize_group_rtn(scheme, row + first, n, codes.data() + first,
+                                                 scratch.data())
+                            : quantize_group_mse(scheme, row + first, n,
+                                                 importance ? importance->data() + first : nullptr,
+                                                 grid, codes.data() + first, scratch.data());
+                } catch (const Error& e) {
+                    failures[chunk] = "row " + std::to_string(r) + ", group " + std::to_string(k) +
+                                      ": " + e.message();
+                    return;
+                }
+                out.scales[static_cast<size_t>(r * geometry.groups_per_row + k)] = p.scale;
+                zeros[static_cast<size_t>(k)] = static_cast<uint8_t>(p.zero);
+            }
+            pack_code_row(scheme, codes.data(), cols, out.codes.data() + r * geometry.code_row_bytes);
+            if (!scheme.symmetric) {
+                pack_zero_row(scheme, zeros.data(), geometry.groups_per_row,
+                              out.zeros.data() + r * geometry.zero_row_bytes);
+            }
+        }
+    });
+    for (const auto* errors : {&non_finite, &failures}) {
+        for (const auto& error : *errors) {
+            if (error) fail_in({"", tensor_name, ""}, *error);
+        }
+    }
+    return out;
+}
+
+std::vector<float> dequantize_tensor(const PackedView& packed) {
+    const PackedGeometry geometry = packed.geometry();
+    std::vector<float> out(static_cast<size_t>(geometry.rows * geometry.cols));
+    parallel_for(0, packed.rows, rows_per_chunk(packed.cols), [&](int64_t begin, int64_t end) {
+        dequantize_rows(packed, begin, end, out.data() + begin * packed.cols);
+    });
+    return out;
+}
+
+std::vector<float> dequantize_tensor(const PackedTensor& packed) {
+    return dequantize_tensor(packed.view());
+}
+
+double sqnr_db(const std::vector<float>& original, const std::vector<float>& dequantized) {
+    if (original.size() != dequantized.size()) {
+        fail("sqnr_db: ", original.size(), " original values but ", dequantized.size(),
+             " dequantized ones");
+    }
+    const int64_t n = static_cast<int64_t>(original.size());
+    const int64_t grain = int64_t{1} << 16;
+    std::vector<double> signal(static_cast<size_t>((n + grain - 1) / grain));
+    std::vector<double> noise(signal.size());
+    parallel_for(0, n, grain, [&](int64_t begin, int64_t end) {
+        double s = 0, e = 0;
+        for (int64_t i = begin; i < end; ++i) {
+            const double w = original[i], d = w - static_cast<double>(dequantized[i]);
+            s += w * w;
+            e += d * d;
+        }
+        signal[static_cast<size_t>(begin / grain)] = s;
+        noise[static_cast<size_t>(begin / grain)] = e;
+    });
+    double s = 0, e = 0;
+    for (size_t c = 0; c < signal.size(); ++c) {
+        s += signal[c];
+        e += noise[c];
+    }
+    if (e == 0) return std::numeric_limits<double>::infinity();
+    if (s == 0) return -std::numeric_limits<double>::infinity();
+    return 10.0 * std::log10(s / e);
+}
+
+}  // namespace sparq

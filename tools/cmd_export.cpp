@@ -1,0 +1,106 @@
+// sparq export IN -o OUT.gguf [--type f32|f16]: writes a GGUF file that
+// llama.cpp loads (arch "llama").
+#include <algorithm>
+#include <cctype>
+#include <chrono>
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+
+#include "core/error.h"
+#include "formats/gguf/llama_export.h"
+#include "models/model_source.h"
+#include "tools/command.h"
+
+namespace sparq::cli {
+
+namespace {
+
+struct ExportArgs {
+    CommonOptions common;
+    std::string model;
+    std::string output;
+    std::string type = "f16";
+    std::string tokenizer;
+    std::string name;
+};
+
+std::string lower(std::string s) {
+    std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    return s;
+}
+
+// llama.cpp quantization types GGUF export will take in later releases.
+bool is_llamacpp_quant_type(const std::string& t) {
+    static const char* const kTypes[] = {"q8_0",   "q4_0",   "q4_1",   "q5_0",   "q5_1",   "q2_k",    "q3_k",
+                                         "q3_k_s", "q3_k_m", "q3_k_l", "q4_k",   "q4_k_s", "q4_k_m",  "q5_k",
+                                         "q5_k_s", "q5_k_m", "q6_k",   "iq4_nl", "iq4_xs", "bf16",    "tq1_0",
+                                         "tq2_0",  "iq2_xxs", "iq2_xs", "iq2_s", "iq3_xxs", "iq3_s", "iq1_s", "iq1_m"};
+    for (const char* k : kTypes) {
+        if (t == k) return true;
+    }
+    return false;
+}
+
+std::string check_type(const std::string& value) {
+    const std::string t = lower(value);
+    if (t == "f32" || t == "f16") return "";
+    if (is_llamacpp_quant_type(t)) {
+        return "GGUF export to " + value +
+               " is not supported yet: only f32 and f16 are (for now, export f16 and quantize it with "
+               "llama.cpp's llama-quantize)";
+    }
+    return "unknown GGUF type '" + value + "': expected f32 or f16";
+}
+
+int run_export(const ExportArgs& args) {
+    const auto start = std::chrono::steady_clock::now();
+    const std::string t = lower(args.type);
+    const GgufExportType type = t == "f32" ? GgufExportType::F32 : GgufExportType::F16;
+
+    LoadOptions options;
+    options.tokenizer_path = args.tokenizer;
+    options.require_tokenizer = true;
+    log_line(args.common, "loading " + args.model);
+    const ModelSource m = load_model(args.model, options);
+    if (!m.tokenizer) fail_in({args.model, "", ""}, "GGUF export needs the model's tokenizer (give it with --tokenizer)");
+
+    log_line(args.common, "writing " + args.output + " (" + t + ")");
+    const GgufExportSummary s =
+        export_llama_gguf(m.config, m.tensors, m.tokenizer->vocabulary(), args.output, type, args.name);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+
+    if (args.common.json) {
+        print_json({{"output", s.output},
+                    {"type", t},
+                    {"bytes", s.bytes},
+                    {"tensors", s.tensors},
+                    {"format", "gguf"},
+                    {"source_format", m.format},
+                    {"seconds", seconds}});
+    } else {
+        std::ostringstream os;
+        os << "wrote " << s.output << ": " << s.tensors << " tensors, " << s.bytes << " bytes, " << t << ", "
+           << std::fixed << std::setprecision(2) << seconds << " s";
+        std::cout << os.str() << std::endl;
+    }
+    return 0;
+}
+
+}  // namespace
+
+void register_export(CLI::App& app) {
+    static ExportArgs args;
+    CLI::App* cmd = app.add_subcommand("export", "Write a GGUF file that llama.cpp loads (arch \"llama\")");
+    cmd->add_option("IN", args.model, "Model directory or file")->required();
+    cmd->add_option("-o,--output", args.output, "Output .gguf file")->required();
+    cmd->add_option("--type", args.type, "Tensor type of the 2-D weights: f32 or f16 (norms stay F32)")
+        ->default_val("f16")
+        ->check(CLI::Validator(check_type, "f32|f16", "GGUF type"));
+    cmd->add_option("--tokenizer", args.tokenizer, "Tokenizer file (llama2.c checkpoints)");
+    cmd->add_option("--name", args.name, "general.name stored in the file (default: the output file's stem)");
+    add_common_options(cmd, args.common);
+    set_command_body(cmd, args.common, [] { return run_export(args); });
+}
+
+}  // namespace sparq::cli

@@ -1,0 +1,132 @@
+// sparq quantize MODEL -o OUT.sparq --bits B [--group G] [--sym|--asym] [--method M]
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <iomanip>
+#include <iostream>
+
+#include "core/error.h"
+#include "core/memory.h"
+#include "passes/quantize_model.h"
+#include "tools/command.h"
+
+namespace sparq::cli {
+
+namespace {
+
+struct QuantizeArgs {
+    CommonOptions common;
+    std::string model;
+    std::string output;
+    std::string tokenizer;
+    QuantizeOptions options;
+    bool asym = false;
+    bool sym = false;
+    bool dry_run = false;
+    double target_bpw = 0;
+    CLI::App* command = nullptr;
+};
+
+nlohmann::json finite_or_null(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); }
+
+int run_quantize(QuantizeArgs& args) {
+    if (args.target_bpw > 0) fail_in({"", "", "--target-bpw"}, "mixed precision under a size budget is not available yet");
+    if (args.asym && args.sym) fail_in({"", "", "--asym"}, "give either --sym or --asym");
+    if (args.command->count("--bits") == 0 && args.target_bpw <= 0) {
+        fail_in({"", "", "--bits"}, "give --bits B or --target-bpw X");
+    }
+    args.options.symmetric = !args.asym;
+    args.options.validate();
+    const auto start = std::chrono::steady_clock::now();
+    LoadOptions load;
+    load.tokenizer_path = args.tokenizer;
+    const ModelSource model = load_model(args.model, load);
+    if (args.dry_run) {
+        const auto plan = plan_quantization(model, args.options);
+        int64_t bytes = 0, params = 0;
+        for (const auto& p : plan) {
+            bytes += p.estimated_bytes;
+            params += shape_numel(p.shape);
+        }
+        nlohmann::json j = {{"dry_run", true},
+                            {"plan", plan_to_json(plan)},
+                            {"estimated_weight_bytes", bytes},
+                            {"estimated_file_bits_per_weight", params ? 8.0 * bytes / params : 0.0}};
+        if (args.common.json) {
+            print_json(j);
+        } else {
+            for (const auto& p : j["plan"]) {
+                std::cout << std::left << std::setw(48) << p["name"].get<std::string>() << " " << std::setw(14)
+                          << p["scheme"].get<std::string>() << " " << p["estimated_bytes"] << " bytes\n";
+            }
+            std::cout << "estimated " << bytes << " bytes of weights\n";
+        }
+        return 0;
+    }
+    if (args.output.empty()) fail_in({"", "", "-o"}, "an output file is required");
+    const QuantizeResult r = quantize_model(model, args.options, [&](const std::string& s) { log_line(args.common, s); });
+    nlohmann::json tensors = nlohmann::json::array();
+    for (const auto& t : r.reports) {
+        tensors.push_back({{"name", t.name}, {"bits", t.bits}, {"group", t.group}, {"symmetric", t.symmetric},
+                           {"sqnr_db", finite_or_null(t.sqnr_db)}});
+    }
+    nlohmann::json metadata = {
+        {"command", invocation()},
+        {"source", {{"path", model.path}, {"format", model.format}}},
+        {"quantization",
+         {{"method", args.options.method},
+          {"scheme", args.options.linear_scheme().name()},
+          {"embed_bits", args.options.embed_bits},
+          {"head_bits", args.options.head_bits},
+          {"bits_per_weight", r.bits_per_weight},
+          {"file_bits_per_weight", r.file_bits_per_weight}}},
+    };
+    write_sparq_model(args.output, model.config, *model.tokenizer, r.tensors, metadata);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    nlohmann::json j = {{"output", args.output},
+                        {"bits_per_weight", r.bits_per_weight},
+                        {"file_bits_per_weight", r.file_bits_per_weight},
+                        {"weight_bytes", r.weight_bytes},
+                        {"source_weight_bytes", r.source_weight_bytes},
+                        {"file_bytes", std::filesystem::file_size(args.output)},
+                        {"seconds", seconds},
+                        {"peak_rss_bytes", peak_rss_bytes()},
+                        {"method", args.options.method},
+                        {"scheme", args.options.linear_scheme().name()},
+                        {"tensors", tensors}};
+    if (args.common.json) {
+        print_json(j);
+    } else {
+        std::cout << "wrote " << args.output << ": " << std::fixed << std::setprecision(3) << r.bits_per_weight
+                  << " bits/weight in block linears, " << r.file_bits_per_weight << " over all parameters, "
+                  << r.weight_bytes << " bytes (from " << r.source_weight_bytes << ") in " << std::setprecision(2)
+                  << seconds << " s\n";
+    }
+    return 0;
+}
+
+}  // namespace
+
+void register_quantize(CLI::App& app) {
+    static QuantizeArgs args;
+    CLI::App* cmd = app.add_subcommand("quantize", "Quantize a model's weights into a packed .sparq file");
+    args.command = cmd;
+    cmd->add_option("MODEL", args.model, "Model directory or file")->required();
+    cmd->add_option("-o,--output", args.output, "Output .sparq file");
+    cmd->add_option("--bits", args.options.bits, "Bits per weight: 8, 4, 3 or 2");
+    cmd->add_option("--target-bpw", args.target_bpw, "File size budget in bits per parameter (mixed precision)");
+    cmd->add_option("--group", args.options.group, "Group size along the input dimension (0 = per output channel)");
+    cmd->add_flag("--sym", args.sym, "Symmetric codes (default)");
+    cmd->add_flag("--asym", args.asym, "Asymmetric codes with a zero point");
+    cmd->add_option("--method", args.options.method, "rtn, mse (imatrix, gptq, awq, smoothquant need calibration)");
+    cmd->add_option("--targets", args.options.targets, "Regex on whole tensor names to quantize (default: block linears)");
+    cmd->add_option("--ignore", args.options.ignore, "Regex on whole tensor names to leave alone (wins over --targets)");
+    cmd->add_option("--embed-bits", args.options.embed_bits, "Token embedding bits (16 keeps FP16)");
+    cmd->add_option("--head-bits", args.options.head_bits, "Output head bits (16 keeps FP16)");
+    cmd->add_option("--tokenizer", args.tokenizer, "Tokenizer file (llama2.c checkpoints)");
+    cmd->add_flag("--dry-run", args.dry_run, "Print the plan and write nothing");
+    add_common_options(cmd, args.common);
+    set_command_body(cmd, args.common, [] { return run_quantize(args); });
+}
+
+}  // namespace sparq::cli
