@@ -11,7 +11,7 @@
 
 namespace sparq {
 
-class ReferenceState : public InferenceState {
+class KvState : public InferenceState {
 public:
     std::vector<float> keys;    // [layer][position][kv_dim]
     std::vector<float> values;  // [layer][position][kv_dim]
@@ -27,46 +27,78 @@ void rms_norm(const float* x, const float* weight, int64_t n, int64_t d, double 
     }
 }
 
-const float* LlamaReference::weight(const TensorMap& tensors, const std::string& name, const Shape& shape) {
-    const Tensor& t = tensors.get(name, shape);
-    if (t.dtype == DType::F32) {
-        keep_alive_.push_back(t.owner);
-        return t.as<float>();
+int64_t LlamaWeights::bytes_per_token() const {
+    int64_t bytes = output().weight_bytes();
+    for (const auto& l : layers) {
+        for (const Linear* w : {l.wq.get(), l.wk.get(), l.wv.get(), l.wo.get(), l.w_gate.get(), l.w_up.get(),
+                                l.w_down.get()}) {
+            bytes += w->weight_bytes();
+        }
     }
-    auto converted = std::make_shared<std::vector<float>>(t.to_f32());
-    keep_alive_.push_back(converted);
-    return converted->data();
+    return bytes;
 }
 
-LlamaReference::LlamaReference(const ModelConfig& config, const TensorMap& tensors) : config_(config) {
+namespace {
+
+struct DenseLoader {
+    const TensorMap& tensors;
+    std::vector<std::shared_ptr<const void>>& keep_alive;
+
+    const float* array(const std::string& name, const Shape& shape) {
+        const Tensor& t = tensors.get(name, shape);
+        if (t.dtype == DType::F32) {
+            keep_alive.push_back(t.owner);
+            return t.as<float>();
+        }
+        auto converted = std::make_shared<std::vector<float>>(t.to_f32());
+        keep_alive.push_back(converted);
+        return converted->data();
+    }
+    std::unique_ptr<Linear> linear(const std::string& name, int64_t rows, int64_t cols) {
+        const float* w = array(name, {rows, cols});
+        return std::make_unique<DenseLinear>(w, rows, cols, keep_alive.back());
+    }
+};
+
+}  // namespace
+
+LlamaWeights dense_llama_weights(const ModelConfig& config, const TensorMap& tensors) {
+    LlamaWeights w;
+    DenseLoader load{tensors, w.keep_alive};
     const int64_t d = config.hidden_size, q = config.q_dim(), kv = config.kv_dim();
     const int64_t ff = config.intermediate_size, vocab = config.vocab_size;
-    embed_ = weight(tensors, "model.embed_tokens.weight", {vocab, d});
-    final_norm_ = weight(tensors, "model.norm.weight", {d});
-    if (config.tie_word_embeddings && !tensors.has("lm_head.weight")) {
-        lm_head_ = embed_;
-    } else {
-        lm_head_ = weight(tensors, "lm_head.weight", {vocab, d});
+    w.embed = load.linear("model.embed_tokens.weight", vocab, d);
+    w.final_norm = load.array("model.norm.weight", {d});
+    if (!(config.tie_word_embeddings && !tensors.has("lm_head.weight"))) {
+        w.head = load.linear("lm_head.weight", vocab, d);
     }
     for (int64_t l = 0; l < config.num_layers; ++l) {
         auto name = [&](const std::string& s) { return layer_tensor_name(l, s); };
-        Layer layer{};
-        layer.attn_norm = weight(tensors, name("input_layernorm.weight"), {d});
-        layer.wq = weight(tensors, name("self_attn.q_proj.weight"), {q, d});
-        layer.wk = weight(tensors, name("self_attn.k_proj.weight"), {kv, d});
-        layer.wv = weight(tensors, name("self_attn.v_proj.weight"), {kv, d});
-        layer.wo = weight(tensors, name("self_attn.o_proj.weight"), {d, q});
-        layer.mlp_norm = weight(tensors, name("post_attention_layernorm.weight"), {d});
-        layer.w_gate = weight(tensors, name("mlp.gate_proj.weight"), {ff, d});
-        layer.w_up = weight(tensors, name("mlp.up_proj.weight"), {ff, d});
-        layer.w_down = weight(tensors, name("mlp.down_proj.weight"), {d, ff});
+        LlamaWeights::Layer layer;
+        layer.attn_norm = load.array(name("input_layernorm.weight"), {d});
+        layer.wq = load.linear(name("self_attn.q_proj.weight"), q, d);
+        layer.wk = load.linear(name("self_attn.k_proj.weight"), kv, d);
+        layer.wv = load.linear(name("self_attn.v_proj.weight"), kv, d);
+        layer.wo = load.linear(name("self_attn.o_proj.weight"), d, q);
+        layer.mlp_norm = load.array(name("post_attention_layernorm.weight"), {d});
+        layer.w_gate = load.linear(name("mlp.gate_proj.weight"), ff, d);
+        layer.w_up = load.linear(name("mlp.up_proj.weight"), ff, d);
+        layer.w_down = load.linear(name("mlp.down_proj.weight"), d, ff);
         if (config.attention_bias) {
-            layer.bq = weight(tensors, name("self_attn.q_proj.bias"), {q});
-            layer.bk = weight(tensors, name("self_attn.k_proj.bias"), {kv});
-            layer.bv = weight(tensors, name("self_attn.v_proj.bias"), {kv});
+            layer.bq = load.array(name("self_attn.q_proj.bias"), {q});
+            layer.bk = load.array(name("self_attn.k_proj.bias"), {kv});
+            layer.bv = load.array(name("self_attn.v_proj.bias"), {kv});
         }
-        layers_.push_back(layer);
+        w.layers.push_back(std::move(layer));
     }
+    return w;
+}
+
+LlamaReference::LlamaReference(const ModelConfig& config, const TensorMap& tensors)
+    : LlamaTransformer(config, dense_llama_weights(config, tensors), "reference") {}
+
+LlamaTransformer::LlamaTransformer(const ModelConfig& config, LlamaWeights weights, std::string path_name)
+    : config_(config), weights_(std::move(weights)), path_name_(std::move(path_name)) {
     const int64_t half = config.head_dim / 2;
     inv_freq_.resize(static_cast<size_t>(half));
     for (int64_t i = 0; i < half; ++i) {
@@ -75,11 +107,11 @@ LlamaReference::LlamaReference(const ModelConfig& config, const TensorMap& tenso
     }
 }
 
-LlamaReference::~LlamaReference() = default;
+LlamaTransformer::~LlamaTransformer() = default;
 
-std::unique_ptr<InferenceState> LlamaReference::new_state(int64_t max_tokens) const {
+std::unique_ptr<InferenceState> LlamaTransformer::new_state(int64_t max_tokens) const {
     if (max_tokens <= 0) fail("the context must hold at least one token");
-    auto state = std::make_unique<ReferenceState>();
+    auto state = std::make_unique<KvState>();
     const size_t n = static_cast<size_t>(config_.num_layers * max_tokens * config_.kv_dim());
     state->keys.assign(n, 0.0f);
     state->values.assign(n, 0.0f);
@@ -128,20 +160,20 @@ void add_residual(float* x, const std::vector<float>& branch, float multiplier) 
 
 }  // namespace
 
-void LlamaReference::attention(const Layer& layer, ReferenceState& state, int64_t n, float* x) const {
+void LlamaTransformer::attention(const LlamaWeights::Layer& layer, size_t layer_index, KvState& state, int64_t n,
+                                 float* x) const {
     const int64_t d = config_.hidden_size, qd = config_.q_dim(), kvd = config_.kv_dim();
     const int64_t hd = config_.head_dim, heads = config_.num_heads;
     const int64_t group = config_.num_heads / config_.num_kv_heads;
     const int64_t pos = state.position();
-    const size_t layer_index = static_cast<size_t>(&layer - layers_.data());
     float* keys = state.keys.data() + layer_index * state.capacity() * kvd;
     float* values = state.values.data() + layer_index * state.capacity() * kvd;
 
     std::vector<float> xn(static_cast<size_t>(n * d)), q(static_cast<size_t>(n * qd));
     rms_norm(x, layer.attn_norm, n, d, config_.rms_norm_eps, xn.data());
-    matmul_f32(xn.data(), n, layer.wq, qd, d, q.data(), qd);
-    matmul_f32(xn.data(), n, layer.wk, kvd, d, keys + pos * kvd, kvd);
-    matmul_f32(xn.data(), n, layer.wv, kvd, d, values + pos * kvd, kvd);
+    layer.wq->forward(xn.data(), n, q.data(), qd);
+    layer.wk->forward(xn.data(), n, keys + pos * kvd, kvd);
+    layer.wv->forward(xn.data(), n, values + pos * kvd, kvd);
     if (layer.bq) {
         add_bias(q.data(), n, qd, layer.bq, qd);
         add_bias(keys + pos * kvd, n, kvd, layer.bk, kvd);
@@ -188,26 +220,26 @@ void LlamaReference::attention(const Layer& layer, ReferenceState& state, int64_
         }
     });
     std::vector<float> projected(static_cast<size_t>(n * d));
-    matmul_f32(out.data(), n, layer.wo, d, qd, projected.data(), d);
+    layer.wo->forward(out.data(), n, projected.data(), d);
     add_residual(x, projected, static_cast<float>(config_.residual_multiplier()));
 }
 
-void LlamaReference::mlp(const Layer& layer, int64_t n, float* x) const {
+void LlamaTransformer::mlp(const LlamaWeights::Layer& layer, int64_t n, float* x) const {
     const int64_t d = config_.hidden_size, ff = config_.intermediate_size;
     std::vector<float> xn(static_cast<size_t>(n * d));
     rms_norm(x, layer.mlp_norm, n, d, config_.rms_norm_eps, xn.data());
     std::vector<float> gate(static_cast<size_t>(n * ff)), up(static_cast<size_t>(n * ff));
-    matmul_f32(xn.data(), n, layer.w_gate, ff, d, gate.data(), ff);
-    matmul_f32(xn.data(), n, layer.w_up, ff, d, up.data(), ff);
+    layer.w_gate->forward(xn.data(), n, gate.data(), ff);
+    layer.w_up->forward(xn.data(), n, up.data(), ff);
     for (size_t i = 0; i < gate.size(); ++i) gate[i] = silu(gate[i]) * up[i];
     std::vector<float> down(static_cast<size_t>(n * d));
-    matmul_f32(gate.data(), n, layer.w_down, d, ff, down.data(), d);
+    layer.w_down->forward(gate.data(), n, down.data(), d);
     add_residual(x, down, static_cast<float>(config_.residual_multiplier()));
 }
 
-void LlamaReference::forward(InferenceState& base_state, std::span<const int32_t> tokens, float* logits,
-                             bool all_logits) const {
-    auto& state = dynamic_cast<ReferenceState&>(base_state);
+void LlamaTransformer::forward(InferenceState& base_state, std::span<const int32_t> tokens, float* logits,
+                               bool all_logits) const {
+    auto& state = dynamic_cast<KvState&>(base_state);
     const int64_t n = static_cast<int64_t>(tokens.size());
     if (n == 0) return;
     if (state.position() + n > state.capacity()) {
@@ -218,25 +250,25 @@ void LlamaReference::forward(InferenceState& base_state, std::span<const int32_t
     for (int64_t t = 0; t < n; ++t) {
         const int32_t id = tokens[t];
         if (id < 0 || id >= vocab) fail("token id ", id, " is outside the vocabulary (", vocab, ")");
-        std::memcpy(x.data() + t * d, embed_ + static_cast<int64_t>(id) * d, static_cast<size_t>(d) * 4);
+        weights_.embed->row(id, x.data() + t * d);
     }
     if (config_.embedding_multiplier() != 1.0) {
         const float m = static_cast<float>(config_.embedding_multiplier());
         for (float& v : x) v *= m;
     }
-    for (const Layer& layer : layers_) {
-        attention(layer, state, n, x.data());
-        mlp(layer, n, x.data());
+    for (size_t l = 0; l < weights_.layers.size(); ++l) {
+        attention(weights_.layers[l], l, state, n, x.data());
+        mlp(weights_.layers[l], n, x.data());
     }
     const int64_t first = all_logits ? 0 : n - 1;
     const int64_t rows = n - first;
     std::vector<float> xn(static_cast<size_t>(rows * d));
-    rms_norm(x.data() + first * d, final_norm_, rows, d, config_.rms_norm_eps, xn.data());
+    rms_norm(x.data() + first * d, weights_.final_norm, rows, d, config_.rms_norm_eps, xn.data());
     if (config_.logit_multiplier() != 1.0) {
         const float m = static_cast<float>(config_.logit_multiplier());
         for (float& v : xn) v *= m;
     }
-    matmul_f32(xn.data(), rows, lm_head_, vocab, d, logits, vocab);
+    weights_.output().forward(xn.data(), rows, logits, vocab);
     advance(state, n);
 }
 

@@ -11,50 +11,67 @@
 
 #include "formats/tensor_map.h"
 #include "models/causal_lm.h"
+#include "models/linear.h"
 
 namespace sparq {
 
-class LlamaReference : public CausalLM {
-public:
-    // Uses F32 tensors in place (zero-copy over a mapping); F16/BF16 ones are
-    // converted to owned F32 once.
-    LlamaReference(const ModelConfig& config, const TensorMap& tensors);
-    ~LlamaReference() override;
-
-    const ModelConfig& config() const override { return config_; }
-    std::unique_ptr<InferenceState> new_state(int64_t max_tokens) const override;
-    void forward(InferenceState& state, std::span<const int32_t> tokens, float* logits,
-                 bool all_logits) const override;
-    std::string path_name() const override { return "reference"; }
-
+// The weights of a Llama-family model as the transformer uses them: linear
+// layers behind the Linear interface, norms and biases as FP32 arrays.
+struct LlamaWeights {
     struct Layer {
-        const float* attn_norm;
-        const float* wq;
-        const float* wk;
-        const float* wv;
-        const float* wo;
-        const float* mlp_norm;
-        const float* w_gate;
-        const float* w_up;
-        const float* w_down;
+        const float* attn_norm = nullptr;
+        std::unique_ptr<Linear> wq, wk, wv, wo;
+        const float* mlp_norm = nullptr;
+        std::unique_ptr<Linear> w_gate, w_up, w_down;
         // Qwen2 q/k/v biases (null when the architecture has none).
         const float* bq = nullptr;
         const float* bk = nullptr;
         const float* bv = nullptr;
     };
+    std::unique_ptr<Linear> embed;  // rows are token embeddings
+    std::unique_ptr<Linear> head;   // null when tied to embed
+    const float* final_norm = nullptr;
+    std::vector<Layer> layers;
+    std::vector<std::shared_ptr<const void>> keep_alive;
+
+    const Linear& output() const { return head ? *head : *embed; }
+    // Weight bytes read per decoded token: every block linear and the head
+    // (the embedding contributes one row).
+    int64_t bytes_per_token() const;
+};
+
+// The one transformer implementation, over any weights.
+class LlamaTransformer : public CausalLM {
+public:
+    LlamaTransformer(const ModelConfig& config, LlamaWeights weights, std::string path_name);
+    ~LlamaTransformer() override;
+
+    const ModelConfig& config() const override { return config_; }
+    std::unique_ptr<InferenceState> new_state(int64_t max_tokens) const override;
+    void forward(InferenceState& state, std::span<const int32_t> tokens, float* logits,
+                 bool all_logits) const override;
+    std::string path_name() const override { return path_name_; }
+    const LlamaWeights& weights() const { return weights_; }
 
 private:
-    const float* weight(const TensorMap& tensors, const std::string& name, const Shape& shape);
-    void attention(const Layer& layer, class ReferenceState& state, int64_t n, float* x) const;
-    void mlp(const Layer& layer, int64_t n, float* x) const;
+    void attention(const LlamaWeights::Layer& layer, size_t layer_index, class KvState& state, int64_t n,
+                   float* x) const;
+    void mlp(const LlamaWeights::Layer& layer, int64_t n, float* x) const;
 
     ModelConfig config_;
-    std::vector<Layer> layers_;
-    const float* embed_ = nullptr;
-    const float* final_norm_ = nullptr;
-    const float* lm_head_ = nullptr;
-    std::vector<std::shared_ptr<const void>> keep_alive_;
+    LlamaWeights weights_;
+    std::string path_name_;
     std::vector<float> inv_freq_;
+};
+
+// Dense FP32 weights from a tensor map: F32 tensors in place (zero-copy over
+// a mapping), F16/BF16 converted to owned F32 once.
+LlamaWeights dense_llama_weights(const ModelConfig& config, const TensorMap& tensors);
+
+// The FP32 reference forward: the transformer over dense weights.
+class LlamaReference : public LlamaTransformer {
+public:
+    LlamaReference(const ModelConfig& config, const TensorMap& tensors);
 };
 
 // RMSNorm of n rows of width d: out = x / sqrt(mean(x^2) + eps) * weight.

@@ -106,29 +106,17 @@ PackedView packed_view(const SparqTensor& t, const std::string& source) {
     return v;
 }
 
-ModelSource load_sparq_model(const std::string& path, bool verify) {
-    auto file = SparqFile::open(path, verify);
+ModelSource load_sparq_model_header(const std::string& path, const SparqFile& file) {
     ModelSource m;
     m.path = path;
     m.format = "sparq";
-    const auto& meta = file->metadata();
+    const auto& meta = file.metadata();
     if (!meta.contains("config") || !meta["config"].is_object()) {
         fail_in({path, "", "config"}, "the metadata holds no model config");
     }
     m.config = parse_hf_config(meta["config"].dump(), path + " (metadata.config)");
     m.tensors = TensorMap(path);
-    for (const SparqTensor& t : file->tensors()) {
-        if (t.encoding == "f32" || t.encoding == "f16" || t.encoding == "bf16") {
-            Tensor dense = file->dense_tensor(t);
-            m.tensors.add(t.name, dense);
-        } else if (t.encoding == "quant") {
-            const PackedView view = packed_view(t, path);
-            m.tensors.add(t.name, make_f32_tensor(t.shape, dequantize_tensor(view)));
-        } else {
-            fail_in({path, t.name, "encoding"}, "encoding '", t.encoding, "' is not supported by this reader");
-        }
-    }
-    const SparqBlob* tok = file->tokenizer();
+    const SparqBlob* tok = file.tokenizer();
     if (!tok) fail_in({path, "", "blobs"}, "the file embeds no tokenizer");
     SpecialTokenSettings special;
     if (const auto it = meta.find("tokenizer"); it != meta.end() && it->is_object()) {
@@ -138,6 +126,22 @@ ModelSource load_sparq_model(const std::string& path, bool verify) {
     }
     m.tokenizer = load_tokenizer_from_bytes(std::string(reinterpret_cast<const char*>(tok->data), tok->size), tok->kind,
                                             m.config.vocab_size, path, special);
+    return m;
+}
+
+ModelSource load_sparq_model(const std::string& path, bool verify) {
+    auto file = SparqFile::open(path, verify);
+    ModelSource m = load_sparq_model_header(path, *file);
+    for (const SparqTensor& t : file->tensors()) {
+        if (t.encoding == "f32" || t.encoding == "f16" || t.encoding == "bf16") {
+            m.tensors.add(t.name, file->dense_tensor(t));
+        } else if (t.encoding == "quant") {
+            const PackedView view = packed_view(t, path);
+            m.tensors.add(t.name, make_f32_tensor(t.shape, dequantize_tensor(view)));
+        } else {
+            fail_in({path, t.name, "encoding"}, "encoding '", t.encoding, "' is not supported by this reader");
+        }
+    }
     return m;
 }
 

@@ -38,6 +38,10 @@ uint64_t stored_entry_bytes(const ModelTensorEntry& entry);
 // and config come from the file. With verify, every checksum is checked.
 ModelSource load_sparq_model(const std::string& path, bool verify = false);
 
+// Config and tokenizer of an opened .sparq model, with no tensors loaded
+// (the packed runtime uses the planes in place).
+ModelSource load_sparq_model_header(const std::string& path, const SparqFile& file);
+
 // A packed tensor of the file as a view over the mapping (no copy).
 PackedView packed_view(const SparqTensor& tensor, const std::string& source);
 

@@ -1,5 +1,6 @@
 // sparq export IN -o OUT.gguf [--type f32|f16]: writes a GGUF file that
-// llama.cpp loads (arch "llama").
+// llama.cpp loads (Llama and Mistral as arch "llama", Qwen2 as "qwen2",
+// MiniCPM as "minicpm"; see formats/gguf/llama_export.h).
 #include <algorithm>
 #include <cctype>
 #include <chrono>
@@ -65,9 +66,19 @@ int run_export(const ExportArgs& args) {
     const ModelSource m = load_model(args.model, options);
     if (!m.tokenizer) fail_in({args.model, "", ""}, "GGUF export needs the model's tokenizer (give it with --tokenizer)");
 
-    log_line(args.common, "writing " + args.output + " (" + t + ")");
+    const std::string arch = llamacpp_arch(m.config);
+    // Fails (naming the pre-tokenizer) before anything is written when llama.cpp would split differently.
+    const std::string pre = llamacpp_tokenizer_pre(*m.tokenizer);
+    if (m.config.sliding_window > 0 && m.config.sliding_window < m.config.max_position_embeddings) {
+        // llama.cpp's "llama" and "qwen2" attend to the whole context.
+        std::cerr << "warning: llama.cpp ignores the sliding attention window of " << m.config.sliding_window
+                  << " tokens: its outputs match this model's only for contexts of at most "
+                  << m.config.sliding_window << " tokens" << std::endl;
+    }
+    log_line(args.common, "writing " + args.output + " (" + t + ", llama.cpp arch " + arch +
+                              (pre.empty() ? "" : ", tokenizer.ggml.pre " + pre) + ")");
     const GgufExportSummary s =
-        export_llama_gguf(m.config, m.tensors, m.tokenizer->vocabulary(), args.output, type, args.name);
+        export_llama_gguf(m.config, m.tensors, m.tokenizer->vocabulary(), args.output, type, args.name, pre);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
     if (args.common.json) {
@@ -76,6 +87,7 @@ int run_export(const ExportArgs& args) {
                     {"bytes", s.bytes},
                     {"tensors", s.tensors},
                     {"format", "gguf"},
+                    {"arch", arch},
                     {"source_format", m.format},
                     {"seconds", seconds}});
     } else {
@@ -91,7 +103,8 @@ int run_export(const ExportArgs& args) {
 
 void register_export(CLI::App& app) {
     static ExportArgs args;
-    CLI::App* cmd = app.add_subcommand("export", "Write a GGUF file that llama.cpp loads (arch \"llama\")");
+    CLI::App* cmd = app.add_subcommand(
+        "export", "Write a GGUF file that llama.cpp loads (Llama, Mistral, Qwen2, MiniCPM)");
     cmd->add_option("IN", args.model, "Model directory or file")->required();
     cmd->add_option("-o,--output", args.output, "Output .gguf file")->required();
     cmd->add_option("--type", args.type, "Tensor type of the 2-D weights: f32 or f16 (norms stay F32)")

@@ -80,7 +80,8 @@ int run_verify(const VerifyArgs& args) {
         // The packed runtime against the reference forward over the same
         // dequantized weights.
         RunnableModel packed = open_runnable(args.file, "", false);
-        const LlamaReference reference(packed.source.config, packed.source.tensors);
+        const ModelSource dequantized = load_sparq_model(args.file);
+        const LlamaReference reference(dequantized.config, dequantized.tensors);
         const std::string text = apply_llama_cpp_escapes(read_text_file(args.text));
         const Tokenizer& tok = *packed.source.tokenizer;
         const auto tokens = tok.encode(text, tok.vocabulary().add_bos);

@@ -13,8 +13,12 @@ namespace sparq::cli {
 struct RunnableModel {
     ModelSource source;
     std::unique_ptr<CausalLM> model;
+    int64_t bytes_per_token = 0;  // weight bytes read per decoded token
 };
 
+// A .sparq file runs on the packed runtime unless reference_path asks for
+// the dequantizing FP32 reference forward; every other format runs on the
+// reference forward.
 RunnableModel open_runnable(const std::string& path, const std::string& tokenizer_path, bool reference_path);
 
 }  // namespace sparq::cli

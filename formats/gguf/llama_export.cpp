@@ -1,6 +1,7 @@
 #include "formats/gguf/llama_export.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <set>
@@ -29,6 +30,10 @@ constexpr NamePair kBlockNames[] = {
     {"self_attn.k_proj.weight", "attn_k.weight"},
     {"self_attn.v_proj.weight", "attn_v.weight"},
     {"self_attn.o_proj.weight", "attn_output.weight"},
+    {"self_attn.q_proj.bias", "attn_q.bias"},
+    {"self_attn.k_proj.bias", "attn_k.bias"},
+    {"self_attn.v_proj.bias", "attn_v.bias"},
+    {"self_attn.o_proj.bias", "attn_output.bias"},
     {"post_attention_layernorm.weight", "ffn_norm.weight"},
     {"mlp.gate_proj.weight", "ffn_gate.weight"},
     {"mlp.up_proj.weight", "ffn_up.weight"},
@@ -64,7 +69,7 @@ struct Plan {
     const Tensor* source = nullptr;
     std::string hf_name;
     GgmlType type = GgmlType::F32;
-    int64_t permute_head_size = 0;  // > 0: apply the q/k RoPE permutation
+    int64_t permute_head_size = 0;  // > 0: apply the q/k RoPE permutation (to rows, or a bias's elements)
 };
 
 void convert_rows(const Plan& p, uint8_t* out) {
@@ -78,6 +83,19 @@ void convert_rows(const Plan& p, uint8_t* out) {
     }
     if (t.nbytes != static_cast<size_t>(t.numel()) * dtype_size(t.dtype)) {
         fail_in({"", p.hf_name, ""}, "holds ", t.nbytes, " bytes, expected ", t.numel() * dtype_size(t.dtype));
+    }
+    if (t.shape.size() == 1 && p.permute_head_size > 0) {
+        // A q/k bias: its elements follow the rows of the projection.
+        std::vector<float> v(static_cast<size_t>(cols));
+        t.rows_to_f32(0, 1, v.data());
+        std::vector<float> permuted(v.size());
+        for (int64_t i = 0; i < cols; ++i) permuted[static_cast<size_t>(i)] = v[hf_row_for_gguf_row(i, p.permute_head_size)];
+        if (f16) {
+            fp32_to_fp16_row(permuted.data(), reinterpret_cast<uint16_t*>(out), permuted.size());
+        } else {
+            std::memcpy(out, permuted.data(), permuted.size() * sizeof(float));
+        }
+        return;
     }
     const int64_t grain = std::max<int64_t>(1, (1 << 16) / std::max<int64_t>(cols, 1));
     parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
@@ -100,7 +118,95 @@ std::string default_name(const std::string& out_path) {
     return stem.empty() ? "model" : stem;
 }
 
+// How llama.cpp runs one Hugging Face architecture.
+struct ArchInfo {
+    const char* gguf_arch;  // general.architecture and key prefix
+    const char* display;    // for messages
+    bool interleaved_rope;  // LLAMA_ROPE_TYPE_NORM (q/k rows permuted) vs NEOX
+    bool biases_required;   // q/k/v biases always loaded (qwen2) vs optional (llama)
+    bool output_bias_allowed;
+};
+
+ArchInfo arch_info(const ModelConfig& config, const std::string& src) {
+    const std::string& a = config.architecture;
+    if (a == "LlamaForCausalLM") return {"llama", "Llama", true, false, true};
+    if (a == "MistralForCausalLM") return {"llama", "Mistral", true, false, true};
+    if (a == "Qwen2ForCausalLM") return {"qwen2", "Qwen2", false, true, false};
+    if (a == "MiniCPMForCausalLM") return {"minicpm", "MiniCPM", true, false, true};
+    fail_in({src, "", "architectures"}, "GGUF export does not support architecture '", a,
+            "' (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, MiniCPMForCausalLM)");
+}
+
+// Split patterns of the tokenizer.json pre-tokenizers llama.cpp has a
+// pre-tokenizer type for (as the files state them).
+constexpr std::string_view kLlama3SplitPattern =
+    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+constexpr std::string_view kQwen2SplitPattern =
+    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+
+std::string describe_pre_tokenizer(const HfTokenizerJson& spec) {
+    std::string d;
+    for (const HfPreTokenizerStep& s : spec.pre_tokenizer) {
+        if (!d.empty()) d += ", ";
+        if (s.type == HfPreTokenizerStep::Type::ByteLevel) {
+            d += std::string("ByteLevel(add_prefix_space=") + (s.add_prefix_space ? "true" : "false") +
+                 ", use_regex=" + (s.use_regex ? "true" : "false") + ")";
+        } else {
+            d += "Split('" + s.pattern + "'" + (s.literal ? ", literal" : "") + (s.invert ? ", inverted" : "") +
+                 (s.behavior == SplitBehavior::Isolated ? "" : ", not isolated") + ")";
+        }
+    }
+    return d.empty() ? "none" : d;
+}
+
 }  // namespace
+
+std::string llamacpp_arch(const ModelConfig& config) { return arch_info(config, "").gguf_arch; }
+
+bool llamacpp_rope_is_interleaved(const ModelConfig& config) { return arch_info(config, "").interleaved_rope; }
+
+std::string llamacpp_tokenizer_pre(const HfTokenizerJson& spec) {
+    const auto& steps = spec.pre_tokenizer;
+    auto is_split = [](const HfPreTokenizerStep& s, std::string_view pattern) {
+        return s.type == HfPreTokenizerStep::Type::Split && !s.literal && !s.invert &&
+               s.behavior == SplitBehavior::Isolated && s.pattern == pattern;
+    };
+    auto is_byte_level = [](const HfPreTokenizerStep& s, bool use_regex) {
+        return s.type == HfPreTokenizerStep::Type::ByteLevel && !s.add_prefix_space && s.use_regex == use_regex;
+    };
+    std::string pre;
+    if (steps.size() == 1 && is_byte_level(steps[0], true)) {
+        pre = "gpt-2";
+    } else if (steps.size() == 2 && is_split(steps[0], R"(\p{N})") && is_byte_level(steps[1], true)) {
+        // Digits(individual_digits) then GPT-2's regex: llama.cpp's "smollm" (same regexes as "starcoder").
+        pre = "smollm";
+    } else if (steps.size() == 2 && is_split(steps[0], kLlama3SplitPattern) && is_byte_level(steps[1], false)) {
+        pre = "llama-bpe";
+    } else if (steps.size() == 2 && is_split(steps[0], kQwen2SplitPattern) && is_byte_level(steps[1], false)) {
+        pre = "qwen2";
+    } else {
+        fail_in({"", "", "tokenizer.ggml.pre"}, "no llama.cpp pre-tokenizer type is known to split like this "
+                "tokenizer.json's pre-tokenizer (", describe_pre_tokenizer(spec),
+                "); supported: ByteLevel (gpt-2), Digits+ByteLevel (smollm), Llama 3's and Qwen2's Split+ByteLevel");
+    }
+    // llama.cpp ignores merges (whole-word vocabulary lookups first) exactly for "llama-bpe".
+    const bool llamacpp_ignores_merges = pre == "llama-bpe";
+    if (spec.ignore_merges != llamacpp_ignores_merges) {
+        fail_in({"", "", "tokenizer.ggml.pre"}, "tokenizer.json has ignore_merges ",
+                spec.ignore_merges ? "true" : "false", " but llama.cpp's \"", pre, "\" pre-tokenizer type ",
+                llamacpp_ignores_merges ? "ignores" : "applies", " merges");
+    }
+    return pre;
+}
+
+std::string llamacpp_tokenizer_pre(const Tokenizer& tokenizer) {
+    if (tokenizer.vocabulary().model != "gpt2") return "";
+    if (tokenizer.source_kind() != "hf-json") {
+        fail_in({"", "", "tokenizer"}, "a byte-level BPE tokenizer of kind '", tokenizer.source_kind(),
+                "' has no tokenizer.json to take the pre-tokenizer from");
+    }
+    return llamacpp_tokenizer_pre(parse_tokenizer_json(tokenizer.source_bytes(), "tokenizer.json"));
+}
 
 std::optional<std::string> gguf_name_for_hf(const std::string& hf_name) {
     for (const NamePair& p : kGlobalNames) {
@@ -129,8 +235,11 @@ std::optional<std::string> hf_name_for_gguf(const std::string& gguf_name) {
 }
 
 GgufExportSummary export_llama_gguf(const ModelConfig& config, const TensorMap& tensors, const Vocabulary& vocab,
-                                    const std::string& out_path, GgufExportType type, const std::string& model_name) {
+                                    const std::string& out_path, GgufExportType type, const std::string& model_name,
+                                    const std::string& tokenizer_pre) {
     const std::string& src = tensors.source();
+    const ArchInfo arch = arch_info(config, src);
+    const std::string prefix = std::string(arch.gguf_arch) + ".";
     const int64_t hidden = config.hidden_size;
     const int64_t head_dim = config.head_dim > 0 ? config.head_dim
                              : config.num_heads > 0 ? hidden / config.num_heads : 0;
@@ -144,6 +253,28 @@ GgufExportSummary export_llama_gguf(const ModelConfig& config, const TensorMap& 
     const int64_t q_dim = config.num_heads * head_dim;
     const int64_t kv_dim = config.num_kv_heads * head_dim;
     const int64_t vocab_size = config.vocab_size;
+    if (std::string(arch.gguf_arch) == "qwen2" && q_dim != hidden) {
+        // llama.cpp's "qwen2" loads attn_q/attn_output as [hidden, hidden].
+        fail_in({src, "", "head_dim"}, "llama.cpp's \"qwen2\" architecture needs num_attention_heads x head_dim (",
+                q_dim, ") equal to hidden_size (", hidden, ")");
+    }
+    if (config.attention_bias && config.architecture == "MiniCPMForCausalLM") {
+        fail_in({src, "", "attention_bias"}, "MiniCPM with attention biases is not supported");
+    }
+    const bool minicpm = config.architecture == "MiniCPMForCausalLM";
+    if (minicpm && !(config.scale_emb > 0 && config.scale_depth > 0 && config.dim_model_base > 0)) {
+        fail_in({src, "", "scale_emb"}, "a MiniCPM config needs positive scale_emb, scale_depth and dim_model_base");
+    }
+    const bool bpe = vocab.model == "gpt2";
+    if (vocab.model != "llama" && !bpe) {
+        fail_in({src, "", "tokenizer.ggml.model"}, "unsupported tokenizer model '", vocab.model,
+                "' (expected llama or gpt2)");
+    }
+    if (bpe && tokenizer_pre.empty()) {
+        fail_in({src, "", "tokenizer.ggml.pre"}, "a byte-level BPE (gpt2) vocabulary needs its llama.cpp "
+                "pre-tokenizer type (see llamacpp_tokenizer_pre)");
+    }
+    if (bpe && vocab.merges.empty()) fail_in({src, "", "tokenizer.ggml.merges"}, "a gpt2 vocabulary needs merges");
 
     // Vocabulary (padded to the model's vocab_size the way llama.cpp's converter pads).
     const size_t n_pieces = vocab.pieces.size();
@@ -168,32 +299,42 @@ GgufExportSummary export_llama_gguf(const ModelConfig& config, const TensorMap& 
     }
 
     GgufWriter w;
-    w.set_string("general.architecture", "llama");
+    auto key = [&prefix](const char* k) { return prefix + k; };
+    w.set_string("general.architecture", arch.gguf_arch);
     w.set_string("general.name", model_name.empty() ? default_name(out_path) : model_name);
     w.set_scalar<uint32_t>("general.file_type", static_cast<uint32_t>(type == GgufExportType::F16
                                                                          ? gguf::FileType::MostlyF16
                                                                          : gguf::FileType::AllF32));
-    w.set_scalar<uint32_t>("llama.vocab_size", to_u32(vocab_size, "vocab_size"));
-    w.set_scalar<uint32_t>("llama.context_length", to_u32(config.max_position_embeddings, "max_position_embeddings"));
-    w.set_scalar<uint32_t>("llama.embedding_length", to_u32(hidden, "hidden_size"));
-    w.set_scalar<uint32_t>("llama.block_count", to_u32(config.num_layers, "num_hidden_layers"));
-    w.set_scalar<uint32_t>("llama.feed_forward_length", to_u32(config.intermediate_size, "intermediate_size"));
-    w.set_scalar<uint32_t>("llama.rope.dimension_count", to_u32(head_dim, "head_dim"));
-    w.set_scalar<uint32_t>("llama.attention.head_count", to_u32(config.num_heads, "num_attention_heads"));
-    w.set_scalar<uint32_t>("llama.attention.head_count_kv", to_u32(config.num_kv_heads, "num_key_value_heads"));
+    w.set_scalar<uint32_t>(key("vocab_size"), to_u32(vocab_size, "vocab_size"));
+    w.set_scalar<uint32_t>(key("context_length"), to_u32(config.max_position_embeddings, "max_position_embeddings"));
+    w.set_scalar<uint32_t>(key("embedding_length"), to_u32(hidden, "hidden_size"));
+    w.set_scalar<uint32_t>(key("block_count"), to_u32(config.num_layers, "num_hidden_layers"));
+    w.set_scalar<uint32_t>(key("feed_forward_length"), to_u32(config.intermediate_size, "intermediate_size"));
+    w.set_scalar<uint32_t>(key("rope.dimension_count"), to_u32(head_dim, "head_dim"));
+    w.set_scalar<uint32_t>(key("attention.head_count"), to_u32(config.num_heads, "num_attention_heads"));
+    w.set_scalar<uint32_t>(key("attention.head_count_kv"), to_u32(config.num_kv_heads, "num_key_value_heads"));
     if (head_dim * config.num_heads != hidden) {
         // llama.cpp assumes hidden_size / num_heads unless told otherwise.
-        w.set_scalar<uint32_t>("llama.attention.key_length", to_u32(head_dim, "head_dim"));
-        w.set_scalar<uint32_t>("llama.attention.value_length", to_u32(head_dim, "head_dim"));
+        w.set_scalar<uint32_t>(key("attention.key_length"), to_u32(head_dim, "head_dim"));
+        w.set_scalar<uint32_t>(key("attention.value_length"), to_u32(head_dim, "head_dim"));
     }
-    w.set_scalar<float>("llama.attention.layer_norm_rms_epsilon", static_cast<float>(config.rms_norm_eps));
-    w.set_scalar<float>("llama.rope.freq_base", static_cast<float>(config.rope_theta));
+    w.set_scalar<float>(key("attention.layer_norm_rms_epsilon"), static_cast<float>(config.rms_norm_eps));
+    w.set_scalar<float>(key("rope.freq_base"), static_cast<float>(config.rope_theta));
+    if (minicpm) {
+        // llama.cpp multiplies the embeddings by embedding_scale and each residual branch by
+        // residual_scale, and divides the logits by logit_scale (convert_hf_to_gguf.py's values).
+        w.set_scalar<float>(key("embedding_scale"), static_cast<float>(config.scale_emb));
+        w.set_scalar<float>(key("residual_scale"), static_cast<float>(config.residual_multiplier()));
+        w.set_scalar<float>(key("logit_scale"), static_cast<float>(static_cast<double>(hidden) /
+                                                                    static_cast<double>(config.dim_model_base)));
+    }
 
     w.set_string("tokenizer.ggml.model", vocab.model);
+    if (bpe) w.set_string("tokenizer.ggml.pre", tokenizer_pre);
     w.set("tokenizer.ggml.tokens", Value::string_array(std::move(pieces)));
-    w.set("tokenizer.ggml.scores", Value::array(scores));
+    if (!bpe) w.set("tokenizer.ggml.scores", Value::array(scores));  // BPE has none (llama.cpp's converter writes none)
     w.set("tokenizer.ggml.token_type", Value::array(kinds));
-    if (!vocab.merges.empty()) w.set("tokenizer.ggml.merges", Value::string_array(vocab.merges));
+    if (bpe) w.set("tokenizer.ggml.merges", Value::string_array(vocab.merges));
     auto set_id = [&](const char* key, int32_t id) {
         if (id < 0) return;
         if (id >= vocab_size) fail_in({src, "", key}, "token id ", id, " is outside the vocabulary of ", vocab_size);
@@ -205,19 +346,21 @@ GgufExportSummary export_llama_gguf(const ModelConfig& config, const TensorMap& 
     set_id("tokenizer.ggml.padding_token_id", vocab.pad_id);
     w.set_scalar<bool>("tokenizer.ggml.add_bos_token", vocab.add_bos);
     w.set_scalar<bool>("tokenizer.ggml.add_eos_token", false);
-    w.set_scalar<bool>("tokenizer.ggml.add_space_prefix", vocab.add_space_prefix);
+    if (!bpe) w.set_scalar<bool>("tokenizer.ggml.add_space_prefix", vocab.add_space_prefix);
 
     // Tensors.
     const GgmlType matrix_type = type == GgufExportType::F16 ? GgmlType::F16 : GgmlType::F32;
     std::vector<Plan> plans;
     std::set<std::string> used;
-    auto plan = [&](const std::string& hf, const Shape& shape, bool is_norm, int64_t permute_head_size) {
+    // q/k rows (and biases) go to llama.cpp's interleaved-pairs order only where its RoPE uses it.
+    const int64_t rope_permute = arch.interleaved_rope ? head_dim : 0;
+    auto plan = [&](const std::string& hf, const Shape& shape, bool is_vector, int64_t permute_head_size) {
         const Tensor& t = tensors.get(hf, shape);
         Plan p;
         p.gguf_name = *gguf_name_for_hf(hf);
         p.source = &t;
         p.hf_name = hf;
-        p.type = is_norm ? GgmlType::F32 : matrix_type;
+        p.type = is_vector ? GgmlType::F32 : matrix_type;
         p.permute_head_size = permute_head_size;
         plans.push_back(std::move(p));
         used.insert(hf);
@@ -226,10 +369,20 @@ GgufExportSummary export_llama_gguf(const ModelConfig& config, const TensorMap& 
     for (int64_t l = 0; l < config.num_layers; ++l) {
         const std::string pre = "model.layers." + std::to_string(l) + ".";
         plan(pre + "input_layernorm.weight", {hidden}, true, 0);
-        plan(pre + "self_attn.q_proj.weight", {q_dim, hidden}, false, head_dim);
-        plan(pre + "self_attn.k_proj.weight", {kv_dim, hidden}, false, head_dim);
+        plan(pre + "self_attn.q_proj.weight", {q_dim, hidden}, false, rope_permute);
+        plan(pre + "self_attn.k_proj.weight", {kv_dim, hidden}, false, rope_permute);
         plan(pre + "self_attn.v_proj.weight", {kv_dim, hidden}, false, 0);
         plan(pre + "self_attn.o_proj.weight", {hidden, q_dim}, false, 0);
+        if (config.attention_bias || arch.biases_required) {
+            plan(pre + "self_attn.q_proj.bias", {q_dim}, true, rope_permute);
+            plan(pre + "self_attn.k_proj.bias", {kv_dim}, true, rope_permute);
+            plan(pre + "self_attn.v_proj.bias", {kv_dim}, true, 0);
+            // Hugging Face's Llama gives o_proj a bias too when attention_bias is set; llama.cpp's
+            // "llama" loads it where present.
+            if (arch.output_bias_allowed && tensors.has(pre + "self_attn.o_proj.bias")) {
+                plan(pre + "self_attn.o_proj.bias", {hidden}, true, 0);
+            }
+        }
         plan(pre + "post_attention_layernorm.weight", {hidden}, true, 0);
         plan(pre + "mlp.gate_proj.weight", {config.intermediate_size, hidden}, false, 0);
         plan(pre + "mlp.up_proj.weight", {config.intermediate_size, hidden}, false, 0);
@@ -245,7 +398,8 @@ GgufExportSummary export_llama_gguf(const ModelConfig& config, const TensorMap& 
     for (const auto& [name, t] : tensors.all()) {
         if (used.count(name)) continue;
         if (name.find("rotary_emb.inv_freq") != std::string::npos) continue;
-        fail_in({src, name, ""}, "is not part of a Llama model as llama.cpp's \"llama\" architecture loads it");
+        fail_in({src, name, ""}, "is not part of a ", arch.display, " model as llama.cpp's \"", arch.gguf_arch,
+                "\" architecture loads it");
     }
 
     for (const Plan& p : plans) {

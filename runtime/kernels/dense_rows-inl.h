@@ -1,0 +1,300 @@
+// The row drivers of the dense kernels: walk a row group by group and block
+// by block, calling the block kernels of int8/int4/lowbit_kernels-inl.h, and
+// the prefill path that dequantizes a few rows and multiplies them by tiles
+// of tokens. The switch on the scheme happens once per chunk of rows
+// (DenseRows); everything below it is a template per bit width and
+// symmetry. Compiled once per SIMD target.
+
+#if defined(SPARQ_RUNTIME_KERNELS_DENSE_ROWS_INL_H_) == defined(HWY_TARGET_TOGGLE)
+#ifdef SPARQ_RUNTIME_KERNELS_DENSE_ROWS_INL_H_
+#undef SPARQ_RUNTIME_KERNELS_DENSE_ROWS_INL_H_
+#else
+#define SPARQ_RUNTIME_KERNELS_DENSE_ROWS_INL_H_
+#endif
+
+#include "quant/reference_codec.h"
+#include "runtime/kernels/int4_kernels-inl.h"
+#include "runtime/kernels/int8_kernels-inl.h"
+#include "runtime/kernels/kernel_common-inl.h"
+#include "runtime/kernels/lowbit_kernels-inl.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace sparq::kernels::HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+// Unpacks one block of any width to 32 unsigned codes in block order.
+template <int kBits, bool kSym>
+HWY_INLINE void UnpackBlock(const RowBlocks<kBits>& rb, int64_t b, uint8_t* HWY_RESTRICT out) {
+    const hn::CappedTag<uint8_t, 16> d8;
+    const size_t n = hn::Lanes(d8);
+    const uint8_t* low = rb.Low(b);
+    if constexpr (kBits == 8) {
+        // Symmetric int8 stores q = u ^ 0x80.
+        const auto flip = hn::Set(d8, kSym ? 0x80 : 0);
+        for (size_t j = 0; j < 32; j += n) hn::StoreU(hn::Xor(hn::LoadU(d8, low + j), flip), d8, out + j);
+    } else if constexpr (kBits == 4) {
+        const auto mask = hn::Set(d8, 0x0F);
+        for (size_t j = 0; j < 16; j += n) {
+            const auto v = hn::LoadU(d8, low + j);
+            hn::StoreU(hn::And(v, mask), d8, out + j);
+            hn::StoreU(hn::ShiftRight<4>(v), d8, out + 16 + j);
+        }
+    } else {
+        UnpackLowBitBlock<kBits>(low, rb.High(b), out);
+    }
+}
+
+// out[p] = d * (u[p] - z): exact, as the reference codec computes it.
+HWY_INLINE void DequantizeCodes(const uint8_t* HWY_RESTRICT u, int z, float d, float* HWY_RESTRICT out) {
+    const DF df;
+    const DI32 di;
+    const hn::Rebind<uint8_t, DF> d8;
+    const size_t n = hn::Lanes(df);
+    const auto zv = hn::Set(di, z);
+    const auto dv = hn::Set(df, d);
+    for (size_t j = 0; j < 32; j += n) {
+        const auto q = hn::Sub(hn::BitCast(di, hn::PromoteTo(hn::RebindToUnsigned<DI32>(), hn::LoadU(d8, u + j))), zv);
+        hn::StoreU(hn::Mul(hn::ConvertTo(df, q), dv), df, out + j);
+    }
+}
+
+// Dequantizes row r into `out` (blocks * 32 floats, block order, padded
+// with zeros), for groups of >= 32 columns or one group per row.
+template <int kBits, bool kSym>
+HWY_INLINE void DequantizeRow(const DenseWeights& w, int64_t r, float* HWY_RESTRICT scales,
+                              float* HWY_RESTRICT out) {
+    const PackedView& v = w.view;
+    alignas(64) uint8_t pad[48];
+    alignas(64) uint8_t codes[32];
+    const RowBlocks<kBits> rb(v.code_row(r), v.cols, pad);
+    ConvertRowScales(v.scales + 2 * r * w.groups_per_row, w.groups_per_row, scales);
+    const uint8_t* zero_row = kSym ? nullptr : v.zeros + r * w.zero_row_bytes;
+    const int64_t blocks_per_group = block_count(w.group_span);
+    for (int64_t g = 0; g < w.groups_per_row; ++g) {
+        const int z = kSym ? (1 << (kBits - 1)) : ZeroPoint<kBits>(zero_row, g);
+        const int64_t end = std::min(w.blocks, (g + 1) * blocks_per_group);
+        for (int64_t b = g * blocks_per_group; b < end; ++b) {
+            UnpackBlock<kBits, kSym>(rb, b, codes);
+            DequantizeCodes(codes, z, scales[g], out + b * kBlock);
+        }
+    }
+    // Padding columns of the last block hold d * (0 - z), finite, and meet
+    // zero activations.
+}
+
+// The block kernels of one scheme, chosen at compile time.
+template <int kBits, bool kSym>
+struct BlockKernels {
+    static HWY_INLINE void F32(const RowBlocks<kBits>& rb, int64_t b, int z, const float* HWY_RESTRICT x,
+                               VF& a0, VF& a1) {
+        if constexpr (kBits == 8) {
+            ByteBlockF32<kSym>(rb.Low(b), x, z, a0, a1);
+        } else if constexpr (kBits == 4) {
+            Int4BlockF32(rb.Low(b), x, z, a0, a1);
+        } else {
+            alignas(32) uint8_t codes[32];
+            UnpackLowBitBlock<kBits>(rb.Low(b), rb.High(b), codes);
+            ByteBlockF32<false>(codes, x, z, a0, a1);
+        }
+    }
+    static HWY_INLINE hn::Vec<D32> Q8(const RowBlocks<kBits>& rb, int64_t b, int z,
+                                      const int16_t* HWY_RESTRICT xq) {
+        if constexpr (kBits == 8) {
+            return ByteBlockQ8<kSym>(rb.Low(b), xq, z);
+        } else if constexpr (kBits == 4) {
+            return Int4BlockQ8(rb.Low(b), xq, z);
+        } else {
+            alignas(32) uint8_t codes[32];
+            UnpackLowBitBlock<kBits>(rb.Low(b), rb.High(b), codes);
+            return ByteBlockQ8<false>(codes, xq, z);
+        }
+    }
+};
+
+// One row's codes, scales and zero points, decoded once and then used for
+// every token.
+template <int kBits, bool kSym>
+struct DenseRow {
+    RowBlocks<kBits> blocks;
+    const float* scales;
+    const uint8_t* zero_row;
+
+    HWY_INLINE DenseRow(const DenseWeights& w, int64_t r, float* scale_buffer, uint8_t* pad)
+        : blocks(w.view.code_row(r), w.view.cols, pad), scales(scale_buffer) {
+        ConvertRowScales(w.view.scales + 2 * r * w.groups_per_row, w.groups_per_row, scale_buffer);
+        zero_row = kSym ? nullptr : w.view.zeros + r * w.zero_row_bytes;
+    }
+    HWY_INLINE int Zero(int64_t g) const {
+        return kSym ? (1 << (kBits - 1)) : ZeroPoint<kBits>(zero_row, g);
+    }
+};
+
+// sum (u - z) x over group g's blocks, FP32 activations: two blocks in
+// flight, four accumulators, so FMA latency does not chain across blocks.
+template <int kBits, bool kSym>
+HWY_INLINE VF GroupDotF32(const DenseWeights& w, const DenseRow<kBits, kSym>& row, int64_t g,
+                          int64_t blocks_per_group, const float* HWY_RESTRICT x) {
+    using K = BlockKernels<kBits, kSym>;
+    const DF df;
+    const int z = row.Zero(g);
+    const int64_t end = std::min(w.blocks, (g + 1) * blocks_per_group);
+    int64_t b = g * blocks_per_group;
+    VF a0 = hn::Zero(df), a1 = hn::Zero(df);
+    if (b + 1 == end) {  // one block per group (groups of 32): nothing to pair
+        K::F32(row.blocks, b, z, x + b * kBlock, a0, a1);
+        return hn::Add(a0, a1);
+    }
+    VF a2 = hn::Zero(df), a3 = hn::Zero(df);
+    for (; b + 2 <= end; b += 2) {
+        K::F32(row.blocks, b, z, x + b * kBlock, a0, a1);
+        K::F32(row.blocks, b + 1, z, x + (b + 1) * kBlock, a2, a3);
+    }
+    if (b < end) K::F32(row.blocks, b, z, x + b * kBlock, a0, a1);
+    return hn::Add(hn::Add(a0, a1), hn::Add(a2, a3));
+}
+
+// sum over groups of d_g * sum (u - z) x. Groups go in pairs into two
+// accumulators (named, not indexed, so they stay in registers).
+template <int kBits, bool kSym>
+HWY_INLINE float RowDotF32(const DenseWeights& w, const DenseRow<kBits, kSym>& row,
+                           const float* HWY_RESTRICT x) {
+    const DF df;
+    const int64_t blocks_per_group = block_count(w.group_span);
+    VF acc0 = hn::Zero(df), acc1 = hn::Zero(df);
+    int64_t g = 0;
+    for (; g + 2 <= w.groups_per_row; g += 2) {
+        acc0 = hn::MulAdd(GroupDotF32(w, row, g, blocks_per_group, x), hn::Set(df, row.scales[g]), acc0);
+        acc1 = hn::MulAdd(GroupDotF32(w, row, g + 1, blocks_per_group, x), hn::Set(df, row.scales[g + 1]), acc1);
+    }
+    if (g < w.groups_per_row) {
+        acc0 = hn::MulAdd(GroupDotF32(w, row, g, blocks_per_group, x), hn::Set(df, row.scales[g]), acc0);
+    }
+    return ReduceSum(hn::Add(acc0, acc1));
+}
+
+// Q8: sum over group g's blocks of dx_b * (exact integer block sum).
+template <int kBits, bool kSym>
+HWY_INLINE hn::Vec<DF32> GroupDotQ8(const DenseWeights& w, const DenseRow<kBits, kSym>& row, int64_t g,
+                                    int64_t blocks_per_group, const int16_t* HWY_RESTRICT xq,
+                                    const float* HWY_RESTRICT block_scales) {
+    using K = BlockKernels<kBits, kSym>;
+    const DF32 df;
+    const int z = row.Zero(g);
+    const int64_t end = std::min(w.blocks, (g + 1) * blocks_per_group);
+    int64_t b = g * blocks_per_group;
+    auto a0 = hn::Zero(df), a1 = hn::Zero(df);
+    for (; b + 2 <= end; b += 2) {
+        const auto s0 = K::Q8(row.blocks, b, z, xq + b * kBlock);
+        const auto s1 = K::Q8(row.blocks, b + 1, z, xq + (b + 1) * kBlock);
+        a0 = hn::MulAdd(hn::ConvertTo(df, s0), hn::Set(df, block_scales[b]), a0);
+        a1 = hn::MulAdd(hn::ConvertTo(df, s1), hn::Set(df, block_scales[b + 1]), a1);
+    }
+    if (b < end) {
+        a0 = hn::MulAdd(hn::ConvertTo(df, K::Q8(row.blocks, b, z, xq + b * kBlock)), hn::Set(df, block_scales[b]),
+                        a0);
+    }
+    return hn::Add(a0, a1);
+}
+
+// Q8 row: exact integer sums per block, scaled by the block's activation
+// scale, then by the group's weight scale.
+template <int kBits, bool kSym>
+HWY_INLINE float RowDotQ8(const DenseWeights& w, const DenseRow<kBits, kSym>& row,
+                          const int16_t* HWY_RESTRICT xq, const float* HWY_RESTRICT block_scales) {
+    const DF32 df;
+    const int64_t blocks_per_group = block_count(w.group_span);
+    auto acc0 = hn::Zero(df), acc1 = hn::Zero(df);
+    int64_t g = 0;
+    for (; g + 2 <= w.groups_per_row; g += 2) {
+        acc0 = hn::MulAdd(GroupDotQ8(w, row, g, blocks_per_group, xq, block_scales), hn::Set(df, row.scales[g]),
+                          acc0);
+        acc1 = hn::MulAdd(GroupDotQ8(w, row, g + 1, blocks_per_group, xq, block_scales),
+                          hn::Set(df, row.scales[g + 1]), acc1);
+    }
+    if (g < w.groups_per_row) {
+        acc0 = hn::MulAdd(GroupDotQ8(w, row, g, blocks_per_group, xq, block_scales), hn::Set(df, row.scales[g]),
+                          acc0);
+    }
+    return hn::GetLane(hn::SumOfLanes(df, hn::Add(acc0, acc1)));
+}
+
+// Few tokens: each row is decoded once and dotted with every token.
+template <int kBits, bool kSym>
+HWY_NOINLINE void DenseRowsByDot(const DenseCall& c, int64_t r0, int64_t r1, const KernelScratch& s) {
+    alignas(64) uint8_t pad[48];
+    const PreparedActivations& x = c.x;
+    for (int64_t r = r0; r < r1; ++r) {
+        const DenseRow<kBits, kSym> row(c.w, r, s.row_scales, pad);
+        for (int64_t t = 0; t < x.tokens; ++t) {
+            c.y[t * c.y_stride + r] =
+                c.mode == ActivationMode::F32
+                    ? RowDotF32(c.w, row, x.xf + t * x.stride)
+                    : RowDotQ8(c.w, row, x.xq + t * x.stride, x.block_scales + t * c.w.blocks);
+        }
+    }
+}
+
+// Tokens per pass over a row tile: enough to amortize dequantizing the tile,
+// few enough that their activations stay in L2 (about 256 KiB).
+HWY_INLINE int64_t TokenBlock(int64_t stride) {
+    const int64_t fit = (int64_t{64} * 1024) / std::max<int64_t>(stride, 1);
+    return std::max<int64_t>(kTileTokens, fit / kTileTokens * kTileTokens);
+}
+
+// Many tokens, FP32: dequantize kMaxTileRows rows to floats, then register
+// tiles of tokens x rows.
+template <int kBits, bool kSym>
+HWY_NOINLINE void DenseRowsByTiles(const DenseCall& c, int64_t r0, int64_t r1, const KernelScratch& s) {
+    const PreparedActivations& x = c.x;
+    const int64_t token_block = TokenBlock(x.stride);
+    for (int64_t t0 = 0; t0 < x.tokens; t0 += token_block) {
+        const int64_t tokens = std::min(token_block, x.tokens - t0);
+        for (int64_t r = r0; r < r1; r += kMaxTileRows) {
+            const int64_t rows = std::min(kMaxTileRows, r1 - r);
+            for (int64_t j = 0; j < rows; ++j) {
+                float* out = s.weight_tile + j * x.stride;
+                if (c.small_groups) {
+                    dequantize_rows(c.w.view, r + j, r + j + 1, out);
+                    std::fill(out + c.w.view.cols, out + x.stride, 0.0f);
+                } else {
+                    DequantizeRow<kBits, kSym>(c.w, r + j, s.row_scales, out);
+                }
+            }
+            TokensTimesRows(x.xf + t0 * x.stride, x.stride, tokens, s.weight_tile, x.stride, rows, x.stride,
+                            c.y + t0 * c.y_stride + r, c.y_stride);
+        }
+    }
+}
+
+// Tokens at which dequantizing a tile beats decoding each row per token.
+inline constexpr int64_t kMinTileTokens = 2;
+
+template <int kBits, bool kSym>
+HWY_INLINE void DenseRowsFor(const DenseCall& c, int64_t r0, int64_t r1, const KernelScratch& s) {
+    // Small groups always take the tiles: the reference codec dequantizes
+    // and every mode multiplies floats (Q8 activations arrive dequantized).
+    if (c.small_groups || (c.mode == ActivationMode::F32 && c.x.tokens >= kMinTileTokens)) {
+        DenseRowsByTiles<kBits, kSym>(c, r0, r1, s);
+    } else {
+        DenseRowsByDot<kBits, kSym>(c, r0, r1, s);
+    }
+}
+
+void DenseRows(const DenseCall& c, int64_t r0, int64_t r1, const KernelScratch& s) {
+    const QuantScheme& q = c.w.view.scheme;
+    switch (q.bits * 2 + (q.symmetric ? 1 : 0)) {
+        case 17: return DenseRowsFor<8, true>(c, r0, r1, s);
+        case 16: return DenseRowsFor<8, false>(c, r0, r1, s);
+        case 9: return DenseRowsFor<4, true>(c, r0, r1, s);
+        case 8: return DenseRowsFor<4, false>(c, r0, r1, s);
+        case 7: return DenseRowsFor<3, true>(c, r0, r1, s);
+        case 6: return DenseRowsFor<3, false>(c, r0, r1, s);
+        case 5: return DenseRowsFor<2, true>(c, r0, r1, s);
+        case 4: return DenseRowsFor<2, false>(c, r0, r1, s);
+    }
+}
+
+}  // namespace sparq::kernels::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#endif  // per-target include guard

@@ -1,0 +1,103 @@
+// What the dispatching code (packed_matmul.cpp) hands the per-target kernels:
+// the block order of prepared activations, and the argument bundles. Plain
+// C++, compiled once.
+//
+// Block order. A row is walked in blocks of kActivationBlock = 32 columns.
+// Inside a block, the kernels unpack codes plane by plane: int4 gives the 16
+// low nibbles (even columns) then the 16 high nibbles (odd columns); int2
+// and int3 give four planes of 8 (columns 4j, 4j+1, 4j+2, 4j+3). So the
+// activations are permuted once per token into the same order,
+//     position p = k * (32 / P) + j  <->  column 32 * block + P * j + k,
+// with P = 1, 2 or 4 planes, and the hot loops need only masks and shifts per
+// weight byte. The last block is padded with zero activations; kernels read
+// whole blocks of codes (a short last block is copied to a zeroed buffer
+// first), and padding codes meet zero activations, so they add nothing.
+#pragma once
+
+#include <cstdint>
+
+#include "quant/layout.h"
+#include "runtime/kernels/packed_matmul.h"
+
+namespace sparq::kernels {
+
+inline constexpr int64_t kBlock = kActivationBlock;
+
+inline int64_t block_count(int64_t cols) { return (cols + kBlock - 1) / kBlock; }
+
+inline int block_planes(int bits) { return bits == 8 ? 1 : bits == 4 ? 2 : 4; }
+
+// Column (within its block) of block position p.
+inline int block_position_column(int planes, int p) {
+    const int per_plane = static_cast<int>(kBlock) / planes;
+    return planes * (p % per_plane) + p / per_plane;
+}
+
+// out[block * 32 + p] = x[block * 32 + column(p)], zero past cols.
+template <class From, class To>
+void permute_to_block_order(const From* x, int64_t cols, int bits, To* out) {
+    const int planes = block_planes(bits);
+    const int64_t blocks = block_count(cols);
+    for (int64_t b = 0; b < blocks; ++b) {
+        for (int p = 0; p < kBlock; ++p) {
+            const int64_t c = b * kBlock + block_position_column(planes, p);
+            out[b * kBlock + p] = c < cols ? static_cast<To>(x[c]) : To(0);
+        }
+    }
+}
+
+// One weight matrix as the kernels read it, with its derived sizes.
+struct DenseWeights {
+    PackedView view;
+    int64_t groups_per_row = 0;
+    int64_t group_span = 0;      // columns per group (cols for per-channel)
+    int64_t code_row_bytes = 0;
+    int64_t zero_row_bytes = 0;
+    int64_t blocks = 0;          // blocks of 32 columns per row, the last maybe short
+};
+
+inline DenseWeights dense_weights(const PackedView& v) {
+    DenseWeights w;
+    w.view = v;
+    w.groups_per_row = groups_per_row(v.scheme, v.cols);
+    w.group_span = v.scheme.group_span(v.cols);
+    w.code_row_bytes = code_row_bytes(v.scheme, v.cols);
+    w.zero_row_bytes = zero_row_bytes(v.scheme, v.cols);
+    w.blocks = block_count(v.cols);
+    return w;
+}
+
+// Activations prepared once per call, `tokens` rows of `blocks * 32` values
+// in block order. F32 mode fills xf; Q8 mode fills xq (int8 values widened
+// to int16 for the multiply-add instructions) and one scale per block.
+struct PreparedActivations {
+    int64_t tokens = 0;
+    int64_t stride = 0;  // blocks * 32
+    const float* xf = nullptr;
+    const int16_t* xq = nullptr;
+    const float* block_scales = nullptr;  // tokens x blocks
+};
+
+// Per-thread buffers the kernels may use, sized by the dispatcher.
+struct KernelScratch {
+    float* row_scales = nullptr;   // groups_per_row + 16
+    float* weight_tile = nullptr;  // kMaxTileRows x (blocks * 32), dequantized rows
+};
+inline constexpr int64_t kMaxTileRows = 4;
+
+// One dense product: y[t * y_stride + r] for every token and the rows a
+// chunk asks for.
+struct DenseCall {
+    DenseWeights w;
+    PreparedActivations x;
+    ActivationMode mode = ActivationMode::F32;
+    // Groups of 8 or 16 columns (several per block): rows are dequantized by
+    // the reference codec and x is in plain column order (as for 1 plane).
+    bool small_groups = false;
+    float* y = nullptr;
+    int64_t y_stride = 0;
+};
+
+inline bool has_small_groups(const QuantScheme& s) { return s.group != 0 && s.group < kBlock; }
+
+}  // namespace sparq::kernels

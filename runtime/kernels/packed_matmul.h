@@ -1,0 +1,70 @@
+// Products of packed quantized weights (quant/layout.h) with activations:
+// matrix-vector for decode, matrix-matrix for prefill and batched
+// evaluation. One entry point serves every scheme; it picks the kernel for
+// the scheme once per call (the hot loops never branch on the format) and
+// the SIMD target once per process (Highway runtime dispatch: AVX-512, AVX2,
+// SSE4, NEON, SVE, ... as the CPU allows).
+//
+// Two ways to treat the activations:
+//   F32: y = W x with W dequantized exactly (w = d * (u - z)) and x in FP32.
+//        Accurate to float rounding; the reference for everything else.
+//   Q8:  x is first quantized per block of 32 columns to int8 with one FP32
+//        scale per block (as llama.cpp's Q8_0: dx = max|x| / 127), then
+//        integer dot products run per block. Adds the activation rounding
+//        error (about 0.4% of max|x| per block) for fewer instructions per
+//        weight.
+//
+// Work is cut into fixed chunks of rows (core/parallel.h) whose size depends
+// only on the shape, and each output is summed in an order that does not
+// depend on the chunk, so results are bit-identical for any thread count.
+// Every SIMD kernel has a plain scalar twin (the *_scalar functions) that the
+// tests compare it with.
+#pragma once
+
+#include <cstdint>
+
+#include "quant/layout.h"
+
+namespace sparq {
+
+enum class ActivationMode {
+    F32,  // FP32 activations times exactly dequantized weights
+    Q8,   // activations quantized to int8 per block of kActivationBlock
+};
+
+// Columns per activation quantization block (Q8), and the unit the kernels
+// walk a row in. Weight groups are powers of two >= 8, so a group of >= 32
+// columns is a whole number of blocks.
+inline constexpr int64_t kActivationBlock = 32;
+
+// y[r] = sum_c W[r][c] * x[c] for r < w.rows. x has w.cols values, y w.rows.
+void packed_matvec(const PackedView& w, const float* x, float* y,
+                   ActivationMode mode = ActivationMode::F32);
+
+// y[t * y_stride + r] = sum_c W[r][c] * x[t * w.cols + c] for t < tokens.
+// y_stride >= w.rows.
+void packed_matmul(const PackedView& w, const float* x, int64_t tokens, float* y,
+                   int64_t y_stride, ActivationMode mode = ActivationMode::F32);
+
+// The scalar twins: plain loops over the reference codec, summed in double
+// (Q8: the same int8 activations, integer sums per block).
+void packed_matvec_scalar(const PackedView& w, const float* x, float* y,
+                          ActivationMode mode = ActivationMode::F32);
+void packed_matmul_scalar(const PackedView& w, const float* x, int64_t tokens, float* y,
+                          int64_t y_stride, ActivationMode mode = ActivationMode::F32);
+
+// The Highway target the kernels dispatch to now ("AVX3", "AVX2", ...).
+const char* packed_kernel_target();
+// Every Highway target the kernels were compiled for (HWY_TARGETS bits), so
+// tests can run each one this CPU supports.
+int64_t packed_kernel_compiled_targets();
+
+// Q8 activation quantization, shared by the SIMD path and the twins so both
+// see the same int8 values: per block of kActivationBlock columns (the last
+// one shorter), scale = max|x| / 127 and q = round_half_even(x * 127 / max|x|).
+// An all-zero block gets scale 0; a block holding NaN or Inf gets q = 0 and a
+// NaN scale, so the non-finite input shows up in every output it touches.
+// q has cols values, scales ceil(cols / kActivationBlock).
+void quantize_activation_blocks(const float* x, int64_t cols, int8_t* q, float* scales);
+
+}  // namespace sparq

@@ -1,0 +1,87 @@
+// The scalar twins of the packed kernels, and the Q8 activation quantizer
+// both paths share. Written for obviousness: unpack each row with the
+// reference codec and sum in double.
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "core/error.h"
+#include "quant/reference_codec.h"
+#include "runtime/kernels/packed_matmul.h"
+
+namespace sparq {
+
+void quantize_activation_blocks(const float* x, int64_t cols, int8_t* q, float* scales) {
+    for (int64_t begin = 0, b = 0; begin < cols; begin += kActivationBlock, ++b) {
+        const int64_t n = std::min(kActivationBlock, cols - begin);
+        float amax = 0.0f;
+        bool finite = true;
+        for (int64_t i = 0; i < n; ++i) {
+            finite = finite && std::isfinite(x[begin + i]);
+            amax = std::max(amax, std::fabs(x[begin + i]));
+        }
+        if (!finite || amax == 0.0f) {
+            std::fill(q + begin, q + begin + n, int8_t{0});
+            scales[b] = finite ? 0.0f : std::numeric_limits<float>::quiet_NaN();
+            continue;
+        }
+        scales[b] = amax / 127.0f;
+        // x / amax first: 127 / amax would overflow for subnormal amax.
+        for (int64_t i = 0; i < n; ++i) {
+            const float level = round_half_even(x[begin + i] / amax * 127.0f);
+            q[begin + i] = static_cast<int8_t>(std::clamp(level, -127.0f, 127.0f));
+        }
+    }
+}
+
+void packed_matmul_scalar(const PackedView& w, const float* x, int64_t tokens, float* y, int64_t y_stride,
+                          ActivationMode mode) {
+    if (y_stride < w.rows) fail("packed matmul: output stride ", y_stride, " < rows ", w.rows);
+    const int64_t cols = w.cols;
+    const int64_t span = w.scheme.group_span(cols);
+    const int64_t groups = groups_per_row(w.scheme, cols);
+    const int64_t blocks = (cols + kActivationBlock - 1) / kActivationBlock;
+    std::vector<int8_t> q(static_cast<size_t>(tokens * cols));
+    std::vector<float> block_scales(static_cast<size_t>(tokens * blocks));
+    if (mode == ActivationMode::Q8) {
+        for (int64_t t = 0; t < tokens; ++t)
+            quantize_activation_blocks(x + t * cols, cols, q.data() + t * cols, block_scales.data() + t * blocks);
+    }
+    std::vector<uint8_t> codes(static_cast<size_t>(cols));
+    for (int64_t r = 0; r < w.rows; ++r) {
+        unpack_code_row(w.scheme, w.code_row(r), cols, codes.data());
+        for (int64_t t = 0; t < tokens; ++t) {
+            double sum = 0.0;
+            for (int64_t g = 0; g < groups; ++g) {
+                const GroupParams p = read_group_params(w, r, g);
+                const int64_t begin = g * span;
+                const int64_t end = std::min(cols, begin + span);
+                if (mode == ActivationMode::F32) {
+                    for (int64_t c = begin; c < end; ++c) {
+                        sum += static_cast<double>(dequantize_value(codes[c], p.scale_value(), p.zero)) *
+                               x[t * cols + c];
+                    }
+                    continue;
+                }
+                // Q8: an exact integer sum per (group, activation block) piece.
+                for (int64_t c = begin; c < end;) {
+                    const int64_t b = c / kActivationBlock;
+                    const int64_t piece_end = std::min(end, (b + 1) * kActivationBlock);
+                    int64_t isum = 0;
+                    for (; c < piece_end; ++c) isum += (codes[c] - p.zero) * int64_t{q[t * cols + c]};
+                    sum += static_cast<double>(p.scale_value()) * block_scales[t * blocks + b] *
+                           static_cast<double>(isum);
+                }
+            }
+            y[t * y_stride + r] = static_cast<float>(sum);
+        }
+    }
+}
+
+void packed_matvec_scalar(const PackedView& w, const float* x, float* y, ActivationMode mode) {
+    packed_matmul_scalar(w, x, 1, y, w.rows, mode);
+}
+
+}  // namespace sparq

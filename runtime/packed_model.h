@@ -1,0 +1,48 @@
+// The packed runtime: loads a .sparq file through mmap and runs the model
+// with the packed weights used in place (no copy, no dequantized copy):
+// each linear layer is a PackedLinear over the file's planes, driven by the
+// SIMD kernels of runtime/kernels/. Norms and biases are read in place too.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "formats/sparq/sparq_file.h"
+#include "models/llama_reference.h"
+#include "models/model_source.h"
+#include "runtime/kernels/packed_matmul.h"
+
+namespace sparq {
+
+// A quantized linear layer whose planes live in the mapped file.
+class PackedLinear : public Linear {
+public:
+    PackedLinear(PackedView view, std::shared_ptr<const void> owner, ActivationMode mode);
+    int64_t rows() const override { return view_.rows; }
+    int64_t cols() const override { return view_.cols; }
+    void forward(const float* x, int64_t tokens, float* y, int64_t y_stride) const override;
+    void row(int64_t r, float* out) const override;
+    int64_t weight_bytes() const override;
+    std::string kernel_name() const override;
+
+private:
+    PackedView view_;
+    std::shared_ptr<const void> owner_;
+    ActivationMode mode_;
+};
+
+struct PackedModel {
+    std::shared_ptr<SparqFile> file;
+    ModelSource source;  // config and tokenizer (tensors left empty)
+    std::unique_ptr<LlamaTransformer> model;
+    int64_t bytes_per_token = 0;  // weight bytes the layers read per decoded token
+};
+
+// Opens `path` for the packed runtime. Throws sparq::Error for encodings the
+// runtime has no kernel for.
+PackedModel load_packed_model(const std::string& path);
+
+// Name of the runtime path, e.g. "packed:AVX3" (the SIMD target that runs).
+std::string packed_path_name();
+
+}  // namespace sparq

@@ -1,0 +1,97 @@
+// Helpers shared by the runtime kernel tests: random data, quantized
+// matrices, tolerance checks, and the fixture that runs a test once per SIMD
+// target the kernels were compiled for and this CPU supports.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <hwy/targets.h>
+
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+#include "quant/layout.h"
+#include "quant/quantize_tensor.h"
+#include "runtime/kernels/packed_matmul.h"
+
+namespace sparq::testing {
+
+// Every target to run: compiled into the kernels and supported here.
+inline std::vector<int64_t> kernel_targets() {
+    std::vector<int64_t> out;
+    const auto targets = static_cast<uint64_t>(hwy::SupportedTargets() & packed_kernel_compiled_targets());
+    for (int i = 0; i < 64; ++i) {
+        if (targets & (uint64_t{1} << i)) out.push_back(static_cast<int64_t>(uint64_t{1} << i));
+    }
+    return out;
+}
+
+// A test suite parametrized by Highway target: each test body runs with the
+// dispatch forced to that target, and checks the kernels really used it.
+class PerTarget : public ::testing::TestWithParam<int64_t> {
+protected:
+    void SetUp() override {
+        hwy::SetSupportedTargetsForTest(GetParam());
+        ASSERT_STREQ(packed_kernel_target(), hwy::TargetName(GetParam()));
+    }
+    void TearDown() override { hwy::SetSupportedTargetsForTest(0); }
+};
+
+inline std::string target_param_name(const ::testing::TestParamInfo<int64_t>& info) {
+    return hwy::TargetName(info.param);
+}
+
+#define SPARQ_INSTANTIATE_PER_TARGET(suite)                                                   \
+    INSTANTIATE_TEST_SUITE_P(Targets, suite, ::testing::ValuesIn(::sparq::testing::kernel_targets()), \
+                             ::sparq::testing::target_param_name)
+
+inline std::vector<float> random_normal(size_t n, uint32_t seed, float sigma = 1.0f) {
+    std::mt19937 gen(seed);
+    std::normal_distribution<float> dist(0.0f, sigma);
+    std::vector<float> v(n);
+    for (auto& x : v) x = dist(gen);
+    return v;
+}
+
+// Weights whose magnitude varies by row and column (as real layers do).
+inline std::vector<float> random_weights(int64_t rows, int64_t cols, uint32_t seed) {
+    auto w = random_normal(static_cast<size_t>(rows * cols), seed);
+    for (int64_t r = 0; r < rows; ++r)
+        for (int64_t c = 0; c < cols; ++c) w[r * cols + c] *= 0.02f * (1.0f + (r % 7)) * (1.0f + (c % 5) * 0.5f);
+    return w;
+}
+
+inline PackedTensor quantize(const std::vector<float>& w, int64_t rows, int64_t cols, const QuantScheme& s) {
+    return quantize_tensor(make_f32_tensor({rows, cols}, w), s, QuantMethod::Rtn, nullptr, "w");
+}
+
+// Tolerance of an output: 1e-5 of sum |w_c x_c| (Q8: x_c widened by its
+// block's step, as the activation rounding may move it that far).
+inline std::vector<double> magnitude_bounds(const PackedView& w, const float* x, int64_t tokens,
+                                            ActivationMode mode) {
+    const auto deq = dequantize_tensor(w);
+    const int64_t cols = w.cols;
+    const int64_t blocks = (cols + kActivationBlock - 1) / kActivationBlock;
+    std::vector<int8_t> q(static_cast<size_t>(cols));
+    std::vector<float> steps(static_cast<size_t>(blocks), 0.0f);
+    std::vector<double> out(static_cast<size_t>(tokens * w.rows));
+    for (int64_t t = 0; t < tokens; ++t) {
+        if (mode == ActivationMode::Q8) quantize_activation_blocks(x + t * cols, cols, q.data(), steps.data());
+        for (int64_t r = 0; r < w.rows; ++r) {
+            double sum = 0;
+            for (int64_t c = 0; c < cols; ++c) {
+                const double step = mode == ActivationMode::Q8 ? steps[c / kActivationBlock] : 0.0;
+                sum += std::fabs(static_cast<double>(deq[r * cols + c])) * (std::fabs(x[t * cols + c]) + step);
+            }
+            out[t * w.rows + r] = sum;
+        }
+    }
+    return out;
+}
+
+inline const char* mode_name(ActivationMode m) { return m == ActivationMode::F32 ? "F32" : "Q8"; }
+
+}  // namespace sparq::testing

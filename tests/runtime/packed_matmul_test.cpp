@@ -1,0 +1,253 @@
+// Every dense SIMD kernel against its scalar twin, on every SIMD target the
+// kernels were compiled for and this CPU runs: random matrices of every
+// scheme at odd shapes, then edge inputs (zero groups and rows, extreme
+// scales, NaN/Inf activations), and determinism across thread counts.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <map>
+#include <sstream>
+#include <tuple>
+
+#include "core/half.h"
+#include "core/parallel.h"
+#include "kernel_test_util.h"
+#include "quant/reference_codec.h"
+
+namespace sparq::testing {
+namespace {
+
+class PackedKernels : public PerTarget {};
+SPARQ_INSTANTIATE_PER_TARGET(PackedKernels);
+
+std::vector<QuantScheme> all_schemes(std::initializer_list<int64_t> groups) {
+    std::vector<QuantScheme> out;
+    for (int bits : {8, 4, 3, 2})
+        for (bool sym : {true, false})
+            for (int64_t g : groups) out.push_back(QuantScheme{bits, g, sym});
+    return out;
+}
+
+// Quantized once, shared by every target's run.
+const PackedTensor& cached_matrix(const QuantScheme& s, int64_t rows, int64_t cols) {
+    static std::map<std::tuple<std::string, int64_t, int64_t>, PackedTensor> cache;
+    auto key = std::make_tuple(s.name(), rows, cols);
+    auto it = cache.find(key);
+    if (it == cache.end()) {
+        const uint32_t seed = static_cast<uint32_t>(rows * 7919 + cols * 31 + s.bits * 3 + s.group);
+        it = cache.emplace(key, quantize(random_weights(rows, cols, seed), rows, cols, s)).first;
+    }
+    return it->second;
+}
+
+// Runs matvec (tokens == 1) or matmul and its twin, and checks each output.
+// Returns the number of outputs compared.
+int64_t compare_with_twin(const PackedView& w, const std::vector<float>& x, int64_t tokens,
+                          ActivationMode mode, const std::string& what) {
+    const int64_t stride = w.rows + 3;  // a wider output row must stay untouched past w.rows
+    std::vector<float> fast(static_cast<size_t>(tokens * stride), -7.0f), ref(fast.size(), -7.0f);
+    if (tokens == 1) {
+        packed_matvec(w, x.data(), fast.data(), mode);
+        packed_matvec_scalar(w, x.data(), ref.data(), mode);
+    } else {
+        packed_matmul(w, x.data(), tokens, fast.data(), stride, mode);
+        packed_matmul_scalar(w, x.data(), tokens, ref.data(), stride, mode);
+    }
+    const auto bounds = magnitude_bounds(w, x.data(), tokens, mode);
+    int64_t compared = 0;
+    for (int64_t t = 0; t < tokens; ++t) {
+        for (int64_t r = 0; r < stride; ++r) {
+            const float f = fast[t * stride + r], e = ref[t * stride + r];
+            if (r >= w.rows) {
+                if (tokens > 1) {
+                    EXPECT_EQ(f, -7.0f) << what << " wrote past the rows";
+                }
+                continue;
+            }
+            const double tol = 1e-5 * bounds[t * w.rows + r] + 1e-30;
+            if (!(std::fabs(static_cast<double>(f) - e) <= tol)) {
+                ADD_FAILURE() << what << " " << mode_name(mode) << " token " << t << " row " << r << ": simd " << f
+                              << " twin " << e << " tolerance " << tol;
+                return compared;
+            }
+            ++compared;
+        }
+    }
+    return compared;
+}
+
+TEST_P(PackedKernels, RandomMatricesMatchTwin) {
+    int64_t compared = 0;
+    for (const QuantScheme& s : all_schemes({0, 32, 64, 128})) {
+        for (int64_t rows : {1, 3, 17, 64}) {
+            for (int64_t cols : {8, 24, 40, 172, 288, 2048}) {
+                const PackedTensor& w = cached_matrix(s, rows, cols);
+                for (ActivationMode mode : {ActivationMode::F32, ActivationMode::Q8}) {
+                    for (int64_t tokens : {1, 2, 7}) {
+                        if (tokens == 7 && rows * cols > 40000) continue;  // keeps the twin quick
+                        const auto x = random_normal(static_cast<size_t>(tokens * cols), 11 + tokens + cols);
+                        std::ostringstream what;
+                        what << s.name() << " [" << rows << ", " << cols << "] tokens " << tokens;
+                        compared += compare_with_twin(w.view(), x, tokens, mode, what.str());
+                        if (HasFailure()) return;
+                    }
+                }
+            }
+        }
+    }
+    EXPECT_GT(compared, 100000);
+}
+
+TEST_P(PackedKernels, SmallGroupsMatchTwin) {
+    for (const QuantScheme& s : all_schemes({8, 16})) {
+        for (int64_t cols : {8, 24, 172, 288}) {
+            const PackedTensor& w = cached_matrix(s, 5, cols);
+            for (ActivationMode mode : {ActivationMode::F32, ActivationMode::Q8}) {
+                for (int64_t tokens : {1, 4}) {
+                    const auto x = random_normal(static_cast<size_t>(tokens * cols), 5 + cols);
+                    compare_with_twin(w.view(), x, tokens, mode, s.name() + " cols " + std::to_string(cols));
+                    if (HasFailure()) return;
+                }
+            }
+        }
+    }
+}
+
+// Zero groups get scale 0; whole zero rows must give exact zeros.
+TEST_P(PackedKernels, ZeroGroupsAndZeroRows) {
+    const int64_t rows = 9, cols = 288;
+    auto values = random_weights(rows, cols, 3);
+    for (int64_t c = 0; c < cols; ++c) values[4 * cols + c] = 0.0f;                  // row 4
+    for (int64_t r = 0; r < rows; ++r)
+        for (int64_t c = 64; c < 128; ++c) values[r * cols + c] = 0.0f;              // columns 64..127
+    const auto x = random_normal(static_cast<size_t>(3 * cols), 4);
+    for (const QuantScheme& s : all_schemes({0, 32, 64})) {
+        const PackedTensor w = quantize(values, rows, cols, s);
+        for (ActivationMode mode : {ActivationMode::F32, ActivationMode::Q8}) {
+            for (int64_t tokens : {1, 3}) {
+                compare_with_twin(w.view(), x, tokens, mode, s.name() + " zero groups");
+                std::vector<float> y(static_cast<size_t>(tokens * rows), 1.0f);
+                packed_matmul(w.view(), x.data(), tokens, y.data(), rows, mode);
+                for (int64_t t = 0; t < tokens; ++t) EXPECT_EQ(y[t * rows + 4], 0.0f) << s.name();
+            }
+        }
+    }
+}
+
+// Hand-made planes: random codes with the largest FP16 scale, the smallest
+// subnormal one, zero and negative ones (signed sym int4/3/2 scales).
+TEST_P(PackedKernels, ExtremeScales) {
+    const uint16_t scale_bits[] = {0x7BFF /*65504*/, 0x0001 /*2^-24*/, 0x0000, 0x3C00 /*1*/, 0x03FF,
+                                   0xFBFF /*-65504*/, 0x8001};
+    std::mt19937 gen(9);
+    for (const QuantScheme& s : all_schemes({0, 32, 128})) {
+        for (int64_t cols : {40, 288}) {
+            PackedTensor w(s, 7, cols);
+            std::vector<uint8_t> codes(static_cast<size_t>(cols));
+            for (int64_t r = 0; r < w.rows; ++r) {
+                for (auto& c : codes) c = static_cast<uint8_t>(min_code(s) + gen() % (max_code(s) - min_code(s) + 1));
+                pack_code_row(s, codes.data(), cols, w.codes.data() + r * code_row_bytes(s, cols));
+            }
+            for (size_t i = 0; i < w.scales.size(); ++i) {
+                uint16_t b = scale_bits[(i + gen() % 3) % 7];
+                if (!s.symmetric || s.bits == 8) b &= 0x7FFF;  // only sym int4/3/2 scales may be negative
+                w.scales[i] = b;
+            }
+            for (auto& z : w.zeros) z = static_cast<uint8_t>(gen());
+            // Zero points must be codes: keep each field within [0, 2^bits - 1].
+            std::vector<uint8_t> zeros(static_cast<size_t>(groups_per_row(s, cols)));
+            for (int64_t r = 0; r < w.rows && !s.symmetric; ++r) {
+                for (auto& z : zeros) z = static_cast<uint8_t>(gen() % (max_code(s) + 1));
+                std::fill(w.zeros.begin() + r * zero_row_bytes(s, cols), w.zeros.begin() + (r + 1) * zero_row_bytes(s, cols), 0);
+                pack_zero_row(s, zeros.data(), static_cast<int64_t>(zeros.size()), w.zeros.data() + r * zero_row_bytes(s, cols));
+            }
+            check_packed_contents(w.view(), "extreme");
+            const auto x = random_normal(static_cast<size_t>(2 * cols), 21);
+            for (ActivationMode mode : {ActivationMode::F32, ActivationMode::Q8}) {
+                compare_with_twin(w.view(), x, 1, mode, s.name() + " extreme scales");
+                compare_with_twin(w.view(), x, 2, mode, s.name() + " extreme scales");
+                if (HasFailure()) return;
+            }
+        }
+    }
+}
+
+// NaN and Inf activations reach the outputs they touch, in both paths, and
+// nothing crashes. Activations of huge and tiny magnitude quantize sanely.
+TEST_P(PackedKernels, NonFiniteActivationsPropagate) {
+    const int64_t rows = 6, cols = 172;
+    for (const QuantScheme& s : all_schemes({0, 32})) {
+        const PackedTensor& w = cached_matrix(s, rows, cols);
+        for (float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
+            auto x = random_normal(static_cast<size_t>(3 * cols), 8);
+            x[0 * cols + 5] = bad;     // token 0, first block
+            x[2 * cols + 170] = -bad;  // token 2, the short last block
+            for (ActivationMode mode : {ActivationMode::F32, ActivationMode::Q8}) {
+                std::vector<float> fast(static_cast<size_t>(3 * rows)), ref(fast.size());
+                packed_matmul(w.view(), x.data(), 3, fast.data(), rows, mode);
+                packed_matmul_scalar(w.view(), x.data(), 3, ref.data(), rows, mode);
+                for (size_t i = 0; i < fast.size(); ++i) {
+                    EXPECT_EQ(std::isfinite(fast[i]), std::isfinite(ref[i])) << s.name() << " " << mode_name(mode) << " " << i;
+                }
+                for (int64_t r = 0; r < rows; ++r) {
+                    EXPECT_FALSE(std::isfinite(fast[r])) << s.name() << " token 0 row " << r;
+                    EXPECT_TRUE(std::isfinite(fast[rows + r])) << s.name() << " token 1 row " << r;
+                }
+            }
+        }
+        auto x = random_normal(static_cast<size_t>(cols), 2, 1e-39f);  // subnormal activations
+        for (int64_t c = 0; c < 32; ++c) x[c] = 1e30f;
+        for (ActivationMode mode : {ActivationMode::F32, ActivationMode::Q8})
+            compare_with_twin(w.view(), x, 1, mode, s.name() + " huge and subnormal x");
+    }
+}
+
+TEST_P(PackedKernels, BitIdenticalForAnyThreadCount) {
+    const int64_t rows = 300, cols = 2048 + 96;
+    for (const QuantScheme& s : {QuantScheme{4, 32, true}, QuantScheme{8, 0, true}, QuantScheme{3, 128, false},
+                                 QuantScheme{2, 64, true}, QuantScheme{4, 16, false}}) {
+        const PackedTensor w = quantize(random_weights(rows, cols, 5), rows, cols, s);
+        for (ActivationMode mode : {ActivationMode::F32, ActivationMode::Q8}) {
+            for (int64_t tokens : {1, 9}) {
+                const auto x = random_normal(static_cast<size_t>(tokens * cols), 77);
+                std::vector<float> one(static_cast<size_t>(tokens * rows)), two(one.size()), all(one.size());
+                {
+                    ThreadLimit limit(1);
+                    packed_matmul(w.view(), x.data(), tokens, one.data(), rows, mode);
+                }
+                {
+                    ThreadLimit limit(2);
+                    packed_matmul(w.view(), x.data(), tokens, two.data(), rows, mode);
+                }
+                packed_matmul(w.view(), x.data(), tokens, all.data(), rows, mode);
+                ASSERT_EQ(0, std::memcmp(one.data(), two.data(), one.size() * sizeof(float))) << s.name();
+                ASSERT_EQ(0, std::memcmp(one.data(), all.data(), one.size() * sizeof(float))) << s.name();
+            }
+        }
+    }
+}
+
+TEST(ActivationQuant, BlocksZeroNonFiniteAndSubnormal) {
+    std::vector<float> x(70, 0.0f);
+    for (int i = 32; i < 64; ++i) x[i] = static_cast<float>(i - 48) * 0.5f;  // block 1: max 8
+    x[65] = std::numeric_limits<float>::infinity();                           // block 2 (short)
+    std::vector<int8_t> q(x.size());
+    std::vector<float> scales(3);
+    quantize_activation_blocks(x.data(), static_cast<int64_t>(x.size()), q.data(), scales.data());
+    EXPECT_EQ(scales[0], 0.0f);
+    EXPECT_EQ(scales[1], 8.0f / 127.0f);
+    EXPECT_TRUE(std::isnan(scales[2]));
+    EXPECT_EQ(q[32], -127);
+    EXPECT_EQ(q[48], 0);
+    for (int i = 64; i < 70; ++i) EXPECT_EQ(q[i], 0);
+    std::vector<float> tiny(32, 1e-41f);
+    tiny[3] = -3e-41f;
+    quantize_activation_blocks(tiny.data(), 32, q.data(), scales.data());
+    EXPECT_EQ(q[3], -127);
+    EXPECT_EQ(q[0], 42);
+    EXPECT_GT(scales[0], 0.0f);
+}
+
+}  // namespace
+}  // namespace sparq::testing
