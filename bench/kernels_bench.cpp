@@ -1,7 +1,10 @@
 // Decode and prefill speed of the packed kernels, next to the memory
 // bandwidth the same threads can stream.
 //
-//   kernels_bench [--threads=N] [benchmark flags]   (default: 2 threads)
+//   kernels_bench [--threads=N] [--target=AVX2] [benchmark flags]
+//
+// Default: 2 threads, the best SIMD target of this CPU; --target forces one
+// of the compiled targets (AVX3, AVX2, SSE4, ...) to compare them.
 //
 // BM_StreamProbe sums a 1 GiB buffer with the same fixed-chunk parallel
 // loop the kernels use: the bandwidth decode can hope for. BM_Matvec runs
@@ -11,9 +14,11 @@
 // points) per second and `of_probe` its fraction of the probe. BM_Matmul
 // is prefill: many tokens times one matrix, in GFLOP/s.
 #include <benchmark/benchmark.h>
+#include <hwy/targets.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <random>
@@ -31,16 +36,36 @@ namespace {
 double g_probe_gbps = 0.0;
 
 // Planes filled with random bytes and sane scales: the kernels' speed does
-// not depend on the values.
+// not depend on the values. splitmix64 fills 8 bytes per step, so setting
+// up hundreds of MiB of copies takes a moment, not minutes.
+uint64_t splitmix(uint64_t& state) {
+    uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+void fill_random(std::vector<uint8_t>& bytes, uint64_t& state) {
+    size_t i = 0;
+    for (; i + 8 <= bytes.size(); i += 8) {
+        const uint64_t v = splitmix(state);
+        std::memcpy(bytes.data() + i, &v, 8);
+    }
+    for (; i < bytes.size(); ++i) bytes[i] = static_cast<uint8_t>(splitmix(state));
+}
+
 PackedTensor random_packed(const QuantScheme& s, int64_t rows, int64_t cols, uint32_t seed) {
     PackedTensor t(s, rows, cols);
-    std::mt19937 gen(seed);
-    for (auto& b : t.codes) b = static_cast<uint8_t>(gen());
+    uint64_t state = seed;
+    fill_random(t.codes, state);
     if (s.bits == 8 && s.symmetric) {
         for (auto& b : t.codes) b = b == 0x80 ? 0x81 : b;
     }
-    for (auto& h : t.scales) h = fp32_to_fp16(1e-3f * static_cast<float>(gen() % 1000 + 1));
-    for (auto& z : t.zeros) z = static_cast<uint8_t>(gen() & (s.bits == 3 ? 0x77 : 0xFF));
+    for (auto& h : t.scales) h = fp32_to_fp16(1e-3f * static_cast<float>(splitmix(state) % 1000 + 1));
+    fill_random(t.zeros, state);
+    if (s.bits == 3) {
+        for (auto& z : t.zeros) z &= 0x77;
+    }
     return t;
 }
 
@@ -80,12 +105,13 @@ struct MatvecCase {
     std::string scheme;
     int64_t rows, cols;
     ActivationMode mode;
+    bool from_cache = false;  // one small matrix, read from L2: the compute ceiling
 };
 
 void BM_Matvec(benchmark::State& state, MatvecCase c) {
     const QuantScheme s = parse_quant_scheme(c.scheme);
     const PackedGeometry g = packed_geometry(s, c.rows, c.cols);
-    const size_t copies = std::max<size_t>(2, (size_t{512} << 20) / g.total_bytes + 1);
+    const size_t copies = c.from_cache ? 1 : std::max<size_t>(2, (size_t{512} << 20) / g.total_bytes + 1);
     std::vector<PackedTensor> mats;
     mats.reserve(copies);
     for (size_t i = 0; i < copies; ++i) mats.push_back(random_packed(s, c.rows, c.cols, static_cast<uint32_t>(i)));
@@ -145,6 +171,14 @@ void register_all() {
             }
         }
     }
+    for (const char* scheme : schemes) {
+        for (ActivationMode mode : {ActivationMode::F32, ActivationMode::Q8}) {
+            const std::string name = std::string("MatvecL2/") + scheme + "/256x2048/" + mode_tag(mode);
+            benchmark::RegisterBenchmark(name.c_str(), BM_Matvec, MatvecCase{scheme, 256, 2048, mode, true})
+                ->UseRealTime()
+                ->Unit(benchmark::kMicrosecond);
+        }
+    }
     for (const char* scheme : {"int8_ch_sym", "int4_g32_sym", "int4_g128_sym", "int3_g128_sym"}) {
         for (ActivationMode mode : {ActivationMode::F32, ActivationMode::Q8}) {
             const std::string name = std::string("Matmul/") + scheme + "/2048x5632/" + mode_tag(mode);
@@ -165,6 +199,18 @@ int main(int argc, char** argv) {
     for (int i = 0; i < argc; ++i) {
         if (std::strncmp(argv[i], "--threads=", 10) == 0) {
             threads = std::atoi(argv[i] + 10);
+        } else if (std::strncmp(argv[i], "--target=", 9) == 0) {
+            const int64_t compiled = sparq::packed_kernel_compiled_targets() & hwy::SupportedTargets();
+            int64_t chosen = 0;
+            for (int bit = 0; bit < 63; ++bit) {
+                const int64_t t = int64_t{1} << bit;
+                if ((compiled & t) && std::strcmp(hwy::TargetName(t), argv[i] + 9) == 0) chosen = t;
+            }
+            if (chosen == 0) {
+                std::fprintf(stderr, "kernels_bench: target %s not available\n", argv[i] + 9);
+                return 2;
+            }
+            hwy::SetSupportedTargetsForTest(chosen);
         } else {
             args.push_back(argv[i]);
         }

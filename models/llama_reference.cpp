@@ -88,6 +88,7 @@ LlamaWeights dense_llama_weights(const ModelConfig& config, const TensorMap& ten
             layer.bq = load.array(name("self_attn.q_proj.bias"), {q});
             layer.bk = load.array(name("self_attn.k_proj.bias"), {kv});
             layer.bv = load.array(name("self_attn.v_proj.bias"), {kv});
+            if (tensors.has(name("self_attn.o_proj.bias"))) layer.bo = load.array(name("self_attn.o_proj.bias"), {d});
         }
         w.layers.push_back(std::move(layer));
     }
@@ -221,6 +222,7 @@ void LlamaTransformer::attention(const LlamaWeights::Layer& layer, size_t layer_
     });
     std::vector<float> projected(static_cast<size_t>(n * d));
     layer.wo->forward(out.data(), n, projected.data(), d);
+    if (layer.bo) add_bias(projected.data(), n, d, layer.bo, d);
     add_residual(x, projected, static_cast<float>(config_.residual_multiplier()));
 }
 

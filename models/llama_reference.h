@@ -27,6 +27,8 @@ struct LlamaWeights {
         const float* bq = nullptr;
         const float* bk = nullptr;
         const float* bv = nullptr;
+        // Llama with attention_bias: o_proj has a bias too.
+        const float* bo = nullptr;
     };
     std::unique_ptr<Linear> embed;  // rows are token embeddings
     std::unique_ptr<Linear> head;   // null when tied to embed

@@ -118,7 +118,7 @@ ModelSource load_hf_directory(const std::string& dir, const LoadOptions& options
         fail_in({dir, "", ""}, "no weights found (expected model.safetensors, model.safetensors.index.json, "
                                "pytorch_model.bin.index.json or pytorch_model.bin)");
     }
-    m.tokenizer = open_tokenizer(options.tokenizer_path, {dir + "/tokenizer.model"}, m.config, options, dir);
+    m.tokenizer = open_tokenizer(options.tokenizer_path, {dir + "/tokenizer.model", dir + "/tokenizer.json"}, m.config, options, dir);
     return m;
 }
 

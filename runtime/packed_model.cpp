@@ -113,6 +113,7 @@ PackedModel load_packed_model(const std::string& path) {
             layer.bq = load.array(name("self_attn.q_proj.bias"), {q});
             layer.bk = load.array(name("self_attn.k_proj.bias"), {kv});
             layer.bv = load.array(name("self_attn.v_proj.bias"), {kv});
+            if (m.file->find(name("self_attn.o_proj.bias"))) layer.bo = load.array(name("self_attn.o_proj.bias"), {d});
         }
         w.layers.push_back(std::move(layer));
     }

@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
     sparq::cli::register_synth(app);
     sparq::cli::register_quantize(app);
     sparq::cli::register_verify(app);
+    sparq::cli::register_bench(app);
     sparq::cli::set_invocation(argc, argv);
     try {
         app.parse(argc, argv);

@@ -82,30 +82,31 @@ HWY_INLINE void DequantizeRow(const DenseWeights& w, int64_t r, float* HWY_RESTR
     // zero activations.
 }
 
-// The block kernels of one scheme, chosen at compile time.
+// The block kernels of one scheme, chosen at compile time. `low` and `high`
+// point at the block's bytes in the code plane(s).
 template <int kBits, bool kSym>
 struct BlockKernels {
-    static HWY_INLINE void F32(const RowBlocks<kBits>& rb, int64_t b, int z, const float* HWY_RESTRICT x,
-                               VF& a0, VF& a1) {
+    static HWY_INLINE void F32(const uint8_t* HWY_RESTRICT low, const uint8_t* HWY_RESTRICT high, int z,
+                               const float* HWY_RESTRICT x, VF& a0, VF& a1) {
         if constexpr (kBits == 8) {
-            ByteBlockF32<kSym>(rb.Low(b), x, z, a0, a1);
+            ByteBlockF32<kSym>(low, x, z, a0, a1);
         } else if constexpr (kBits == 4) {
-            Int4BlockF32(rb.Low(b), x, z, a0, a1);
+            Int4BlockF32(low, x, z, a0, a1);
         } else {
             alignas(32) uint8_t codes[32];
-            UnpackLowBitBlock<kBits>(rb.Low(b), rb.High(b), codes);
+            UnpackLowBitBlock<kBits>(low, high, codes);
             ByteBlockF32<false>(codes, x, z, a0, a1);
         }
     }
-    static HWY_INLINE hn::Vec<D32> Q8(const RowBlocks<kBits>& rb, int64_t b, int z,
+    static HWY_INLINE hn::Vec<D32> Q8(const uint8_t* HWY_RESTRICT low, const uint8_t* HWY_RESTRICT high, int z,
                                       const int16_t* HWY_RESTRICT xq) {
         if constexpr (kBits == 8) {
-            return ByteBlockQ8<kSym>(rb.Low(b), xq, z);
+            return ByteBlockQ8<kSym>(low, xq, z);
         } else if constexpr (kBits == 4) {
-            return Int4BlockQ8(rb.Low(b), xq, z);
+            return Int4BlockQ8(low, xq, z);
         } else {
             alignas(32) uint8_t codes[32];
-            UnpackLowBitBlock<kBits>(rb.Low(b), rb.High(b), codes);
+            UnpackLowBitBlock<kBits>(low, high, codes);
             return ByteBlockQ8<false>(codes, xq, z);
         }
     }
@@ -118,102 +119,127 @@ struct DenseRow {
     RowBlocks<kBits> blocks;
     const float* scales;
     const uint8_t* zero_row;
+    int64_t blocks_per_group;
+    // Groups [0, whole_groups) hold only whole blocks, read in place; the
+    // rest (at most one) holds the zero-padded short last block.
+    int64_t whole_groups;
 
     HWY_INLINE DenseRow(const DenseWeights& w, int64_t r, float* scale_buffer, uint8_t* pad)
         : blocks(w.view.code_row(r), w.view.cols, pad), scales(scale_buffer) {
         ConvertRowScales(w.view.scales + 2 * r * w.groups_per_row, w.groups_per_row, scale_buffer);
         zero_row = kSym ? nullptr : w.view.zeros + r * w.zero_row_bytes;
+        blocks_per_group = block_count(w.group_span);
+        whole_groups = std::min(w.groups_per_row, blocks.full_blocks / blocks_per_group);
     }
-    HWY_INLINE int Zero(int64_t g) const {
-        return kSym ? (1 << (kBits - 1)) : ZeroPoint<kBits>(zero_row, g);
+    HWY_INLINE int Zero(int64_t g) const { return kSym ? (1 << (kBits - 1)) : ZeroPoint<kBits>(zero_row, g); }
+    // Block b's bytes: in place when kInPlace, else maybe the padded copy.
+    template <bool kInPlace>
+    HWY_INLINE const uint8_t* Low(int64_t b) const {
+        return kInPlace ? blocks.low + b * BlockGeometry<kBits>::kLowBytes : blocks.Low(b);
+    }
+    template <bool kInPlace>
+    HWY_INLINE const uint8_t* High(int64_t b) const {
+        return kInPlace ? blocks.high + b * BlockGeometry<kBits>::kHighBytes : blocks.High(b);
     }
 };
 
-// sum (u - z) x over group g's blocks, FP32 activations: two blocks in
-// flight, four accumulators, so FMA latency does not chain across blocks.
-template <int kBits, bool kSym>
-HWY_INLINE VF GroupDotF32(const DenseWeights& w, const DenseRow<kBits, kSym>& row, int64_t g,
-                          int64_t blocks_per_group, const float* HWY_RESTRICT x) {
+// sum (u - z) x over blocks [b, end) of group g, two blocks in flight into
+// four accumulators so FMA latency does not chain from block to block.
+template <bool kInPlace, int kBits, bool kSym>
+HWY_INLINE VF GroupDotF32(const DenseRow<kBits, kSym>& row, int64_t g, int64_t b, int64_t end,
+                          const float* HWY_RESTRICT x) {
     using K = BlockKernels<kBits, kSym>;
     const DF df;
     const int z = row.Zero(g);
-    const int64_t end = std::min(w.blocks, (g + 1) * blocks_per_group);
-    int64_t b = g * blocks_per_group;
-    VF a0 = hn::Zero(df), a1 = hn::Zero(df);
-    if (b + 1 == end) {  // one block per group (groups of 32): nothing to pair
-        K::F32(row.blocks, b, z, x + b * kBlock, a0, a1);
-        return hn::Add(a0, a1);
-    }
-    VF a2 = hn::Zero(df), a3 = hn::Zero(df);
+    VF a0 = hn::Zero(df), a1 = hn::Zero(df), a2 = hn::Zero(df), a3 = hn::Zero(df);
     for (; b + 2 <= end; b += 2) {
-        K::F32(row.blocks, b, z, x + b * kBlock, a0, a1);
-        K::F32(row.blocks, b + 1, z, x + (b + 1) * kBlock, a2, a3);
+        K::F32(row.template Low<kInPlace>(b), row.template High<kInPlace>(b), z, x + b * kBlock, a0, a1);
+        K::F32(row.template Low<kInPlace>(b + 1), row.template High<kInPlace>(b + 1), z, x + (b + 1) * kBlock, a2,
+               a3);
     }
-    if (b < end) K::F32(row.blocks, b, z, x + b * kBlock, a0, a1);
+    if (b < end) K::F32(row.template Low<kInPlace>(b), row.template High<kInPlace>(b), z, x + b * kBlock, a0, a1);
     return hn::Add(hn::Add(a0, a1), hn::Add(a2, a3));
 }
 
-// sum over groups of d_g * sum (u - z) x. Groups go in pairs into two
-// accumulators (named, not indexed, so they stay in registers).
+// sum over groups of d_g * sum (u - z) x with FP32 activations.
 template <int kBits, bool kSym>
 HWY_INLINE float RowDotF32(const DenseWeights& w, const DenseRow<kBits, kSym>& row,
                            const float* HWY_RESTRICT x) {
+    using K = BlockKernels<kBits, kSym>;
     const DF df;
-    const int64_t blocks_per_group = block_count(w.group_span);
+    const int64_t per = row.blocks_per_group;
     VF acc0 = hn::Zero(df), acc1 = hn::Zero(df);
     int64_t g = 0;
-    for (; g + 2 <= w.groups_per_row; g += 2) {
-        acc0 = hn::MulAdd(GroupDotF32(w, row, g, blocks_per_group, x), hn::Set(df, row.scales[g]), acc0);
-        acc1 = hn::MulAdd(GroupDotF32(w, row, g + 1, blocks_per_group, x), hn::Set(df, row.scales[g + 1]), acc1);
+    if (per == 1) {
+        // Groups of one block (32 columns): pairs of groups, one scale each.
+        for (; g + 2 <= row.whole_groups; g += 2) {
+            VF a0 = hn::Zero(df), a1 = hn::Zero(df), a2 = hn::Zero(df), a3 = hn::Zero(df);
+            K::F32(row.template Low<true>(g), row.template High<true>(g), row.Zero(g), x + g * kBlock, a0, a1);
+            K::F32(row.template Low<true>(g + 1), row.template High<true>(g + 1), row.Zero(g + 1),
+                   x + (g + 1) * kBlock, a2, a3);
+            acc0 = hn::MulAdd(hn::Add(a0, a1), hn::Set(df, row.scales[g]), acc0);
+            acc1 = hn::MulAdd(hn::Add(a2, a3), hn::Set(df, row.scales[g + 1]), acc1);
+        }
     }
-    if (g < w.groups_per_row) {
-        acc0 = hn::MulAdd(GroupDotF32(w, row, g, blocks_per_group, x), hn::Set(df, row.scales[g]), acc0);
+    for (; g < row.whole_groups; ++g) {
+        acc0 = hn::MulAdd(GroupDotF32<true>(row, g, g * per, (g + 1) * per, x), hn::Set(df, row.scales[g]), acc0);
+    }
+    for (; g < w.groups_per_row; ++g) {
+        const VF sum = GroupDotF32<false>(row, g, g * per, std::min(w.blocks, (g + 1) * per), x);
+        acc1 = hn::MulAdd(sum, hn::Set(df, row.scales[g]), acc1);
     }
     return ReduceSum(hn::Add(acc0, acc1));
 }
 
-// Q8: sum over group g's blocks of dx_b * (exact integer block sum).
-template <int kBits, bool kSym>
-HWY_INLINE hn::Vec<DF32> GroupDotQ8(const DenseWeights& w, const DenseRow<kBits, kSym>& row, int64_t g,
-                                    int64_t blocks_per_group, const int16_t* HWY_RESTRICT xq,
-                                    const float* HWY_RESTRICT block_scales) {
+// Q8: sum over blocks [b, end) of group g of dx_b * (exact integer sum).
+template <bool kInPlace, int kBits, bool kSym>
+HWY_INLINE hn::Vec<DF32> GroupDotQ8(const DenseRow<kBits, kSym>& row, int64_t g, int64_t b, int64_t end,
+                                    const int16_t* HWY_RESTRICT xq, const float* HWY_RESTRICT block_scales) {
     using K = BlockKernels<kBits, kSym>;
     const DF32 df;
     const int z = row.Zero(g);
-    const int64_t end = std::min(w.blocks, (g + 1) * blocks_per_group);
-    int64_t b = g * blocks_per_group;
     auto a0 = hn::Zero(df), a1 = hn::Zero(df);
     for (; b + 2 <= end; b += 2) {
-        const auto s0 = K::Q8(row.blocks, b, z, xq + b * kBlock);
-        const auto s1 = K::Q8(row.blocks, b + 1, z, xq + (b + 1) * kBlock);
+        const auto s0 = K::Q8(row.template Low<kInPlace>(b), row.template High<kInPlace>(b), z, xq + b * kBlock);
+        const auto s1 = K::Q8(row.template Low<kInPlace>(b + 1), row.template High<kInPlace>(b + 1), z,
+                              xq + (b + 1) * kBlock);
         a0 = hn::MulAdd(hn::ConvertTo(df, s0), hn::Set(df, block_scales[b]), a0);
         a1 = hn::MulAdd(hn::ConvertTo(df, s1), hn::Set(df, block_scales[b + 1]), a1);
     }
     if (b < end) {
-        a0 = hn::MulAdd(hn::ConvertTo(df, K::Q8(row.blocks, b, z, xq + b * kBlock)), hn::Set(df, block_scales[b]),
-                        a0);
+        const auto s0 = K::Q8(row.template Low<kInPlace>(b), row.template High<kInPlace>(b), z, xq + b * kBlock);
+        a0 = hn::MulAdd(hn::ConvertTo(df, s0), hn::Set(df, block_scales[b]), a0);
     }
     return hn::Add(a0, a1);
 }
 
-// Q8 row: exact integer sums per block, scaled by the block's activation
-// scale, then by the group's weight scale.
+// Q8 row: exact integer sums per block, times the block's activation scale
+// and the group's weight scale.
 template <int kBits, bool kSym>
 HWY_INLINE float RowDotQ8(const DenseWeights& w, const DenseRow<kBits, kSym>& row,
                           const int16_t* HWY_RESTRICT xq, const float* HWY_RESTRICT block_scales) {
+    using K = BlockKernels<kBits, kSym>;
     const DF32 df;
-    const int64_t blocks_per_group = block_count(w.group_span);
+    const int64_t per = row.blocks_per_group;
     auto acc0 = hn::Zero(df), acc1 = hn::Zero(df);
     int64_t g = 0;
-    for (; g + 2 <= w.groups_per_row; g += 2) {
-        acc0 = hn::MulAdd(GroupDotQ8(w, row, g, blocks_per_group, xq, block_scales), hn::Set(df, row.scales[g]),
-                          acc0);
-        acc1 = hn::MulAdd(GroupDotQ8(w, row, g + 1, blocks_per_group, xq, block_scales),
-                          hn::Set(df, row.scales[g + 1]), acc1);
+    if (per == 1) {
+        // One block per group: one combined scale dx_b * d_g per block.
+        for (; g + 2 <= row.whole_groups; g += 2) {
+            const auto s0 = K::Q8(row.template Low<true>(g), row.template High<true>(g), row.Zero(g), xq + g * kBlock);
+            const auto s1 = K::Q8(row.template Low<true>(g + 1), row.template High<true>(g + 1), row.Zero(g + 1),
+                                  xq + (g + 1) * kBlock);
+            acc0 = hn::MulAdd(hn::ConvertTo(df, s0), hn::Set(df, block_scales[g] * row.scales[g]), acc0);
+            acc1 = hn::MulAdd(hn::ConvertTo(df, s1), hn::Set(df, block_scales[g + 1] * row.scales[g + 1]), acc1);
+        }
     }
-    if (g < w.groups_per_row) {
-        acc0 = hn::MulAdd(GroupDotQ8(w, row, g, blocks_per_group, xq, block_scales), hn::Set(df, row.scales[g]),
-                          acc0);
+    for (; g < row.whole_groups; ++g) {
+        const auto sum = GroupDotQ8<true>(row, g, g * per, (g + 1) * per, xq, block_scales);
+        acc0 = hn::MulAdd(sum, hn::Set(df, row.scales[g]), acc0);
+    }
+    for (; g < w.groups_per_row; ++g) {
+        const auto sum = GroupDotQ8<false>(row, g, g * per, std::min(w.blocks, (g + 1) * per), xq, block_scales);
+        acc1 = hn::MulAdd(sum, hn::Set(df, row.scales[g]), acc1);
     }
     return hn::GetLane(hn::SumOfLanes(df, hn::Add(acc0, acc1)));
 }
@@ -234,10 +260,106 @@ HWY_NOINLINE void DenseRowsByDot(const DenseCall& c, int64_t r0, int64_t r1, con
     }
 }
 
+// Q8 with many tokens: widen each row once to int16 levels u - z in block
+// order, then every token is pure multiply-adds over that row (no
+// unpacking per token). The sums and scalings are those of RowDotQ8.
+template <int kBits, bool kSym>
+HWY_INLINE void WidenRow(const DenseWeights& w, const DenseRow<kBits, kSym>& row, int16_t* HWY_RESTRICT out) {
+    const D16 d16;
+    const hn::RebindToUnsigned<D16> du16;
+    const hn::Rebind<uint8_t, D16> d8;
+    const size_t n = hn::Lanes(d16);
+    alignas(64) uint8_t codes[32];
+    for (int64_t g = 0; g < w.groups_per_row; ++g) {
+        const auto z = hn::Set(d16, static_cast<int16_t>(row.Zero(g)));
+        const int64_t end = std::min(w.blocks, (g + 1) * row.blocks_per_group);
+        for (int64_t b = g * row.blocks_per_group; b < end; ++b) {
+            UnpackBlock<kBits, kSym>(row.blocks, b, codes);
+            for (size_t j = 0; j < 32; j += n) {
+                const auto u = hn::BitCast(d16, hn::PromoteTo(du16, hn::LoadU(d8, codes + j)));
+                hn::StoreU(hn::Sub(u, z), d16, out + b * kBlock + j);
+            }
+        }
+    }
+}
+
+HWY_INLINE hn::Vec<D32> WidenedBlockQ8(const int16_t* HWY_RESTRICT w16, const int16_t* HWY_RESTRICT xq) {
+    const D16 d16;
+    const D32 d32;
+    const size_t n = hn::Lanes(d16);
+    auto s0 = hn::Zero(d32), s1 = hn::Zero(d32);
+    for (size_t j = 0; j < 32; j += n) {
+        s0 = hn::ReorderWidenMulAccumulate(d32, hn::LoadU(d16, w16 + j), hn::LoadU(d16, xq + j), s0, s1);
+    }
+    return hn::RearrangeToOddPlusEven(s0, s1);
+}
+
+// Group g's blocks: sum of dx_b * (integer block sum).
+HWY_INLINE hn::Vec<DF32> WidenedGroupQ8(const int16_t* HWY_RESTRICT w16, const int16_t* HWY_RESTRICT xq,
+                                        const float* HWY_RESTRICT block_scales, int64_t b, int64_t end) {
+    const DF32 df;
+    auto a0 = hn::Zero(df), a1 = hn::Zero(df);
+    for (; b + 2 <= end; b += 2) {
+        const auto s0 = WidenedBlockQ8(w16 + b * kBlock, xq + b * kBlock);
+        const auto s1 = WidenedBlockQ8(w16 + (b + 1) * kBlock, xq + (b + 1) * kBlock);
+        a0 = hn::MulAdd(hn::ConvertTo(df, s0), hn::Set(df, block_scales[b]), a0);
+        a1 = hn::MulAdd(hn::ConvertTo(df, s1), hn::Set(df, block_scales[b + 1]), a1);
+    }
+    if (b < end) {
+        a0 = hn::MulAdd(hn::ConvertTo(df, WidenedBlockQ8(w16 + b * kBlock, xq + b * kBlock)),
+                        hn::Set(df, block_scales[b]), a0);
+    }
+    return hn::Add(a0, a1);
+}
+
+template <int kBits, bool kSym>
+HWY_INLINE float WidenedRowDotQ8(const DenseWeights& w, const DenseRow<kBits, kSym>& row,
+                                 const int16_t* HWY_RESTRICT w16, const int16_t* HWY_RESTRICT xq,
+                                 const float* HWY_RESTRICT block_scales) {
+    const DF32 df;
+    const int64_t per = row.blocks_per_group;
+    auto acc0 = hn::Zero(df), acc1 = hn::Zero(df);
+    int64_t g = 0;
+    if (per == 1) {  // one block per group: one combined scale per block
+        for (; g + 2 <= w.groups_per_row; g += 2) {
+            const auto s0 = WidenedBlockQ8(w16 + g * kBlock, xq + g * kBlock);
+            const auto s1 = WidenedBlockQ8(w16 + (g + 1) * kBlock, xq + (g + 1) * kBlock);
+            acc0 = hn::MulAdd(hn::ConvertTo(df, s0), hn::Set(df, block_scales[g] * row.scales[g]), acc0);
+            acc1 = hn::MulAdd(hn::ConvertTo(df, s1), hn::Set(df, block_scales[g + 1] * row.scales[g + 1]), acc1);
+        }
+    }
+    for (; g + 2 <= w.groups_per_row; g += 2) {
+        const auto s0 = WidenedGroupQ8(w16, xq, block_scales, g * per, (g + 1) * per);
+        const auto s1 = WidenedGroupQ8(w16, xq, block_scales, (g + 1) * per, std::min(w.blocks, (g + 2) * per));
+        acc0 = hn::MulAdd(s0, hn::Set(df, row.scales[g]), acc0);
+        acc1 = hn::MulAdd(s1, hn::Set(df, row.scales[g + 1]), acc1);
+    }
+    if (g < w.groups_per_row) {
+        const auto s0 = WidenedGroupQ8(w16, xq, block_scales, g * per, std::min(w.blocks, (g + 1) * per));
+        acc0 = hn::MulAdd(s0, hn::Set(df, row.scales[g]), acc0);
+    }
+    return hn::GetLane(hn::SumOfLanes(df, hn::Add(acc0, acc1)));
+}
+
+template <int kBits, bool kSym>
+HWY_NOINLINE void DenseRowsByWidenedQ8(const DenseCall& c, int64_t r0, int64_t r1, const KernelScratch& s) {
+    alignas(64) uint8_t pad[48];
+    const PreparedActivations& x = c.x;
+    int16_t* w16 = reinterpret_cast<int16_t*>(s.weight_tile);  // room for 4 float rows, 8 int16 ones
+    for (int64_t r = r0; r < r1; ++r) {
+        const DenseRow<kBits, kSym> row(c.w, r, s.row_scales, pad);
+        WidenRow(c.w, row, w16);
+        for (int64_t t = 0; t < x.tokens; ++t) {
+            c.y[t * c.y_stride + r] =
+                WidenedRowDotQ8(c.w, row, w16, x.xq + t * x.stride, x.block_scales + t * c.w.blocks);
+        }
+    }
+}
+
 // Tokens per pass over a row tile: enough to amortize dequantizing the tile,
-// few enough that their activations stay in L2 (about 256 KiB).
+// few enough that their activations stay in L2 (about 512 KiB).
 HWY_INLINE int64_t TokenBlock(int64_t stride) {
-    const int64_t fit = (int64_t{64} * 1024) / std::max<int64_t>(stride, 1);
+    const int64_t fit = (int64_t{128} * 1024) / std::max<int64_t>(stride, 1);
     return std::max<int64_t>(kTileTokens, fit / kTileTokens * kTileTokens);
 }
 
@@ -275,6 +397,8 @@ HWY_INLINE void DenseRowsFor(const DenseCall& c, int64_t r0, int64_t r1, const K
     // and every mode multiplies floats (Q8 activations arrive dequantized).
     if (c.small_groups || (c.mode == ActivationMode::F32 && c.x.tokens >= kMinTileTokens)) {
         DenseRowsByTiles<kBits, kSym>(c, r0, r1, s);
+    } else if (c.x.tokens >= kMinTileTokens) {
+        DenseRowsByWidenedQ8<kBits, kSym>(c, r0, r1, s);
     } else {
         DenseRowsByDot<kBits, kSym>(c, r0, r1, s);
     }

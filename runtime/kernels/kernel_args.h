@@ -38,7 +38,15 @@ template <class From, class To>
 void permute_to_block_order(const From* x, int64_t cols, int bits, To* out) {
     const int planes = block_planes(bits);
     const int64_t blocks = block_count(cols);
-    for (int64_t b = 0; b < blocks; ++b) {
+    const int per_plane = static_cast<int>(kBlock) / planes;
+    const int64_t whole = cols / kBlock;
+    for (int64_t b = 0; b < whole; ++b) {
+        const From* in = x + b * kBlock;
+        To* o = out + b * kBlock;
+        for (int k = 0; k < planes; ++k)
+            for (int j = 0; j < per_plane; ++j) o[k * per_plane + j] = static_cast<To>(in[planes * j + k]);
+    }
+    for (int64_t b = whole; b < blocks; ++b) {
         for (int p = 0; p < kBlock; ++p) {
             const int64_t c = b * kBlock + block_position_column(planes, p);
             out[b * kBlock + p] = c < cols ? static_cast<To>(x[c]) : To(0);

@@ -13,6 +13,11 @@
 # token see itself and the W-1 before it). A second Mistral model with a window
 # of ctx/2 shows that the window is real: sparq and llama.cpp must disagree there.
 #
+# A fourth model checks byte-level BPE export (tokenizer.ggml.model "gpt2",
+# merges, tokenizer.ggml.pre): Qwen2 with the SmolLM2 tokenizer.json
+# (--bpe-tokenizer; skipped when the file is absent), comparing the token count
+# of the text (sparq's tokenizer against llama-tokenize) as well as perplexity.
+#
 # Unless --no-sensitivity, it then breaks each exported file on purpose
 # (scripts/llamacpp/gguf_patch.py) and requires llama.cpp's perplexity to move
 # by at least --min-shift (default 0.5%, 10x the tolerance): Qwen2 without its
@@ -24,11 +29,12 @@
 # Usage:
 #   scripts/llamacpp/arch_check.sh [--llamacpp-bin DIR] [--sparq BIN] [--data DIR] [--tokenizer FILE]
 #       [--text FILE] [--ctx N] [--chunks N] [--threads N] [--tolerance REL] [--min-shift REL]
-#       [--out DIR] [--no-sensitivity]
+#       [--bpe-tokenizer FILE] [--out DIR] [--no-sensitivity]
 #
 # Defaults: --llamacpp-bin /work/llamacpp-build/bin (scripts/llamacpp/build.sh),
 # --sparq build/tools/sparq, --data $SPARQ_DATA or ../shared/data,
 # --tokenizer DATA/small-llama/hf/tokenizer.model, --text DATA/text/heldout.txt,
+# --bpe-tokenizer DATA/tokenizers/smollm2/tokenizer.json,
 # --ctx 256, --chunks 20, --threads 2, --tolerance 0.0005 (0.05%), --min-shift 0.005,
 # --out a fresh temporary directory.
 # Prints one line per check; exits 0 when all pass, 3 otherwise (2 on bad usage).
@@ -39,6 +45,7 @@ BIN=/work/llamacpp-build/bin
 SPARQ=$ROOT/build/tools/sparq
 DATA=${SPARQ_DATA:-$ROOT/../shared/data}
 TOKENIZER=""
+BPE_TOKENIZER=""
 TEXT=""
 CTX=256
 CHUNKS=20
@@ -55,6 +62,7 @@ while [[ $# -gt 0 ]]; do
         --sparq) SPARQ=$2; shift 2 ;;
         --data) DATA=$2; shift 2 ;;
         --tokenizer) TOKENIZER=$2; shift 2 ;;
+        --bpe-tokenizer) BPE_TOKENIZER=$2; shift 2 ;;
         --text) TEXT=$2; shift 2 ;;
         --ctx) CTX=$2; shift 2 ;;
         --chunks) CHUNKS=$2; shift 2 ;;
@@ -68,9 +76,12 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 TOKENIZER=${TOKENIZER:-$DATA/small-llama/hf/tokenizer.model}
+BPE_TOKENIZER=${BPE_TOKENIZER:-$DATA/tokenizers/smollm2/tokenizer.json}
 TEXT=${TEXT:-$DATA/text/heldout.txt}
 
-[[ -x "$BIN/llama-perplexity" ]] || { echo "arch_check.sh: $BIN/llama-perplexity not found (run scripts/llamacpp/build.sh)" >&2; exit 2; }
+for tool in llama-perplexity llama-tokenize; do
+    [[ -x "$BIN/$tool" ]] || { echo "arch_check.sh: $BIN/$tool not found (run scripts/llamacpp/build.sh)" >&2; exit 2; }
+done
 [[ -x "$SPARQ" ]] || { echo "arch_check.sh: $SPARQ not found (ninja -C build sparq)" >&2; exit 2; }
 for f in "$TOKENIZER" "$TEXT"; do [[ -f "$f" ]] || { echo "arch_check.sh: $f not found" >&2; exit 2; }; done
 if (( CTX % 2 != 0 || CTX < 8 )); then echo "arch_check.sh: --ctx must be even and >= 8" >&2; exit 2; fi
@@ -97,6 +108,12 @@ cat > "$OUT/configs/minicpm.json" <<'EOF'
  "max_position_embeddings":1024,"rms_norm_eps":1e-5,"rope_theta":10000.0,"tie_word_embeddings":true,
  "hidden_act":"silu","scale_emb":12,"scale_depth":1.4,"dim_model_base":32}
 EOF
+cat > "$OUT/configs/qwen2-bpe.json" <<'EOF'
+{"architectures":["Qwen2ForCausalLM"],"model_type":"qwen2","hidden_size":128,"intermediate_size":320,
+ "num_hidden_layers":2,"num_attention_heads":4,"num_key_value_heads":2,"vocab_size":49152,
+ "max_position_embeddings":1024,"rms_norm_eps":1e-6,"rope_theta":1000000.0,"tie_word_embeddings":true,
+ "hidden_act":"silu"}
+EOF
 
 status=0
 
@@ -109,26 +126,35 @@ llamacpp_ppl() {  # llamacpp_ppl GGUF LOG -> prints the perplexity
     echo "$ppl"
 }
 
-build_model() {  # build_model NAME: synth + export
-    local name=$1
-    "$SPARQ" synth --config "$OUT/configs/$name.json" -o "$OUT/$name" --tokenizer "$TOKENIZER" --peaked \
+# TOKARGS: extra arguments naming the tokenizer for export and eval (a tokenizer.json in a model
+# directory is given explicitly).
+TOKARGS=()
+
+build_model() {  # build_model NAME [TOKENIZER]: synth + export
+    local name=$1 tok=${2:-$TOKENIZER}
+    "$SPARQ" synth --config "$OUT/configs/$name.json" -o "$OUT/$name" --tokenizer "$tok" --peaked \
         --quiet --json > "$OUT/$name.synth.json"
-    "$SPARQ" export "$OUT/$name" -o "$OUT/$name.gguf" --type f32 --quiet --json > "$OUT/$name.export.json" \
-        2> "$OUT/$name.export.log"
+    "$SPARQ" export "$OUT/$name" "${TOKARGS[@]}" -o "$OUT/$name.gguf" --type f32 --quiet --json \
+        > "$OUT/$name.export.json" 2> "$OUT/$name.export.log"
 }
 
-# compare LABEL PPL_A PPL_B MODE: MODE "agree" needs |A/B-1| <= TOL, "differ" needs it >= MIN_SHIFT.
+sparq_eval() {  # sparq_eval NAME KEY -> KEY of sparq eval's JSON
+    "$SPARQ" eval "$OUT/$1" "${TOKARGS[@]}" --text "$TEXT" --ctx "$CTX" --chunks "$CHUNKS" --threads "$THREADS" \
+        --quiet --json | python3 -c 'import json,sys; print(repr(json.load(sys.stdin)[sys.argv[1]]))' "$2"
+}
+
+# compare LABEL A B MODE: MODE "agree" needs |A/B-1| <= TOL, "differ" needs it >= MIN_SHIFT, "equal" A == B.
 compare() {
     python3 -c '
 import sys
 label, a, b, mode, tol, shift = sys.argv[1:7]
 a, b, tol, shift = float(a), float(b), float(tol), float(shift)
 rel = a / b - 1.0
-ok = abs(rel) <= tol if mode == "agree" else abs(rel) >= shift
-need = ("<= %.4f%%" % (100 * tol)) if mode == "agree" else (">= %.2f%%" % (100 * shift))
-num = lambda x, w: ("%*.4f" % (w, x)) if abs(x) < 1e8 else ("%*.4e" % (w, x))
-pct = ("%+11.5f" % (100 * rel)) if abs(100 * rel) < 1e8 else ("%+11.4e" % (100 * rel))
-print("%-34s %s %s %s %s%%  %-10s %s" % (label, num(a, 14), num(b, 14), num(a / b, 10), pct,
+ok = {"agree": abs(rel) <= tol, "differ": abs(rel) >= shift, "equal": a == b}[mode]
+need = {"agree": "<= %.4f%%" % (100 * tol), "differ": ">= %.2f%%" % (100 * shift), "equal": "equal"}[mode]
+num = lambda x, w, p=4: ("%*.*f" % (w, p, x)) if abs(x) < 1e8 else ("%*.4e" % (w, x))
+pct = ("%+11.6f" % (100 * rel)) if abs(100 * rel) < 1e4 else ("%+11.4e" % (100 * rel))
+print("%-34s %s %s %s %s%%  %-10s %s" % (label, num(a, 14), num(b, 14), num(a / b, 10, 6), pct,
                                          need, "ok" if ok else "FAIL"))
 sys.exit(0 if ok else 3)' "$@" "$TOL" "$MIN_SHIFT" || status=3
 }
@@ -139,8 +165,7 @@ printf '%-34s %14s %14s %10s %12s  %-10s %s\n' check ppl_sparq ppl_llamacpp rati
 declare -A REF
 for arch in mistral qwen2 minicpm; do
     build_model "$arch"
-    sparq_ppl=$("$SPARQ" eval "$OUT/$arch" --text "$TEXT" --ctx "$CTX" --chunks "$CHUNKS" --threads "$THREADS" \
-        --quiet --json | python3 -c 'import json,sys; print(repr(json.load(sys.stdin)["ppl"]))')
+    sparq_ppl=$(sparq_eval "$arch" ppl)
     ref=$(llamacpp_ppl "$OUT/$arch.gguf" "$OUT/$arch.perplexity.log") || { status=3; continue; }
     REF[$arch]=$ref
     compare "$arch ($(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["arch"])' "$OUT/$arch.export.json"))" \
@@ -149,12 +174,33 @@ done
 
 # Mistral with a window narrower than ctx: sparq applies it, llama.cpp does not.
 build_model mistral-window
-sparq_ppl=$("$SPARQ" eval "$OUT/mistral-window" --text "$TEXT" --ctx "$CTX" --chunks "$CHUNKS" --threads "$THREADS" \
-    --quiet --json | python3 -c 'import json,sys; print(repr(json.load(sys.stdin)["ppl"]))')
+sparq_ppl=$(sparq_eval mistral-window ppl)
 if ref=$(llamacpp_ppl "$OUT/mistral-window.gguf" "$OUT/mistral-window.perplexity.log"); then
     compare "mistral window $((CTX / 2)) < ctx (ignored)" "$sparq_ppl" "$ref" differ
 else
     status=3
+fi
+
+# Byte-level BPE (gpt2) tokenizer: same tokens, same perplexity.
+if [[ -f "$BPE_TOKENIZER" ]]; then
+    mkdir -p "$OUT/qwen2-bpe"
+    TOKARGS=(--tokenizer "$OUT/qwen2-bpe/tokenizer.json")
+    build_model qwen2-bpe "$BPE_TOKENIZER"
+    sparq_ppl=$(sparq_eval qwen2-bpe ppl)
+    sparq_tokens=$(sparq_eval qwen2-bpe text_tokens)
+    # llama-tokenize as llama-perplexity tokenizes (escapes processed, control-token text kept as text).
+    llama_tokens=$("$BIN/llama-tokenize" -m "$OUT/qwen2-bpe.gguf" -f "$TEXT" --ids --no-parse-special --log-disable \
+        2>/dev/null | python3 -c 'import sys,ast; print(len(ast.literal_eval(sys.stdin.read().strip())))')
+    TOKARGS=()
+    pre=$(python3 "$ROOT/scripts/llamacpp/gguf_patch.py" "$OUT/qwen2-bpe.gguf" get tokenizer.ggml.pre)
+    if ref=$(llamacpp_ppl "$OUT/qwen2-bpe.gguf" "$OUT/qwen2-bpe.perplexity.log"); then
+        compare "qwen2 + gpt2 tokenizer ($pre)" "$sparq_ppl" "$ref" agree
+    else
+        status=3
+    fi
+    compare "  text tokens (sparq, llama.cpp)" "$sparq_tokens" "$llama_tokens" equal
+else
+    echo "(no $BPE_TOKENIZER: byte-level BPE check skipped)"
 fi
 
 if [[ $SENSITIVITY == 1 ]]; then
