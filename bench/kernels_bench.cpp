@@ -9,7 +9,7 @@
 // BM_StreamProbe sums a 1 GiB buffer with the same fixed-chunk parallel
 // loop the kernels use: the bandwidth decode can hope for. BM_Matvec runs
 // one scheme on a 2048x5632 or 5632x2048 matrix, rotating over enough
-// copies (>= 512 MiB) that the weights come from DRAM, not cache, as in a
+// copies (>= 256 MiB) that the weights come from DRAM, not cache, as in a
 // real model; its GB/s counter is packed weight bytes (codes, scales, zero
 // points) per second and `of_probe` its fraction of the probe. BM_Matmul
 // is prefill: many tokens times one matrix, in GFLOP/s.
@@ -29,6 +29,7 @@
 #include "core/parallel.h"
 #include "quant/layout.h"
 #include "runtime/kernels/packed_matmul.h"
+#include "runtime/kernels/sparse_matmul.h"
 
 namespace sparq {
 namespace {
@@ -111,7 +112,7 @@ struct MatvecCase {
 void BM_Matvec(benchmark::State& state, MatvecCase c) {
     const QuantScheme s = parse_quant_scheme(c.scheme);
     const PackedGeometry g = packed_geometry(s, c.rows, c.cols);
-    const size_t copies = c.from_cache ? 1 : std::max<size_t>(2, (size_t{512} << 20) / g.total_bytes + 1);
+    const size_t copies = c.from_cache ? 1 : std::max<size_t>(2, (size_t{256} << 20) / g.total_bytes + 1);
     std::vector<PackedTensor> mats;
     mats.reserve(copies);
     for (size_t i = 0; i < copies; ++i) mats.push_back(random_packed(s, c.rows, c.cols, static_cast<uint32_t>(i)));
@@ -153,6 +154,115 @@ void BM_Matmul(benchmark::State& state, MatvecCase c) {
     state.SetLabel(packed_kernel_target());
 }
 
+// 2:4 with a random pattern per run (one of the 6 valid index pairs).
+NmSparseTensor random_nm24(const QuantScheme& q, int64_t rows, int64_t cols, uint64_t seed) {
+    const NmSparseScheme scheme{2, 4, q};
+    const NmSparseGeometry g = nm_sparse_geometry(scheme, rows, cols);
+    NmSparseTensor t;
+    t.scheme = scheme;
+    t.rows = rows;
+    t.cols = cols;
+    const PackedTensor dense = random_packed(q, rows, 8, static_cast<uint32_t>(seed));  // scales, zeros below
+    t.values.resize(g.value_bytes);
+    uint64_t state = seed;
+    fill_random(t.values, state);
+    if (q.bits == 8 && q.symmetric) {
+        for (auto& b : t.values) b = b == 0x80 ? 0x81 : b;
+    }
+    static const uint8_t pairs[6] = {0x4, 0x8, 0xC, 0x9, 0xD, 0xE};  // (0,1) (0,2) (0,3) (1,2) (1,3) (2,3)
+    t.indices.resize(g.index_bytes);
+    for (auto& b : t.indices) {
+        const uint64_t r = splitmix(state);
+        b = static_cast<uint8_t>(pairs[r % 6] | pairs[(r >> 8) % 6] << 4);
+    }
+    PackedTensor planes = random_packed(q, rows, cols, static_cast<uint32_t>(seed + 1));
+    planes.codes.clear();
+    t.scales = std::move(planes.scales);
+    t.zeros = std::move(planes.zeros);
+    (void)dense;
+    return t;
+}
+
+// Unstructured: each weight stored with probability 1 - sparsity.
+BitmaskSparseTensor random_bitmask(const QuantScheme& q, int64_t rows, int64_t cols, double sparsity,
+                                   uint64_t seed) {
+    BitmaskSparseTensor t;
+    t.scheme = q;
+    t.rows = rows;
+    t.cols = cols;
+    const int64_t mask_row = (cols + 7) / 8;
+    t.mask.assign(static_cast<size_t>(rows * mask_row), 0);
+    t.row_offsets.assign(static_cast<size_t>(rows + 1), 0);
+    uint64_t state = seed;
+    const auto threshold = static_cast<uint64_t>(sparsity * 18446744073709551615.0);
+    for (int64_t r = 0; r < rows; ++r) {
+        int64_t k = 0;
+        for (int64_t c = 0; c < cols; ++c) {
+            if (splitmix(state) >= threshold) {
+                t.mask[r * mask_row + c / 8] |= static_cast<uint8_t>(1u << (c % 8));
+                ++k;
+            }
+        }
+        t.row_offsets[r + 1] = t.row_offsets[r] + static_cast<uint64_t>(k == 0 ? 0 : code_row_bytes(q, k));
+    }
+    t.values.resize(t.row_offsets[rows]);
+    fill_random(t.values, state);
+    if (q.bits == 8 && q.symmetric) {
+        for (auto& b : t.values) b = b == 0x80 ? 0x81 : b;
+    }
+    PackedTensor planes = random_packed(q, rows, cols, static_cast<uint32_t>(seed + 1));
+    t.scales = std::move(planes.scales);
+    t.zeros = std::move(planes.zeros);
+    return t;
+}
+
+struct SparseCase {
+    std::string scheme;
+    int64_t rows, cols;
+    double sparsity;  // < 0: 2:4
+};
+
+void BM_SparseMatvec(benchmark::State& state, SparseCase c) {
+    const QuantScheme q = parse_quant_scheme(c.scheme);
+    std::vector<NmSparseTensor> nm;
+    std::vector<BitmaskSparseTensor> bm;
+    size_t bytes = 0, copies = 0;
+    while (bytes < (size_t{256} << 20) || copies < 2) {
+        if (c.sparsity < 0) {
+            nm.push_back(random_nm24(q, c.rows, c.cols, copies + 1));
+            const NmSparseGeometry g = nm_sparse_geometry(nm.back().scheme, c.rows, c.cols);
+            bytes += g.total_bytes;
+        } else {
+            bm.push_back(random_bitmask(q, c.rows, c.cols, c.sparsity, copies + 1));
+            const auto& t = bm.back();
+            bytes += t.values.size() + t.mask.size() + 8 * t.row_offsets.size() + 2 * t.scales.size() + t.zeros.size();
+        }
+        ++copies;
+    }
+    const size_t bytes_per_matrix = bytes / copies;
+    std::vector<float> x(static_cast<size_t>(c.cols)), y(static_cast<size_t>(c.rows));
+    std::mt19937 gen(1);
+    std::normal_distribution<float> dist;
+    for (auto& v : x) v = dist(gen);
+    size_t next = 0;
+    const auto start = std::chrono::steady_clock::now();
+    for (auto _ : state) {
+        if (c.sparsity < 0) {
+            nm_sparse_matvec(nm[next].view(), x.data(), y.data());
+        } else {
+            bitmask_sparse_matvec(bm[next].view(), x.data(), y.data());
+        }
+        next = next + 1 == copies ? 0 : next + 1;
+        benchmark::DoNotOptimize(y.data());
+    }
+    const double gbps = static_cast<double>(bytes_per_matrix) / 1e9 * static_cast<double>(state.iterations()) /
+                        seconds_since(start);
+    state.counters["GB/s"] = gbps;
+    if (g_probe_gbps > 0) state.counters["of_probe"] = gbps / g_probe_gbps;
+    state.counters["bpw"] = 8.0 * static_cast<double>(bytes_per_matrix) / static_cast<double>(c.rows * c.cols);
+    state.SetLabel(packed_kernel_target());
+}
+
 const char* mode_tag(ActivationMode m) { return m == ActivationMode::F32 ? "f32" : "q8"; }
 
 void register_all() {
@@ -166,6 +276,18 @@ void register_all() {
                 const std::string name = std::string("Matvec/") + scheme + "/" + std::to_string(rows) + "x" +
                                          std::to_string(cols) + "/" + mode_tag(mode);
                 benchmark::RegisterBenchmark(name.c_str(), BM_Matvec, MatvecCase{scheme, rows, cols, mode})
+                    ->UseRealTime()
+                    ->Unit(benchmark::kMicrosecond);
+            }
+        }
+    }
+    for (const char* scheme : {"int8_ch_sym", "int8_g32_sym", "int4_g32_sym", "int4_g128_sym"}) {
+        for (auto [rows, cols] : {std::pair<int64_t, int64_t>{5632, 2048}, {2048, 5632}}) {
+            for (double sparsity : {-1.0, 0.5, 0.7}) {
+                const std::string kind = sparsity < 0 ? "nm24" : "bitmask" + std::to_string(int(sparsity * 100));
+                const std::string name = "Sparse/" + kind + "/" + scheme + "/" + std::to_string(rows) + "x" +
+                                         std::to_string(cols);
+                benchmark::RegisterBenchmark(name.c_str(), BM_SparseMatvec, SparseCase{scheme, rows, cols, sparsity})
                     ->UseRealTime()
                     ->Unit(benchmark::kMicrosecond);
             }

@@ -31,6 +31,7 @@ struct EvalArgs {
 
 int run_eval(const EvalArgs& args) {
     const auto t0 = std::chrono::steady_clock::now();
+    const int64_t idle_rss = current_rss_bytes();
     RunnableModel model = open_runnable(args.model, args.tokenizer, args.reference_path);
     RunnableModel ref;
     if (!args.ref.empty()) ref = open_runnable(args.ref, args.tokenizer, true);
@@ -69,6 +70,7 @@ int run_eval(const EvalArgs& args) {
         {"seconds", r.seconds},
         {"tokens_per_second", r.tokens_per_second},
         {"peak_rss_bytes", peak_rss_bytes()},
+        {"idle_rss_bytes", idle_rss},
         {"path", model.model->path_name()},
     };
     if (r.reference) {

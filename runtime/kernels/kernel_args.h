@@ -18,6 +18,7 @@
 
 #include "quant/layout.h"
 #include "runtime/kernels/packed_matmul.h"
+#include "runtime/kernels/sparse_layout.h"
 
 namespace sparq::kernels {
 
@@ -107,5 +108,35 @@ struct DenseCall {
 };
 
 inline bool has_small_groups(const QuantScheme& s) { return s.group != 0 && s.group < kBlock; }
+
+// One sparse product (nm_sparse or bitmask_sparse), FP32 activations in
+// plain column order (xf, padded to whole blocks).
+struct SparseCall {
+    bool is_nm = true;
+    NmSparseView nm;
+    NmSparseGeometry nm_geometry;
+    BitmaskSparseView bitmask;
+    uint64_t bitmask_values_size = 0;
+    QuantScheme quant;
+    int64_t rows = 0;
+    int64_t cols = 0;
+    int64_t groups_per_row = 0;
+    int64_t group_span = 0;
+    int64_t zero_row_bytes = 0;
+    int64_t blocks = 0;
+    // Whether the SIMD fast path applies (2:4 or bitmask, 8 or 4 bits,
+    // large enough groups); otherwise rows are decoded to floats.
+    bool fast = false;
+    PreparedActivations x;
+    float* y = nullptr;
+    int64_t y_stride = 0;
+};
+
+struct SparseScratch {
+    float* row_scales = nullptr;  // groups_per_row + 16
+    float* dense_row = nullptr;   // cols stored weights (generic path)
+    int64_t* columns = nullptr;   // cols columns of those weights (generic path)
+    uint8_t* values = nullptr;    // one row of values + 64 bytes, zero-padded copies
+};
 
 }  // namespace sparq::kernels

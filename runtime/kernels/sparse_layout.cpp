@@ -213,7 +213,6 @@ void check_nm_sparse_contents(const NmSparseView& sparse, const std::string& ten
     const NmSparseGeometry g = nm_sparse_geometry(s, sparse.rows, sparse.cols);
     const int width = nm_index_field_bits(s.m);
     check_group_planes(sparse.group_params(), tensor, "nm_sparse");
-    std::vector<uint8_t> kept(static_cast<size_t>(g.kept_per_row));
     for (int64_t r = 0; r < sparse.rows; ++r) {
         const uint8_t* index_row = sparse.indices + r * g.index_row_bytes;
         for (int64_t j = 0; j < g.kept_per_row; ++j) {
@@ -227,14 +226,13 @@ void check_nm_sparse_contents(const NmSparseView& sparse, const std::string& ten
         if (!padding_clear(index_row, g.kept_per_row * width, g.index_row_bytes)) {
             fail_in({"", tensor, "indices"}, "corrupt nm_sparse data at row ", r, ": nonzero padding bits");
         }
-        const uint8_t* value_row = sparse.values + r * g.value_row_bytes;
-        unpack_code_row(s.quant, value_row, g.kept_per_row, kept.data());
-        PackedTensor probe(s.quant, 1, g.kept_per_row);  // reuse the dense row checks
-        std::memcpy(probe.codes.data(), value_row, static_cast<size_t>(g.value_row_bytes));
-        std::fill(probe.scales.begin(), probe.scales.end(), uint16_t{0});
-        std::fill(probe.zeros.begin(), probe.zeros.end(), uint8_t{0});
-        check_packed_contents(probe.view(), tensor);
     }
+    // The values plane is a dense code plane of shape [rows, kept]: reuse
+    // the dense checks (int8 -128, padding bits) with neutral scales.
+    PackedTensor neutral(s.quant, sparse.rows, g.kept_per_row);
+    PackedView values = neutral.view();
+    values.codes = sparse.values;
+    check_packed_contents(values, tensor);
 }
 
 // ----------------------------------------------------------- bitmask_sparse

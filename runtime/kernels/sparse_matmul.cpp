@@ -1,0 +1,117 @@
+// Dispatch for the sparse kernels: checks, activations padded to whole
+// blocks once per call, fixed row chunks, best SIMD target.
+
+#include "runtime/kernels/sparse_matmul.h"
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "runtime/kernels/sparse_matmul.cpp"
+#include <hwy/foreach_target.h>  // IWYU pragma: keep
+#include <hwy/highway.h>
+
+#include "runtime/kernels/sparse_kernels-inl.h"
+
+#if HWY_ONCE
+#include <algorithm>
+#include <vector>
+
+#include "core/error.h"
+#include "core/parallel.h"
+#include "runtime/kernels/kernel_args.h"
+
+namespace sparq {
+namespace kernels {
+
+HWY_EXPORT(SparseRows);
+
+namespace {
+
+void check_sparse_call(int64_t rows, int64_t tokens, const float* x, const float* y, int64_t y_stride) {
+    if (tokens < 0) fail("sparse matmul: negative token count ", tokens);
+    if (y_stride < rows) fail("sparse matmul: output stride ", y_stride, " < rows ", rows);
+    if (rows > 0 && tokens > 0 && (!x || !y)) fail("sparse matmul: null activations or output");
+}
+
+void run_sparse(SparseCall& c, const float* x, int64_t tokens, float* y, int64_t y_stride, int64_t row_bytes) {
+    if (c.rows == 0 || tokens == 0) return;
+    c.groups_per_row = groups_per_row(c.quant, c.cols);
+    c.group_span = c.quant.group_span(c.cols);
+    c.zero_row_bytes = zero_row_bytes(c.quant, c.cols);
+    c.blocks = block_count(c.cols);
+    std::vector<float> xf(static_cast<size_t>(tokens * c.blocks * kBlock));
+    for (int64_t t = 0; t < tokens; ++t)
+        permute_to_block_order(x + t * c.cols, c.cols, 8, xf.data() + t * c.blocks * kBlock);
+    c.x.tokens = tokens;
+    c.x.stride = c.blocks * kBlock;
+    c.x.xf = xf.data();
+    c.y = y;
+    c.y_stride = y_stride;
+    // About 64 KiB of weights per chunk, from the shape alone.
+    const int64_t grain = std::clamp<int64_t>((int64_t{64} * 1024) / std::max<int64_t>(row_bytes, 1), 4, 1024);
+    const size_t floats = static_cast<size_t>(c.groups_per_row + 16 + c.x.stride);
+    const size_t bytes = static_cast<size_t>(std::max(c.cols, c.x.stride) + 64);
+    parallel_for(0, c.rows, grain, [&](int64_t r0, int64_t r1) {
+        thread_local std::vector<float> float_scratch;
+        thread_local std::vector<uint8_t> byte_scratch;
+        thread_local std::vector<int64_t> column_scratch;
+        if (float_scratch.size() < floats) float_scratch.resize(floats);
+        if (byte_scratch.size() < bytes) byte_scratch.resize(bytes);
+        if (column_scratch.size() < static_cast<size_t>(c.cols)) column_scratch.resize(static_cast<size_t>(c.cols));
+        SparseScratch s;
+        s.row_scales = float_scratch.data();
+        s.dense_row = float_scratch.data() + c.groups_per_row + 16;
+        s.values = byte_scratch.data();
+        s.columns = column_scratch.data();
+        HWY_DYNAMIC_DISPATCH(SparseRows)(c, r0, r1, s);
+    });
+}
+
+bool fast_bits(const QuantScheme& q) { return q.bits == 8 || q.bits == 4; }
+
+}  // namespace
+}  // namespace kernels
+
+void nm_sparse_matmul(const NmSparseView& w, const float* x, int64_t tokens, float* y, int64_t y_stride) {
+    using namespace kernels;
+    check_sparse_call(w.rows, tokens, x, y, y_stride);
+    SparseCall c;
+    c.is_nm = true;
+    c.nm = w;
+    c.nm_geometry = nm_sparse_geometry(w.scheme, w.rows, w.cols);
+    c.quant = w.scheme.quant;
+    c.rows = w.rows;
+    c.cols = w.cols;
+    c.fast = w.scheme.n == 2 && w.scheme.m == 4 && fast_bits(c.quant) &&
+             (c.quant.group == 0 || c.quant.group >= kBlock);
+    const int64_t row_bytes = c.nm_geometry.value_row_bytes + c.nm_geometry.index_row_bytes +
+                              2 * c.nm_geometry.groups_per_row + c.nm_geometry.zero_row_bytes;
+    run_sparse(c, x, tokens, y, y_stride, row_bytes);
+}
+
+void nm_sparse_matvec(const NmSparseView& w, const float* x, float* y) { nm_sparse_matmul(w, x, 1, y, w.rows); }
+
+void bitmask_sparse_matmul(const BitmaskSparseView& w, const float* x, int64_t tokens, float* y,
+                           int64_t y_stride) {
+    using namespace kernels;
+    check_sparse_call(w.rows, tokens, x, y, y_stride);
+    validate_quant_scheme(w.scheme);
+    if (w.rows < 0 || w.cols < 1) fail("bitmask_sparse: bad shape [", w.rows, ", ", w.cols, "]");
+    SparseCall c;
+    c.is_nm = false;
+    c.bitmask = w;
+    c.bitmask_values_size = w.rows > 0 ? w.row_offset(w.rows) : 0;
+    c.quant = w.scheme;
+    c.rows = w.rows;
+    c.cols = w.cols;
+    c.fast = fast_bits(c.quant) && (c.quant.group == 0 || c.quant.group >= 16);
+    const int64_t row_bytes = w.rows > 0 ? static_cast<int64_t>(c.bitmask_values_size) / w.rows +
+                                               w.mask_row_bytes() + 2 * groups_per_row(w.scheme, w.cols)
+                                         : 1;
+    run_sparse(c, x, tokens, y, y_stride, row_bytes);
+}
+
+void bitmask_sparse_matvec(const BitmaskSparseView& w, const float* x, float* y) {
+    bitmask_sparse_matmul(w, x, 1, y, w.rows);
+}
+
+}  // namespace sparq
+#endif  // HWY_ONCE

@@ -1,0 +1,245 @@
+// The sparse layouts (pack, unpack, hostile-input checks) and every sparse
+// SIMD kernel against its scalar twin, on every compiled SIMD target.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <algorithm>
+#include <sstream>
+
+#include "core/error.h"
+#include "core/parallel.h"
+#include "kernel_test_util.h"
+#include "runtime/kernels/sparse_matmul.h"
+
+namespace sparq::testing {
+namespace {
+
+class SparseKernels : public PerTarget {};
+SPARQ_INSTANTIATE_PER_TARGET(SparseKernels);
+
+// Random weights with, in every run of m columns, m - n of them zeroed at
+// random positions.
+std::vector<float> nm_pruned(int64_t rows, int64_t cols, int n, int m, uint32_t seed) {
+    auto w = random_weights(rows, cols, seed);
+    std::mt19937 gen(seed + 1);
+    std::vector<int> order(static_cast<size_t>(m));
+    for (int64_t r = 0; r < rows; ++r) {
+        for (int64_t run = 0; run < cols / m; ++run) {
+            for (int i = 0; i < m; ++i) order[i] = i;
+            std::shuffle(order.begin(), order.end(), gen);
+            for (int i = n; i < m; ++i) w[r * cols + run * m + order[i]] = 0.0f;
+        }
+    }
+    return w;
+}
+
+std::vector<float> randomly_pruned(int64_t rows, int64_t cols, double sparsity, uint32_t seed) {
+    auto w = random_weights(rows, cols, seed);
+    std::mt19937 gen(seed + 2);
+    std::uniform_real_distribution<double> u(0.0, 1.0);
+    for (auto& v : w) {
+        if (u(gen) < sparsity) v = 0.0f;
+    }
+    return w;
+}
+
+std::vector<QuantScheme> sparse_schemes(std::initializer_list<int64_t> groups) {
+    std::vector<QuantScheme> out;
+    for (int bits : {8, 4, 3, 2})
+        for (bool sym : {true, false})
+            for (int64_t g : groups) out.push_back(QuantScheme{bits, g, sym});
+    return out;
+}
+
+// SIMD against the twin, and both against the dense kernel's twin on the
+// unpacked matrix (the encodings change bytes, never values).
+template <class View, class Fast, class Twin>
+void expect_matches(const View& w, const PackedTensor& dense, int64_t tokens, uint32_t seed, Fast fast_fn,
+                    Twin twin_fn, const std::string& what) {
+    const auto x = random_normal(static_cast<size_t>(tokens * w.cols), seed);
+    const int64_t stride = w.rows + 2;
+    std::vector<float> fast(static_cast<size_t>(tokens * stride), -3.0f), twin(fast.size(), -3.0f),
+        dense_y(fast.size(), -3.0f);
+    fast_fn(w, x.data(), tokens, fast.data(), stride);
+    twin_fn(w, x.data(), tokens, twin.data(), stride);
+    packed_matmul_scalar(dense.view(), x.data(), tokens, dense_y.data(), stride);
+    const auto bounds = magnitude_bounds(dense.view(), x.data(), tokens, ActivationMode::F32);
+    for (int64_t t = 0; t < tokens; ++t) {
+        for (int64_t r = 0; r < stride; ++r) {
+            const size_t i = static_cast<size_t>(t * stride + r);
+            if (r >= w.rows) {
+                ASSERT_EQ(fast[i], -3.0f) << what << " wrote past the rows";
+                continue;
+            }
+            const double tol = 1e-5 * bounds[t * w.rows + r] + 1e-30;
+            ASSERT_LE(std::fabs(static_cast<double>(fast[i]) - twin[i]), tol)
+                << what << " token " << t << " row " << r << " simd " << fast[i] << " twin " << twin[i];
+            ASSERT_LE(std::fabs(static_cast<double>(twin[i]) - dense_y[i]), tol) << what << " twin vs dense";
+        }
+    }
+}
+
+const auto nm_fast = [](const NmSparseView& w, const float* x, int64_t t, float* y, int64_t s) {
+    if (t == 1 && s == w.rows) return nm_sparse_matvec(w, x, y);
+    nm_sparse_matmul(w, x, t, y, s);
+};
+const auto bm_fast = [](const BitmaskSparseView& w, const float* x, int64_t t, float* y, int64_t s) {
+    bitmask_sparse_matmul(w, x, t, y, s);
+};
+
+TEST(SparseLayout, NmRoundTripAndChecks) {
+    for (const QuantScheme& s : sparse_schemes({0, 32, 8})) {
+        for (auto [n, m] : {std::pair{2, 4}, {4, 8}, {1, 4}}) {
+            const int64_t rows = 5, cols = 96;
+            const PackedTensor dense = quantize(nm_pruned(rows, cols, n, m, 3), rows, cols, s);
+            const NmSparseTensor sp = pack_nm_sparse(dense.view(), n, m);
+            const NmSparseGeometry g = nm_sparse_geometry(sp.scheme, rows, cols);
+            EXPECT_EQ(sp.values.size(), g.value_bytes);
+            EXPECT_EQ(sp.indices.size(), g.index_bytes);
+            check_nm_sparse_contents(sp.view(), "w");
+            const PackedTensor back = unpack_nm_sparse(sp.view());
+            EXPECT_EQ(back.codes, dense.codes) << s.name() << " " << n << ":" << m;
+            EXPECT_EQ(back.scales, dense.scales);
+            EXPECT_EQ(back.zeros, dense.zeros);
+        }
+    }
+    // 2:4 int4 g32: 3 bits per weight of values + indices, plus scales.
+    const NmSparseGeometry g = nm_sparse_geometry(NmSparseScheme{2, 4, QuantScheme{4, 32, true}}, 1, 2048);
+    EXPECT_EQ(8 * (g.value_bytes + g.index_bytes), 3u * 2048);
+    // Too many non-zeros in a run, swapped indices, bad shape.
+    const PackedTensor dense = quantize(random_weights(2, 16, 1), 2, 16, QuantScheme{8, 0, true});
+    EXPECT_THROW(pack_nm_sparse(dense.view(), 2, 4), Error);
+    NmSparseTensor sp = pack_nm_sparse(quantize(nm_pruned(2, 16, 2, 4, 5), 2, 16, QuantScheme{8, 0, true}).view(), 2, 4);
+    sp.indices[0] = static_cast<uint8_t>((sp.indices[0] & 0xF0) | 0x01);  // fields 1, 0: out of order
+    EXPECT_THROW(check_nm_sparse_contents(sp.view(), "w"), Error);
+    EXPECT_THROW(nm_sparse_geometry(NmSparseScheme{2, 4, QuantScheme{4, 32, true}}, 1, 30), Error);
+    EXPECT_THROW(validate_nm_sparse_scheme(NmSparseScheme{5, 4, QuantScheme{4, 32, true}}), Error);
+}
+
+TEST(SparseLayout, BitmaskRoundTripAndChecks) {
+    for (const QuantScheme& s : sparse_schemes({0, 32, 8})) {
+        for (double sparsity : {0.0, 0.5, 0.9, 1.0}) {
+            const int64_t rows = 6, cols = 172;
+            const PackedTensor dense = quantize(randomly_pruned(rows, cols, sparsity, 4), rows, cols, s);
+            const BitmaskSparseTensor sp = pack_bitmask_sparse(dense.view());
+            check_bitmask_sparse_contents(sp.view(), sp.values.size(), "w");
+            const PackedTensor back = unpack_bitmask_sparse(sp.view());
+            EXPECT_EQ(back.codes, dense.codes) << s.name() << " sparsity " << sparsity;
+            EXPECT_EQ(back.scales, dense.scales);
+        }
+    }
+    const PackedTensor dense = quantize(randomly_pruned(3, 40, 0.5, 9), 3, 40, QuantScheme{8, 32, true});
+    BitmaskSparseTensor sp = pack_bitmask_sparse(dense.view());
+    sp.row_offsets[1] += 1;
+    EXPECT_THROW(check_bitmask_sparse_contents(sp.view(), sp.values.size(), "w"), Error);
+    sp = pack_bitmask_sparse(dense.view());
+    sp.mask[4] |= 0x80;  // column 39 of row 0 ... and the count no longer matches
+    sp.mask[sp.mask.size() - 1] |= 0x80;
+    EXPECT_THROW(check_bitmask_sparse_contents(sp.view(), sp.values.size(), "w"), Error);
+}
+
+TEST_P(SparseKernels, NmMatchesTwin) {
+    for (const QuantScheme& s : sparse_schemes({0, 32, 64, 128})) {
+        for (auto [n, m] : {std::pair{2, 4}, {4, 8}, {1, 4}}) {
+            for (int64_t rows : {1, 3, 17, 64}) {
+                for (int64_t cols : {8, 24, 40, 172, 288, 2048}) {
+                    if (cols % m != 0 || (s.group % m != 0)) continue;
+                    if ((n != 2 || m != 4) && rows * cols > 5000) continue;  // generic path: smaller
+                    const PackedTensor dense = quantize(nm_pruned(rows, cols, n, m, static_cast<uint32_t>(rows + cols)),
+                                                        rows, cols, s);
+                    const NmSparseTensor sp = pack_nm_sparse(dense.view(), n, m);
+                    for (int64_t tokens : {1, 3}) {
+                        std::ostringstream what;
+                        what << s.name() << " " << n << ":" << m << " [" << rows << ", " << cols << "] tokens " << tokens;
+                        expect_matches(sp.view(), dense, tokens, 40 + tokens, nm_fast, nm_sparse_matmul_scalar,
+                                       what.str());
+                        if (HasFatalFailure()) return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+TEST_P(SparseKernels, BitmaskMatchesTwin) {
+    for (const QuantScheme& s : sparse_schemes({0, 16, 32, 128, 8})) {
+        for (double sparsity : {0.5, 0.75, 0.95}) {
+            for (int64_t rows : {1, 3, 17, 64}) {
+                for (int64_t cols : {8, 24, 40, 172, 288, 2048}) {
+                    const PackedTensor dense = quantize(
+                        randomly_pruned(rows, cols, sparsity, static_cast<uint32_t>(rows * 3 + cols)), rows, cols, s);
+                    const BitmaskSparseTensor sp = pack_bitmask_sparse(dense.view());
+                    for (int64_t tokens : {1, 3}) {
+                        std::ostringstream what;
+                        what << s.name() << " sparsity " << sparsity << " [" << rows << ", " << cols << "] tokens "
+                             << tokens;
+                        expect_matches(sp.view(), dense, tokens, 50 + tokens, bm_fast, bitmask_sparse_matmul_scalar,
+                                       what.str());
+                        if (HasFatalFailure()) return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+// Zero rows, empty rows (bitmask), extreme scales and non-finite
+// activations: the SIMD path agrees with the twin on which outputs are
+// finite, and zero rows give exact zeros.
+TEST_P(SparseKernels, EdgeInputs) {
+    const int64_t rows = 7, cols = 288;
+    for (const QuantScheme& s : sparse_schemes({0, 32})) {
+        auto values = nm_pruned(rows, cols, 2, 4, 11);
+        for (int64_t c = 0; c < cols; ++c) values[2 * cols + c] = 0.0f;  // row 2 all zero
+        PackedTensor dense = quantize(values, rows, cols, s);
+        for (size_t i = 0; i < dense.scales.size(); i += 3) {
+            const bool negative_ok = s.symmetric && s.bits != 8;
+            if (i % 2 == 0) dense.scales[i] = negative_ok && i % 4 == 0 ? 0xFBFF : 0x7BFF;  // +-65504
+            else dense.scales[i] = 0x0001;                                                 // 2^-24
+        }
+        const NmSparseTensor nm = pack_nm_sparse(dense.view(), 2, 4);
+        const BitmaskSparseTensor bm = pack_bitmask_sparse(dense.view());
+        expect_matches(nm.view(), dense, 2, 3, nm_fast, nm_sparse_matmul_scalar, s.name() + " nm extreme");
+        expect_matches(bm.view(), dense, 2, 3, bm_fast, bitmask_sparse_matmul_scalar, s.name() + " bitmask extreme");
+        auto x = random_normal(static_cast<size_t>(2 * cols), 12);
+        x[7] = std::numeric_limits<float>::quiet_NaN();
+        x[cols + 100] = std::numeric_limits<float>::infinity();
+        std::vector<float> fast(static_cast<size_t>(2 * rows)), twin(fast.size());
+        nm_sparse_matmul(nm.view(), x.data(), 2, fast.data(), rows);
+        nm_sparse_matmul_scalar(nm.view(), x.data(), 2, twin.data(), rows);
+        for (size_t i = 0; i < fast.size(); ++i) EXPECT_EQ(std::isfinite(fast[i]), std::isfinite(twin[i])) << s.name() << " " << i << " " << fast[i] << " " << twin[i];
+        bitmask_sparse_matmul(bm.view(), x.data(), 2, fast.data(), rows);
+        bitmask_sparse_matmul_scalar(bm.view(), x.data(), 2, twin.data(), rows);
+        for (size_t i = 0; i < fast.size(); ++i) EXPECT_EQ(std::isfinite(fast[i]), std::isfinite(twin[i])) << s.name() << " " << i << " " << fast[i] << " " << twin[i];
+        EXPECT_EQ(fast[2], 0.0f);  // the empty row stores nothing: NaN never reaches it
+    }
+}
+
+TEST_P(SparseKernels, BitIdenticalForAnyThreadCount) {
+    const int64_t rows = 333, cols = 2048 + 64;
+    for (const QuantScheme& s : {QuantScheme{8, 0, true}, QuantScheme{4, 32, false}}) {
+        const PackedTensor dense = quantize(nm_pruned(rows, cols, 2, 4, 8), rows, cols, s);
+        const NmSparseTensor nm = pack_nm_sparse(dense.view(), 2, 4);
+        const BitmaskSparseTensor bm = pack_bitmask_sparse(dense.view());
+        const auto x = random_normal(static_cast<size_t>(5 * cols), 13);
+        std::vector<float> a(static_cast<size_t>(5 * rows)), b(a.size()), c(a.size()), d(a.size());
+        {
+            ThreadLimit one(1);
+            nm_sparse_matmul(nm.view(), x.data(), 5, a.data(), rows);
+            bitmask_sparse_matmul(bm.view(), x.data(), 5, c.data(), rows);
+        }
+        {
+            ThreadLimit two(2);
+            nm_sparse_matmul(nm.view(), x.data(), 5, b.data(), rows);
+            bitmask_sparse_matmul(bm.view(), x.data(), 5, d.data(), rows);
+        }
+        EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float))) << s.name();
+        EXPECT_EQ(0, std::memcmp(c.data(), d.data(), c.size() * sizeof(float))) << s.name();
+    }
+}
+
+}  // namespace
+}  // namespace sparq::testing
