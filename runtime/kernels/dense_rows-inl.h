@@ -98,18 +98,21 @@ struct BlockKernels {
             ByteBlockF32<false>(codes, x, z, a0, a1);
         }
     }
-    static HWY_INLINE hn::Vec<D32> Q8(const uint8_t* HWY_RESTRICT low, const uint8_t* HWY_RESTRICT high, int z,
+    // sum u * q (symmetric int8: q_w * q) over the block, without the zero point.
+    static HWY_INLINE hn::Vec<D32> Q8(const uint8_t* HWY_RESTRICT low, const uint8_t* HWY_RESTRICT high,
                                       const int16_t* HWY_RESTRICT xq) {
         if constexpr (kBits == 8) {
-            return ByteBlockQ8<kSym>(low, xq, z);
+            return ByteBlockQ8<kSym>(low, xq);
         } else if constexpr (kBits == 4) {
-            return Int4BlockQ8(low, xq, z);
+            return Int4BlockQ8(low, xq);
         } else {
             alignas(32) uint8_t codes[32];
             UnpackLowBitBlock<kBits>(low, high, codes);
-            return ByteBlockQ8<false>(codes, xq, z);
+            return ByteBlockQ8<false>(codes, xq);
         }
     }
+    // Symmetric int8 stores signed levels: no zero point to take out.
+    static constexpr bool kUnsignedCodes = !(kBits == 8 && kSym);
 };
 
 // One row's codes, scales and zero points, decoded once and then used for
@@ -191,57 +194,63 @@ HWY_INLINE float RowDotF32(const DenseWeights& w, const DenseRow<kBits, kSym>& r
     return ReduceSum(hn::Add(acc0, acc1));
 }
 
-// Q8: sum over blocks [b, end) of group g of dx_b * (exact integer sum).
+// Q8: sum over blocks [b, end) of dx_b * (exact integer sum of u * q).
 template <bool kInPlace, int kBits, bool kSym>
-HWY_INLINE hn::Vec<DF32> GroupDotQ8(const DenseRow<kBits, kSym>& row, int64_t g, int64_t b, int64_t end,
+HWY_INLINE hn::Vec<DF32> GroupDotQ8(const DenseRow<kBits, kSym>& row, int64_t b, int64_t end,
                                     const int16_t* HWY_RESTRICT xq, const float* HWY_RESTRICT block_scales) {
     using K = BlockKernels<kBits, kSym>;
     const DF32 df;
-    const int z = row.Zero(g);
     auto a0 = hn::Zero(df), a1 = hn::Zero(df);
     for (; b + 2 <= end; b += 2) {
-        const auto s0 = K::Q8(row.template Low<kInPlace>(b), row.template High<kInPlace>(b), z, xq + b * kBlock);
-        const auto s1 = K::Q8(row.template Low<kInPlace>(b + 1), row.template High<kInPlace>(b + 1), z,
-                              xq + (b + 1) * kBlock);
+        const auto s0 = K::Q8(row.template Low<kInPlace>(b), row.template High<kInPlace>(b), xq + b * kBlock);
+        const auto s1 =
+            K::Q8(row.template Low<kInPlace>(b + 1), row.template High<kInPlace>(b + 1), xq + (b + 1) * kBlock);
         a0 = hn::MulAdd(hn::ConvertTo(df, s0), hn::Set(df, block_scales[b]), a0);
         a1 = hn::MulAdd(hn::ConvertTo(df, s1), hn::Set(df, block_scales[b + 1]), a1);
     }
     if (b < end) {
-        const auto s0 = K::Q8(row.template Low<kInPlace>(b), row.template High<kInPlace>(b), z, xq + b * kBlock);
+        const auto s0 = K::Q8(row.template Low<kInPlace>(b), row.template High<kInPlace>(b), xq + b * kBlock);
         a0 = hn::MulAdd(hn::ConvertTo(df, s0), hn::Set(df, block_scales[b]), a0);
     }
     return hn::Add(a0, a1);
 }
 
-// Q8 row: exact integer sums per block, times the block's activation scale
-// and the group's weight scale.
+// Q8 row: sum over groups of d_g * (sum_b dx_b * sum u q  -  z_g * S_g), with
+// S_g = sum_b dx_b * sum q over the group's blocks (group_sums).
 template <int kBits, bool kSym>
 HWY_INLINE float RowDotQ8(const DenseWeights& w, const DenseRow<kBits, kSym>& row,
-                          const int16_t* HWY_RESTRICT xq, const float* HWY_RESTRICT block_scales) {
+                          const int16_t* HWY_RESTRICT xq, const float* HWY_RESTRICT block_scales,
+                          const float* HWY_RESTRICT group_sums) {
     using K = BlockKernels<kBits, kSym>;
     const DF32 df;
     const int64_t per = row.blocks_per_group;
     auto acc0 = hn::Zero(df), acc1 = hn::Zero(df);
+    float zero_part = 0.0f;
     int64_t g = 0;
     if (per == 1) {
         // One block per group: one combined scale dx_b * d_g per block.
         for (; g + 2 <= row.whole_groups; g += 2) {
-            const auto s0 = K::Q8(row.template Low<true>(g), row.template High<true>(g), row.Zero(g), xq + g * kBlock);
-            const auto s1 = K::Q8(row.template Low<true>(g + 1), row.template High<true>(g + 1), row.Zero(g + 1),
-                                  xq + (g + 1) * kBlock);
+            const auto s0 = K::Q8(row.template Low<true>(g), row.template High<true>(g), xq + g * kBlock);
+            const auto s1 = K::Q8(row.template Low<true>(g + 1), row.template High<true>(g + 1), xq + (g + 1) * kBlock);
             acc0 = hn::MulAdd(hn::ConvertTo(df, s0), hn::Set(df, block_scales[g] * row.scales[g]), acc0);
             acc1 = hn::MulAdd(hn::ConvertTo(df, s1), hn::Set(df, block_scales[g + 1] * row.scales[g + 1]), acc1);
+            if constexpr (K::kUnsignedCodes) {
+                zero_part += row.scales[g] * static_cast<float>(row.Zero(g)) * group_sums[g];
+                zero_part += row.scales[g + 1] * static_cast<float>(row.Zero(g + 1)) * group_sums[g + 1];
+            }
         }
     }
     for (; g < row.whole_groups; ++g) {
-        const auto sum = GroupDotQ8<true>(row, g, g * per, (g + 1) * per, xq, block_scales);
+        const auto sum = GroupDotQ8<true>(row, g * per, (g + 1) * per, xq, block_scales);
         acc0 = hn::MulAdd(sum, hn::Set(df, row.scales[g]), acc0);
+        if constexpr (K::kUnsignedCodes) zero_part += row.scales[g] * static_cast<float>(row.Zero(g)) * group_sums[g];
     }
     for (; g < w.groups_per_row; ++g) {
-        const auto sum = GroupDotQ8<false>(row, g, g * per, std::min(w.blocks, (g + 1) * per), xq, block_scales);
+        const auto sum = GroupDotQ8<false>(row, g * per, std::min(w.blocks, (g + 1) * per), xq, block_scales);
         acc1 = hn::MulAdd(sum, hn::Set(df, row.scales[g]), acc1);
+        if constexpr (K::kUnsignedCodes) zero_part += row.scales[g] * static_cast<float>(row.Zero(g)) * group_sums[g];
     }
-    return hn::GetLane(hn::SumOfLanes(df, hn::Add(acc0, acc1)));
+    return hn::GetLane(hn::SumOfLanes(df, hn::Add(acc0, acc1))) - zero_part;
 }
 
 // Few tokens: each row is decoded once and dotted with every token.
@@ -255,7 +264,8 @@ HWY_NOINLINE void DenseRowsByDot(const DenseCall& c, int64_t r0, int64_t r1, con
             c.y[t * c.y_stride + r] =
                 c.mode == ActivationMode::F32
                     ? RowDotF32(c.w, row, x.xf + t * x.stride)
-                    : RowDotQ8(c.w, row, x.xq + t * x.stride, x.block_scales + t * c.w.blocks);
+                    : RowDotQ8(c.w, row, x.xq + t * x.stride, x.block_scales + t * c.w.blocks,
+                               x.group_sums + t * c.w.groups_per_row);
         }
     }
 }

@@ -42,25 +42,23 @@ HWY_INLINE void Int4BlockF32(const uint8_t* HWY_RESTRICT c, const float* HWY_RES
     }
 }
 
-// Exact sum over one block of (u - z) * q as int32 lanes. Bytes widen to
-// int16 lanes whose high half is zero, so the high nibble needs only a
-// shift and the low one a mask.
-HWY_INLINE hn::Vec<D32> Int4BlockQ8(const uint8_t* HWY_RESTRICT c, const int16_t* HWY_RESTRICT xq, int z) {
+// Exact sum over one block of u * q as int32 lanes (the zero point is
+// taken out per group by the row driver, from the activations' sums). Bytes
+// widen to int16 lanes whose high half is zero, so the high nibble needs
+// only a shift and the low one a mask.
+HWY_INLINE hn::Vec<D32> Int4BlockQ8(const uint8_t* HWY_RESTRICT c, const int16_t* HWY_RESTRICT xq) {
     const D16 d16;
     const D32 d32;
     const hn::RebindToUnsigned<D16> du16;
     const hn::Rebind<uint8_t, D16> d8;
     const size_t n = hn::Lanes(d16);
     const auto mask = hn::Set(d16, 0x0F);
-    const auto zv = hn::Set(d16, static_cast<int16_t>(z));
     auto s0 = hn::Zero(d32);
     auto s1 = hn::Zero(d32);
     for (size_t j = 0; j < 16; j += n) {
         const auto v = hn::BitCast(d16, hn::PromoteTo(du16, hn::LoadU(d8, c + j)));
-        const auto lo = hn::Sub(hn::And(v, mask), zv);
-        const auto hi = hn::Sub(hn::ShiftRight<4>(v), zv);
-        s0 = hn::ReorderWidenMulAccumulate(d32, lo, hn::LoadU(d16, xq + j), s0, s1);
-        s0 = hn::ReorderWidenMulAccumulate(d32, hi, hn::LoadU(d16, xq + 16 + j), s0, s1);
+        s0 = hn::ReorderWidenMulAccumulate(d32, hn::And(v, mask), hn::LoadU(d16, xq + j), s0, s1);
+        s0 = hn::ReorderWidenMulAccumulate(d32, hn::ShiftRight<4>(v), hn::LoadU(d16, xq + 16 + j), s0, s1);
     }
     return hn::RearrangeToOddPlusEven(s0, s1);
 }

@@ -85,6 +85,9 @@ struct PreparedActivations {
     const float* xf = nullptr;
     const int16_t* xq = nullptr;
     const float* block_scales = nullptr;  // tokens x blocks
+    // Q8: per token and weight group, sum over the group's blocks of
+    // dx_b * sum q (tokens x groups_per_row), to take zero points out.
+    const float* group_sums = nullptr;
 };
 
 // Per-thread buffers the kernels may use, sized by the dispatcher.

@@ -59,6 +59,7 @@ struct ActivationBuffers {
     std::vector<float> xf;
     std::vector<int16_t> xq;
     std::vector<float> block_scales;
+    std::vector<float> group_sums;
     PreparedActivations view;
 
     ActivationBuffers(const DenseWeights& w, const float* x, int64_t tokens, ActivationMode mode,
@@ -94,12 +95,26 @@ struct ActivationBuffers {
             return;
         }
         xq.resize(static_cast<size_t>(tokens * stride));
+        group_sums.resize(static_cast<size_t>(tokens * w.groups_per_row));
+        const int64_t blocks_per_group = block_count(w.group_span);
         for (int64_t t = 0; t < tokens; ++t) {
+            const float* dx = block_scales.data() + t * w.blocks;
             quantize_activation_blocks(x + t * cols, cols, q.data(), block_scales.data() + t * w.blocks);
             permute_to_block_order(q.data(), cols, order_bits, xq.data() + t * stride);
+            for (int64_t g = 0; g < w.groups_per_row; ++g) {
+                float sum = 0.0f;
+                const int64_t end = std::min(w.blocks, (g + 1) * blocks_per_group);
+                for (int64_t b = g * blocks_per_group; b < end; ++b) {
+                    int32_t qsum = 0;
+                    for (int64_t c = b * kBlock; c < std::min(cols, (b + 1) * kBlock); ++c) qsum += q[c];
+                    sum += dx[b] * static_cast<float>(qsum);
+                }
+                group_sums[t * w.groups_per_row + g] = sum;
+            }
         }
         view.xq = xq.data();
         view.block_scales = block_scales.data();
+        view.group_sums = group_sums.data();
     }
 };
 
