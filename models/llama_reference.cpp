@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "core/parallel.h"
 #include "models/matmul.h"
+#include "models/llama_weights_builder.h"
 #include "models/model_source.h"
 
 namespace sparq {
@@ -42,8 +43,9 @@ namespace {
 
 struct DenseLoader {
     const TensorMap& tensors;
-    std::vector<std::shared_ptr<const void>>& keep_alive;
+    std::vector<std::shared_ptr<const void>> keep_alive;
 
+    bool has(const std::string& name) const { return tensors.has(name); }
     const float* array(const std::string& name, const Shape& shape) {
         const Tensor& t = tensors.get(name, shape);
         if (t.dtype == DType::F32) {
@@ -63,36 +65,8 @@ struct DenseLoader {
 }  // namespace
 
 LlamaWeights dense_llama_weights(const ModelConfig& config, const TensorMap& tensors) {
-    LlamaWeights w;
-    DenseLoader load{tensors, w.keep_alive};
-    const int64_t d = config.hidden_size, q = config.q_dim(), kv = config.kv_dim();
-    const int64_t ff = config.intermediate_size, vocab = config.vocab_size;
-    w.embed = load.linear("model.embed_tokens.weight", vocab, d);
-    w.final_norm = load.array("model.norm.weight", {d});
-    if (!(config.tie_word_embeddings && !tensors.has("lm_head.weight"))) {
-        w.head = load.linear("lm_head.weight", vocab, d);
-    }
-    for (int64_t l = 0; l < config.num_layers; ++l) {
-        auto name = [&](const std::string& s) { return layer_tensor_name(l, s); };
-        LlamaWeights::Layer layer;
-        layer.attn_norm = load.array(name("input_layernorm.weight"), {d});
-        layer.wq = load.linear(name("self_attn.q_proj.weight"), q, d);
-        layer.wk = load.linear(name("self_attn.k_proj.weight"), kv, d);
-        layer.wv = load.linear(name("self_attn.v_proj.weight"), kv, d);
-        layer.wo = load.linear(name("self_attn.o_proj.weight"), d, q);
-        layer.mlp_norm = load.array(name("post_attention_layernorm.weight"), {d});
-        layer.w_gate = load.linear(name("mlp.gate_proj.weight"), ff, d);
-        layer.w_up = load.linear(name("mlp.up_proj.weight"), ff, d);
-        layer.w_down = load.linear(name("mlp.down_proj.weight"), d, ff);
-        if (config.attention_bias) {
-            layer.bq = load.array(name("self_attn.q_proj.bias"), {q});
-            layer.bk = load.array(name("self_attn.k_proj.bias"), {kv});
-            layer.bv = load.array(name("self_attn.v_proj.bias"), {kv});
-            if (tensors.has(name("self_attn.o_proj.bias"))) layer.bo = load.array(name("self_attn.o_proj.bias"), {d});
-        }
-        w.layers.push_back(std::move(layer));
-    }
-    return w;
+    DenseLoader load{tensors, {}};
+    return build_llama_weights(config, load);
 }
 
 LlamaReference::LlamaReference(const ModelConfig& config, const TensorMap& tensors)

@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "models/llama_weights_builder.h"
 #include "models/sparq_model.h"
 #include "quant/reference_codec.h"
 #include "quant/quantize_tensor.h"
@@ -46,8 +47,9 @@ namespace {
 struct PackedLoader {
     const SparqFile& file;
     std::shared_ptr<const void> owner;
-    std::vector<std::shared_ptr<const void>>& keep_alive;
+    std::vector<std::shared_ptr<const void>> keep_alive;
 
+    bool has(const std::string& name) const { return file.find(name) != nullptr; }
     const SparqTensor& tensor(const std::string& name, const Shape& shape) {
         const SparqTensor& t = file.tensor(name);
         if (t.shape != shape) {
@@ -91,32 +93,8 @@ PackedModel load_packed_model(const std::string& path) {
     // with no tensors dequantized.
     m.source = load_sparq_model_header(path, *m.file);
     const ModelConfig& c = m.source.config;
-    LlamaWeights w;
-    PackedLoader load{*m.file, m.file, w.keep_alive};
-    const int64_t d = c.hidden_size, q = c.q_dim(), kv = c.kv_dim(), ff = c.intermediate_size, vocab = c.vocab_size;
-    w.embed = load.linear("model.embed_tokens.weight", vocab, d);
-    w.final_norm = load.array("model.norm.weight", {d});
-    if (m.file->find("lm_head.weight")) w.head = load.linear("lm_head.weight", vocab, d);
-    for (int64_t l = 0; l < c.num_layers; ++l) {
-        auto name = [&](const std::string& s) { return layer_tensor_name(l, s); };
-        LlamaWeights::Layer layer;
-        layer.attn_norm = load.array(name("input_layernorm.weight"), {d});
-        layer.wq = load.linear(name("self_attn.q_proj.weight"), q, d);
-        layer.wk = load.linear(name("self_attn.k_proj.weight"), kv, d);
-        layer.wv = load.linear(name("self_attn.v_proj.weight"), kv, d);
-        layer.wo = load.linear(name("self_attn.o_proj.weight"), d, q);
-        layer.mlp_norm = load.array(name("post_attention_layernorm.weight"), {d});
-        layer.w_gate = load.linear(name("mlp.gate_proj.weight"), ff, d);
-        layer.w_up = load.linear(name("mlp.up_proj.weight"), ff, d);
-        layer.w_down = load.linear(name("mlp.down_proj.weight"), d, ff);
-        if (c.attention_bias) {
-            layer.bq = load.array(name("self_attn.q_proj.bias"), {q});
-            layer.bk = load.array(name("self_attn.k_proj.bias"), {kv});
-            layer.bv = load.array(name("self_attn.v_proj.bias"), {kv});
-            if (m.file->find(name("self_attn.o_proj.bias"))) layer.bo = load.array(name("self_attn.o_proj.bias"), {d});
-        }
-        w.layers.push_back(std::move(layer));
-    }
+    PackedLoader load{*m.file, m.file, {}};
+    LlamaWeights w = build_llama_weights(c, load);
     m.bytes_per_token = w.bytes_per_token();
     m.model = std::make_unique<LlamaTransformer>(c, std::move(w), packed_path_name());
     return m;

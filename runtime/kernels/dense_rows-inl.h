@@ -215,40 +215,65 @@ HWY_INLINE hn::Vec<DF32> GroupDotQ8(const DenseRow<kBits, kSym>& row, int64_t b,
     return hn::Add(a0, a1);
 }
 
+// sum a[i] * b[i] (* c[i]) over n floats, vector lanes then a scalar tail.
+HWY_INLINE float DotFloats(const float* HWY_RESTRICT a, const float* HWY_RESTRICT b, const float* HWY_RESTRICT c,
+                           int64_t n) {
+    const DF df;
+    const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
+    VF acc = hn::Zero(df);
+    int64_t i = 0;
+    for (; i + lanes <= n; i += lanes) {
+        VF p = hn::Mul(hn::LoadU(df, a + i), hn::LoadU(df, b + i));
+        if (c) p = hn::Mul(p, hn::LoadU(df, c + i));
+        acc = hn::Add(acc, p);
+    }
+    float sum = ReduceSum(acc);
+    for (; i < n; ++i) sum += a[i] * b[i] * (c ? c[i] : 1.0f);
+    return sum;
+}
+
 // Q8 row: sum over groups of d_g * (sum_b dx_b * sum u q  -  z_g * S_g), with
-// S_g = sum_b dx_b * sum q over the group's blocks (group_sums).
+// S_g = sum_b dx_b * sum q over the group's blocks (group_sums). The zero
+// point part is one vector dot over the row's groups; `zeros` holds the
+// asymmetric row's zero points as floats. `combined` has room for the
+// row's blocks: groups of one block use one scale dx_b * d_g per block.
 template <int kBits, bool kSym>
 HWY_INLINE float RowDotQ8(const DenseWeights& w, const DenseRow<kBits, kSym>& row,
                           const int16_t* HWY_RESTRICT xq, const float* HWY_RESTRICT block_scales,
-                          const float* HWY_RESTRICT group_sums) {
+                          const float* HWY_RESTRICT group_sums, const float* HWY_RESTRICT zeros,
+                          float* HWY_RESTRICT combined) {
     using K = BlockKernels<kBits, kSym>;
     const DF32 df;
     const int64_t per = row.blocks_per_group;
     auto acc0 = hn::Zero(df), acc1 = hn::Zero(df);
-    float zero_part = 0.0f;
     int64_t g = 0;
     if (per == 1) {
-        // One block per group: one combined scale dx_b * d_g per block.
+        const DF dfull;
+        const int64_t lanes = static_cast<int64_t>(hn::Lanes(dfull));
+        for (int64_t i = 0; i < row.whole_groups; i += lanes) {  // combined has slack for the last vector
+            hn::StoreU(hn::Mul(hn::LoadU(dfull, block_scales + i), hn::LoadU(dfull, row.scales + i)), dfull,
+                       combined + i);
+        }
         for (; g + 2 <= row.whole_groups; g += 2) {
             const auto s0 = K::Q8(row.template Low<true>(g), row.template High<true>(g), xq + g * kBlock);
             const auto s1 = K::Q8(row.template Low<true>(g + 1), row.template High<true>(g + 1), xq + (g + 1) * kBlock);
-            acc0 = hn::MulAdd(hn::ConvertTo(df, s0), hn::Set(df, block_scales[g] * row.scales[g]), acc0);
-            acc1 = hn::MulAdd(hn::ConvertTo(df, s1), hn::Set(df, block_scales[g + 1] * row.scales[g + 1]), acc1);
-            if constexpr (K::kUnsignedCodes) {
-                zero_part += row.scales[g] * static_cast<float>(row.Zero(g)) * group_sums[g];
-                zero_part += row.scales[g + 1] * static_cast<float>(row.Zero(g + 1)) * group_sums[g + 1];
-            }
+            acc0 = hn::MulAdd(hn::ConvertTo(df, s0), hn::Set(df, combined[g]), acc0);
+            acc1 = hn::MulAdd(hn::ConvertTo(df, s1), hn::Set(df, combined[g + 1]), acc1);
         }
     }
     for (; g < row.whole_groups; ++g) {
         const auto sum = GroupDotQ8<true>(row, g * per, (g + 1) * per, xq, block_scales);
         acc0 = hn::MulAdd(sum, hn::Set(df, row.scales[g]), acc0);
-        if constexpr (K::kUnsignedCodes) zero_part += row.scales[g] * static_cast<float>(row.Zero(g)) * group_sums[g];
     }
     for (; g < w.groups_per_row; ++g) {
         const auto sum = GroupDotQ8<false>(row, g * per, std::min(w.blocks, (g + 1) * per), xq, block_scales);
         acc1 = hn::MulAdd(sum, hn::Set(df, row.scales[g]), acc1);
-        if constexpr (K::kUnsignedCodes) zero_part += row.scales[g] * static_cast<float>(row.Zero(g)) * group_sums[g];
+    }
+    float zero_part = 0.0f;
+    if constexpr (K::kUnsignedCodes) {
+        zero_part = kSym ? static_cast<float>(1 << (kBits - 1)) *
+                               DotFloats(row.scales, group_sums, nullptr, w.groups_per_row)
+                         : DotFloats(row.scales, group_sums, zeros, w.groups_per_row);
     }
     return hn::GetLane(hn::SumOfLanes(df, hn::Add(acc0, acc1))) - zero_part;
 }
@@ -258,14 +283,19 @@ template <int kBits, bool kSym>
 HWY_NOINLINE void DenseRowsByDot(const DenseCall& c, int64_t r0, int64_t r1, const KernelScratch& s) {
     alignas(64) uint8_t pad[48];
     const PreparedActivations& x = c.x;
+    float* zeros = s.weight_tile;  // Q8 scratch: zero points, then combined scales
+    float* combined = s.weight_tile + c.w.groups_per_row + 16;
     for (int64_t r = r0; r < r1; ++r) {
         const DenseRow<kBits, kSym> row(c.w, r, s.row_scales, pad);
+        if (!kSym && c.mode == ActivationMode::Q8) {
+            for (int64_t g = 0; g < c.w.groups_per_row; ++g) zeros[g] = static_cast<float>(row.Zero(g));
+        }
         for (int64_t t = 0; t < x.tokens; ++t) {
             c.y[t * c.y_stride + r] =
                 c.mode == ActivationMode::F32
                     ? RowDotF32(c.w, row, x.xf + t * x.stride)
                     : RowDotQ8(c.w, row, x.xq + t * x.stride, x.block_scales + t * c.w.blocks,
-                               x.group_sums + t * c.w.groups_per_row);
+                               x.group_sums + t * c.w.groups_per_row, zeros, combined);
         }
     }
 }

@@ -61,7 +61,8 @@ int64_t packed_kernel_compiled_targets();
 
 // Q8 activation quantization, shared by the SIMD path and the twins so both
 // see the same int8 values: per block of kActivationBlock columns (the last
-// one shorter), scale = max|x| / 127 and q = round_half_even(x * 127 / max|x|).
+// one shorter), scale = max|x| / 127 and q = round_half_even(x * (127 / max|x|))
+// (x / max|x| * 127 when max|x| is so small that 127 / max|x| overflows).
 // An all-zero block gets scale 0; a block holding NaN or Inf gets q = 0 and a
 // NaN scale, so the non-finite input shows up in every output it touches.
 // q has cols values, scales ceil(cols / kActivationBlock).

@@ -28,9 +28,13 @@ void quantize_activation_blocks(const float* x, int64_t cols, int8_t* q, float* 
             continue;
         }
         scales[b] = amax / 127.0f;
-        // x / amax first: 127 / amax would overflow for subnormal amax.
+        // One reciprocal per block; x / amax * 127 only where 127 / amax
+        // overflows (subnormal amax).
+        const float inv = 127.0f / amax;
+        const bool normal = std::isfinite(inv);
         for (int64_t i = 0; i < n; ++i) {
-            const float level = round_half_even(x[begin + i] / amax * 127.0f);
+            const float v = x[begin + i];
+            const float level = round_half_even(normal ? v * inv : v / amax * 127.0f);
             q[begin + i] = static_cast<int8_t>(std::clamp(level, -127.0f, 127.0f));
         }
     }
