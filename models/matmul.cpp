@@ -19,7 +19,8 @@ namespace hn = hwy::HWY_NAMESPACE;
 // lane-wise over k and reduced the same way whatever tile computes it.
 template <int TM, int TN>
 HWY_INLINE void tile(const float* HWY_RESTRICT x, int64_t x_stride, const float* HWY_RESTRICT w,
-                     int64_t w_stride, int64_t k, float* HWY_RESTRICT out, int64_t out_stride) {
+                     int64_t w_stride, int64_t k, float* HWY_RESTRICT out, int64_t out_stride,
+                     bool accumulate) {
     const hn::ScalableTag<float> d;
     const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
     using V = hn::Vec<decltype(d)>;
@@ -44,23 +45,42 @@ HWY_INLINE void tile(const float* HWY_RESTRICT x, int64_t x_stride, const float*
             for (int j = 0; j < TN; ++j) acc[i][j] = hn::MulAdd(xv, wv[j], acc[i][j]);
         }
     }
-    for (int i = 0; i < TM; ++i)
-        for (int j = 0; j < TN; ++j) out[i * out_stride + j] = hn::GetLane(hn::SumOfLanes(d, acc[i][j]));
+    for (int i = 0; i < TM; ++i) {
+        for (int j = 0; j < TN; ++j) {
+            const float partial = hn::GetLane(hn::SumOfLanes(d, acc[i][j]));
+            out[i * out_stride + j] = accumulate ? out[i * out_stride + j] + partial : partial;
+        }
+    }
 }
+
+// Columns per K block: a block of a row chunk's weights plus four tokens'
+// activations (32 rows x 1 KiB + 4 KiB) stays in L1 while every token
+// passes over it, so the tiles load from L1 instead of L2.
+constexpr int64_t kColumnBlock = 256;
 
 template <int TN>
-HWY_INLINE void rows_block(const float* x, int64_t tokens, const float* w, int64_t k, float* out,
-                           int64_t out_stride) {
+HWY_INLINE void rows_block(const float* x, int64_t tokens, const float* w, int64_t k, int64_t block,
+                           float* out, int64_t out_stride, bool accumulate) {
     int64_t t = 0;
-    for (; t + 4 <= tokens; t += 4) tile<4, TN>(x + t * k, k, w, k, k, out + t * out_stride, out_stride);
-    for (; t < tokens; ++t) tile<1, TN>(x + t * k, k, w, k, k, out + t * out_stride, out_stride);
+    for (; t + 4 <= tokens; t += 4) {
+        tile<4, TN>(x + t * k, k, w, k, block, out + t * out_stride, out_stride, accumulate);
+    }
+    for (; t < tokens; ++t) tile<1, TN>(x + t * k, k, w, k, block, out + t * out_stride, out_stride, accumulate);
 }
 
+// Sums over K in fixed blocks (boundaries depend only on k), so each output
+// is added up in the same order whatever chunk or thread computes it.
 void MatmulRows(const float* x, int64_t tokens, const float* w, int64_t row_begin, int64_t row_end,
                 int64_t k, float* out, int64_t out_stride) {
-    int64_t r = row_begin;
-    for (; r + 4 <= row_end; r += 4) rows_block<4>(x, tokens, w + r * k, k, out + r, out_stride);
-    for (; r < row_end; ++r) rows_block<1>(x, tokens, w + r * k, k, out + r, out_stride);
+    for (int64_t k0 = 0; k0 < k; k0 += kColumnBlock) {
+        const int64_t block = std::min(kColumnBlock, k - k0);
+        const bool accumulate = k0 > 0;
+        int64_t r = row_begin;
+        for (; r + 4 <= row_end; r += 4) {
+            rows_block<4>(x + k0, tokens, w + r * k + k0, k, block, out + r, out_stride, accumulate);
+        }
+        for (; r < row_end; ++r) rows_block<1>(x + k0, tokens, w + r * k + k0, k, block, out + r, out_stride, accumulate);
+    }
 }
 
 int64_t CompiledTarget() { return HWY_TARGET; }
@@ -81,7 +101,7 @@ void matmul_f32(const float* x, int64_t tokens, const float* w, int64_t rows, in
     // token passes over it; a multiple of 4 so the 4-row tile boundaries never
     // depend on where a chunk starts.
     const int64_t bytes_per_row = std::max<int64_t>(1, k * 4);
-    int64_t grain = std::clamp<int64_t>((256 * 1024) / bytes_per_row, 4, 256);
+    int64_t grain = std::clamp<int64_t>((256 * 1024) / bytes_per_row, 32, 256);
     grain = (grain + 3) / 4 * 4;
     parallel_for(0, rows, grain, [&](int64_t b, int64_t e) {
         HWY_DYNAMIC_DISPATCH(MatmulRows)(x, tokens, w, b, e, k, out, out_stride);

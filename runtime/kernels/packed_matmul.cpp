@@ -9,6 +9,7 @@
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
 #include <hwy/highway.h>
 
+#include "runtime/kernels/activation_kernels-inl.h"
 #include "runtime/kernels/dense_rows-inl.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -30,6 +31,7 @@ namespace sparq {
 namespace kernels {
 
 HWY_EXPORT(DenseRows);
+HWY_EXPORT(QuantizeActivationBlocks);
 HWY_EXPORT(CompiledTarget);
 
 namespace {
@@ -87,7 +89,7 @@ struct ActivationBuffers {
             xf.resize(static_cast<size_t>(tokens * stride));
             for (int64_t t = 0; t < tokens; ++t) {
                 float* scales = block_scales.data() + t * w.blocks;
-                quantize_activation_blocks(x + t * cols, cols, q.data(), scales);
+                HWY_DYNAMIC_DISPATCH(QuantizeActivationBlocks)(x + t * cols, cols, q.data(), scales);
                 for (int64_t c = 0; c < cols; ++c) xhat[c] = static_cast<float>(q[c]) * scales[c / kBlock];
                 permute_to_block_order(xhat.data(), cols, 8, xf.data() + t * stride);
             }
@@ -99,7 +101,7 @@ struct ActivationBuffers {
         const int64_t blocks_per_group = block_count(w.group_span);
         for (int64_t t = 0; t < tokens; ++t) {
             const float* dx = block_scales.data() + t * w.blocks;
-            quantize_activation_blocks(x + t * cols, cols, q.data(), block_scales.data() + t * w.blocks);
+            HWY_DYNAMIC_DISPATCH(QuantizeActivationBlocks)(x + t * cols, cols, q.data(), block_scales.data() + t * w.blocks);
             permute_to_block_order(q.data(), cols, order_bits, xq.data() + t * stride);
             for (int64_t g = 0; g < w.groups_per_row; ++g) {
                 float sum = 0.0f;
@@ -157,6 +159,10 @@ const char* packed_kernel_target() {
 }
 
 int64_t packed_kernel_compiled_targets() { return HWY_TARGETS; }
+
+void quantize_activation_blocks_simd(const float* x, int64_t cols, int8_t* q, float* scales) {
+    HWY_DYNAMIC_DISPATCH(kernels::QuantizeActivationBlocks)(x, cols, q, scales);
+}
 
 }  // namespace sparq
 #endif  // HWY_ONCE

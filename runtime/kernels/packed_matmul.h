@@ -59,13 +59,15 @@ const char* packed_kernel_target();
 // tests can run each one this CPU supports.
 int64_t packed_kernel_compiled_targets();
 
-// Q8 activation quantization, shared by the SIMD path and the twins so both
-// see the same int8 values: per block of kActivationBlock columns (the last
+// Q8 activation quantization (the definition; the twins run it, and the
+// SIMD path runs a bit-identical SIMD version): per block of kActivationBlock columns (the last
 // one shorter), scale = max|x| / 127 and q = round_half_even(x * (127 / max|x|))
 // (x / max|x| * 127 when max|x| is so small that 127 / max|x| overflows).
 // An all-zero block gets scale 0; a block holding NaN or Inf gets q = 0 and a
 // NaN scale, so the non-finite input shows up in every output it touches.
 // q has cols values, scales ceil(cols / kActivationBlock).
 void quantize_activation_blocks(const float* x, int64_t cols, int8_t* q, float* scales);
+// The same with SIMD (what packed_matvec/matmul run): bit-identical output.
+void quantize_activation_blocks_simd(const float* x, int64_t cols, int8_t* q, float* scales);
 
 }  // namespace sparq

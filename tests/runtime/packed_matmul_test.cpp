@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <map>
 #include <sstream>
@@ -224,6 +225,28 @@ TEST_P(PackedKernels, BitIdenticalForAnyThreadCount) {
                 ASSERT_EQ(0, std::memcmp(one.data(), two.data(), one.size() * sizeof(float))) << s.name();
                 ASSERT_EQ(0, std::memcmp(one.data(), all.data(), one.size() * sizeof(float))) << s.name();
             }
+        }
+    }
+}
+
+// The SIMD quantizer the kernels run is bit-identical to the definition,
+// ties, subnormal blocks, zero and non-finite blocks included.
+TEST_P(PackedKernels, SimdActivationQuantIsExact) {
+    for (int64_t cols : {1, 7, 32, 33, 172, 2048}) {
+        for (float sigma : {1.0f, 1e-3f, 1e-40f, 3e4f}) {
+            auto x = random_normal(static_cast<size_t>(cols), static_cast<uint32_t>(cols + 1), sigma);
+            if (cols >= 64) {
+                for (int i = 0; i < 32; ++i) x[i] = static_cast<float>(i - 16) + 0.5f;  // ties after scaling by 1
+                x[0] = 127.0f;
+                for (int i = 32; i < 64; ++i) x[i] = 0.0f;
+                x[cols - 1] = std::numeric_limits<float>::quiet_NaN();
+            }
+            std::vector<int8_t> q1(static_cast<size_t>(cols)), q2(q1.size());
+            std::vector<float> s1(static_cast<size_t>((cols + 31) / 32)), s2(s1.size());
+            quantize_activation_blocks(x.data(), cols, q1.data(), s1.data());
+            quantize_activation_blocks_simd(x.data(), cols, q2.data(), s2.data());
+            EXPECT_EQ(q1, q2) << cols << " " << sigma;
+            EXPECT_EQ(0, std::memcmp(s1.data(), s2.data(), s1.size() * sizeof(float))) << cols << " " << sigma;
         }
     }
 }

@@ -1,0 +1,71 @@
+// Q8 activation quantization with SIMD, bit-identical to the scalar
+// definition quantize_activation_blocks (packed_matmul_scalar.cpp): the
+// block maximum is order-independent, and the rounding is the same
+// add-and-subtract of 1.5 * 2^23 in IEEE float. Compiled once per SIMD
+// target through packed_matmul.cpp.
+
+#if defined(SPARQ_RUNTIME_KERNELS_ACTIVATION_KERNELS_INL_H_) == defined(HWY_TARGET_TOGGLE)
+#ifdef SPARQ_RUNTIME_KERNELS_ACTIVATION_KERNELS_INL_H_
+#undef SPARQ_RUNTIME_KERNELS_ACTIVATION_KERNELS_INL_H_
+#else
+#define SPARQ_RUNTIME_KERNELS_ACTIVATION_KERNELS_INL_H_
+#endif
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "runtime/kernels/kernel_common-inl.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace sparq::kernels::HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+void QuantizeActivationBlocks(const float* HWY_RESTRICT x, int64_t cols, int8_t* HWY_RESTRICT q,
+                              float* HWY_RESTRICT scales) {
+    const DF df;
+    const DI32 di;
+    const hn::Rebind<int8_t, DI32> d8;
+    const size_t n = hn::Lanes(df);
+    alignas(64) float padded[kBlock];
+    alignas(64) int8_t levels[kBlock];
+    const auto magic = hn::Set(df, 12582912.0f);  // 1.5 * 2^23: rounds to an integer, ties to even
+    for (int64_t begin = 0, b = 0; begin < cols; begin += kBlock, ++b) {
+        const int64_t len = std::min(kBlock, cols - begin);
+        const float* in = x + begin;
+        if (len < kBlock) {  // zeros change neither the maximum nor finiteness
+            std::memset(padded, 0, sizeof padded);
+            std::memcpy(padded, in, static_cast<size_t>(len) * sizeof(float));
+            in = padded;
+        }
+        VF amax = hn::Zero(df);
+        auto finite = hn::Eq(amax, amax);
+        for (size_t j = 0; j < kBlock; j += n) {
+            const VF v = hn::LoadU(df, in + j);
+            amax = hn::Max(amax, hn::Abs(v));
+            finite = hn::And(finite, hn::IsFinite(v));
+        }
+        const float m = hn::GetLane(hn::MaxOfLanes(df, amax));
+        if (!hn::AllTrue(df, finite) || m == 0.0f) {
+            std::memset(q + begin, 0, static_cast<size_t>(len));
+            scales[b] = m == 0.0f && hn::AllTrue(df, finite) ? 0.0f : std::numeric_limits<float>::quiet_NaN();
+            continue;
+        }
+        scales[b] = m / 127.0f;
+        const float inv = 127.0f / m;
+        const bool normal = std::isfinite(inv);
+        for (size_t j = 0; j < kBlock; j += n) {
+            const VF v = hn::LoadU(df, in + j);
+            const VF t = normal ? hn::Mul(v, hn::Set(df, inv)) : hn::Mul(hn::Div(v, hn::Set(df, m)), hn::Set(df, 127.0f));
+            VF r = hn::Sub(hn::Add(t, magic), magic);
+            r = hn::Min(hn::Max(r, hn::Set(df, -127.0f)), hn::Set(df, 127.0f));
+            hn::StoreU(hn::DemoteTo(d8, hn::ConvertTo(di, r)), d8, levels + j);
+        }
+        std::memcpy(q + begin, levels, static_cast<size_t>(len));
+    }
+}
+
+}  // namespace sparq::kernels::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#endif  // per-target include guard
