@@ -81,7 +81,8 @@ struct ActivationBuffers {
             return;
         }
         std::vector<int8_t> q(static_cast<size_t>(cols));
-        block_scales.resize(static_cast<size_t>(tokens * w.blocks));
+        // One vector of slack: kernels read block scales a vector at a time.
+        block_scales.resize(static_cast<size_t>(tokens * w.blocks + 16));
         if (small_groups) {
             // Dequantized Q8 activations: the same values the twin's integer
             // sums see, multiplied as floats.

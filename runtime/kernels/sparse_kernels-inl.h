@@ -223,54 +223,112 @@ HWY_INLINE hn::Vec<DI32> WidenInt4Run(const uint8_t* HWY_RESTRICT codes, hn::Vec
 #endif
 }
 
+// The activations of a chunk's stored values, in order, zero past `count`.
+template <class D = DF>
+HWY_INLINE VF CompressActivations(const float* HWY_RESTRICT x, uint64_t bits, size_t count) {
+    const DF df;
+#if HWY_TARGET <= HWY_AVX3
+    if constexpr (hn::MaxLanes(D()) == 16) {
+        // vcompressps with a zeroing mask clears the lanes past the count.
+        (void)count;
+        return VF{_mm512_maskz_compress_ps(static_cast<__mmask16>(bits), hn::LoadU(df, x).raw)};
+    }
+#endif
+    const auto selected = hn::LoadMaskBits(df, reinterpret_cast<const uint8_t*>(&bits));
+    return hn::IfThenElseZero(hn::FirstN(df, count), hn::Compress(hn::LoadU(df, x), selected));
+}
+
+// Stored int4 values pos .. pos + L - 1 as int32 lanes u - z. On x86 the
+// nibbles spread to bytes in a 128-bit register (mask, shift, interleave;
+// an odd start takes the bytes one further); elsewhere a scalar spread.
+template <class D = DF>  // a template, so only the taken `if constexpr` branch compiles
+HWY_INLINE hn::Vec<DI32> Int4Run(const uint8_t* HWY_RESTRICT values, int64_t pos, hn::Vec<DI32> z,
+                                 uint8_t* HWY_RESTRICT codes) {
+#if HWY_ARCH_X86 && HWY_TARGET != HWY_SCALAR
+    constexpr size_t kLanes = hn::MaxLanes(D());
+    const hn::Full128<uint8_t> d16;
+    const auto v = hn::LoadU(d16, values + pos / 2);
+    const auto lo = hn::And(v, hn::Set(d16, 15));
+    const auto hi = hn::ShiftRight<4>(v);
+    const auto first = hn::InterleaveLower(d16, lo, hi);
+    const auto shifted = hn::CombineShiftRightBytes<1>(d16, hn::InterleaveUpper(d16, lo, hi), first);
+    const auto odd = hn::MaskFromVec(hn::Set(d16, static_cast<uint8_t>(-(pos & 1))));
+    const auto bytes = hn::IfThenElse(odd, shifted, first);
+    const hn::Rebind<int32_t, D> di;
+    const hn::Rebind<uint32_t, D> du;
+    if constexpr (kLanes == 16) {
+        return hn::Sub(hn::BitCast(di, hn::PromoteTo(du, bytes)), z);
+    } else if constexpr (kLanes == 8) {
+        return hn::Sub(hn::BitCast(di, hn::PromoteTo(du, hn::LowerHalf(bytes))), z);
+    } else {
+        return hn::Sub(hn::BitCast(di, hn::PromoteTo(du, hn::LowerHalf(hn::LowerHalf(bytes)))), z);
+    }
+#else
+    Int4RunToBytes(values, pos, codes);
+    return WidenInt4Run(codes, z);
+#endif
+}
+
+// a += stored weights (u - z) times their activations over the L columns
+// whose mask bits are `bits`; pos advances past the stored values used.
+template <int kBits, bool kSym>
+HWY_INLINE void BitmaskChunk(uint64_t bits, const float* HWY_RESTRICT x, const uint8_t* HWY_RESTRICT values,
+                             int64_t& pos, hn::Vec<DI32> zv, uint8_t* HWY_RESTRICT codes, VF& a) {
+    const DF df;
+    const size_t count = static_cast<size_t>(std::popcount(bits));
+    const VF xc = CompressActivations(x, bits, count);
+    hn::Vec<DI32> q;
+    if constexpr (kBits == 8) {
+        q = WidenCodes<kSym>(values + pos, zv);
+    } else {
+        q = Int4Run(values, pos, zv, codes);
+    }
+    a = hn::MulAdd(hn::ConvertTo(df, q), xc, a);
+    pos += static_cast<int64_t>(count);
+}
+
 // One bitmask row. `values` holds the row's stored values with at least 16
-// readable bytes past them.
+// readable bytes past them. Chunks go in pairs into two accumulators, and
+// groups alternate between two, so no FMA waits on the one before.
 template <int kBits, bool kSym>
 HWY_INLINE float BitmaskRow(const SparseCall& c, int64_t r, const float* HWY_RESTRICT scales,
                             const uint8_t* HWY_RESTRICT values, const float* HWY_RESTRICT x) {
     const DF df;
     const DI32 di;
-    const size_t n = hn::Lanes(df);
+    const int64_t n = static_cast<int64_t>(hn::Lanes(df));
     const int64_t mask_bytes = c.bitmask.mask_row_bytes();
     const uint8_t* mask_row = c.bitmask.mask + r * mask_bytes;
     const uint8_t* zero_row = kSym ? nullptr : c.bitmask.zeros + r * c.zero_row_bytes;
     alignas(16) uint8_t codes[16];
     int64_t pos = 0;
-    VF acc = hn::Zero(df);
+    VF acc0 = hn::Zero(df), acc1 = hn::Zero(df);
     for (int64_t grp = 0; grp < c.groups_per_row; ++grp) {
         const int z = kSym ? (1 << (kBits - 1)) : ZeroPoint<kBits>(zero_row, grp);
         const auto zv = hn::Set(di, z);
         const int64_t end = std::min(c.cols, (grp + 1) * c.group_span);
-        VF a = hn::Zero(df);
-        for (int64_t col = grp * c.group_span; col < end; col += static_cast<int64_t>(n)) {
-            // In-row chunks of 8 or 16 columns start on a mask byte.
-            uint64_t bits;
-            if (n == 16 && col + 16 <= c.cols) {
-                uint16_t two;
-                std::memcpy(&two, mask_row + col / 8, 2);
-                bits = two;
-            } else if (n == 8 && col + 8 <= c.cols) {
-                bits = mask_row[col / 8];
-            } else {
-                bits = MaskBits(mask_row, mask_bytes, col, n);
+        VF a0 = hn::Zero(df), a1 = hn::Zero(df);
+        int64_t col = grp * c.group_span;
+        // Pairs of chunks of 8 or 16 columns (on mask bytes) with one mask load.
+        if (n == 8 || n == 16) {
+            for (; col + 2 * n <= end; col += 2 * n) {
+                uint32_t pair = 0;
+                std::memcpy(&pair, mask_row + col / 8, static_cast<size_t>(n / 4));
+                const uint64_t low = pair & ((uint32_t{1} << n) - 1), high = pair >> n;
+                BitmaskChunk<kBits, kSym>(low, x + col, values, pos, zv, codes, a0);
+                BitmaskChunk<kBits, kSym>(high, x + col + n, values, pos, zv, codes, a1);
             }
-            if (bits == 0) continue;
-            const size_t count = static_cast<size_t>(std::popcount(bits));
-            const auto selected = hn::LoadMaskBits(df, reinterpret_cast<const uint8_t*>(&bits));
-            const VF xc = hn::IfThenElseZero(hn::FirstN(df, count), hn::Compress(hn::LoadU(df, x + col), selected));
-            hn::Vec<DI32> q;
-            if constexpr (kBits == 8) {
-                q = WidenCodes<kSym>(values + pos, zv);
-            } else {
-                Int4RunToBytes(values, pos, codes);
-                q = WidenInt4Run(codes, zv);
-            }
-            a = hn::MulAdd(hn::ConvertTo(df, q), xc, a);
-            pos += static_cast<int64_t>(count);
         }
-        acc = hn::MulAdd(a, hn::Set(df, scales[grp]), acc);
+        for (; col < end; col += n) {
+            BitmaskChunk<kBits, kSym>(MaskBits(mask_row, mask_bytes, col, static_cast<size_t>(n)), x + col, values, pos,
+                                      zv, codes, a0);
+        }
+        if (grp & 1) {
+            acc1 = hn::MulAdd(hn::Add(a0, a1), hn::Set(df, scales[grp]), acc1);
+        } else {
+            acc0 = hn::MulAdd(hn::Add(a0, a1), hn::Set(df, scales[grp]), acc0);
+        }
     }
-    return ReduceSum(acc);
+    return ReduceSum(hn::Add(acc0, acc1));
 }
 
 // Generic path: row r's stored weights, dequantized by the reference codec,

@@ -229,9 +229,15 @@ void check_nm_sparse_contents(const NmSparseView& sparse, const std::string& ten
     }
     // The values plane is a dense code plane of shape [rows, kept]: reuse
     // the dense checks (int8 -128, padding bits) with neutral scales.
-    PackedTensor neutral(s.quant, sparse.rows, g.kept_per_row);
-    PackedView values = neutral.view();
+    const PackedGeometry plane = packed_geometry(s.quant, sparse.rows, g.kept_per_row);
+    std::vector<uint8_t> neutral_scales(plane.scale_bytes, 0), neutral_zeros(plane.zero_bytes, 0);
+    PackedView values;
+    values.scheme = s.quant;
+    values.rows = sparse.rows;
+    values.cols = g.kept_per_row;
     values.codes = sparse.values;
+    values.scales = neutral_scales.data();
+    values.zeros = neutral_zeros.data();
     check_packed_contents(values, tensor);
 }
 
