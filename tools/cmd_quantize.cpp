@@ -27,8 +27,6 @@ struct QuantizeArgs {
     CLI::App* command = nullptr;
 };
 
-nlohmann::json finite_or_null(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); }
-
 int run_quantize(QuantizeArgs& args) {
     if (args.target_bpw > 0) fail_in({"", "", "--target-bpw"}, "mixed precision under a size budget is not available yet");
     if (args.asym && args.sym) fail_in({"", "", "--asym"}, "give either --sym or --asym");

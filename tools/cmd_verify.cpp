@@ -32,8 +32,6 @@ struct VerifyArgs {
     double min_top1 = 0.995;
 };
 
-nlohmann::json finite_or_null(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); }
-
 int run_verify(const VerifyArgs& args) {
     nlohmann::json failures = nlohmann::json::array();
     const auto file = SparqFile::open(args.file, false);

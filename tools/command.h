@@ -3,6 +3,7 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <cmath>
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -22,6 +23,10 @@ void add_common_options(CLI::App* command, CommonOptions& options);
 // Runs a command body with the thread limit applied, turning sparq::Error
 // into "sparq: error: ..." and exit 1, CheckFailed into exit 3.
 int run_command(const CommonOptions& options, const std::function<int()>& body);
+
+// A number for JSON, or null when it is not finite (an exact
+// reconstruction has infinite SQNR; JSON has no infinity).
+inline nlohmann::json finite_or_null(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); }
 
 // Prints exactly one JSON object on stdout.
 void print_json(const nlohmann::json& j);
