@@ -21,7 +21,9 @@ HWY_BEFORE_NAMESPACE();
 namespace sparq::kernels::HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
-void QuantizeActivationBlocks(const float* HWY_RESTRICT x, int64_t cols, int8_t* HWY_RESTRICT q,
+// `block` is a multiple of 32 columns; blocks are walked 32 columns at a
+// time (the last one zero-padded, which changes neither max nor finiteness).
+void QuantizeActivationBlocks(const float* HWY_RESTRICT x, int64_t cols, int64_t block, int8_t* HWY_RESTRICT q,
                               float* HWY_RESTRICT scales) {
     const DF df;
     const DI32 di;
@@ -30,38 +32,46 @@ void QuantizeActivationBlocks(const float* HWY_RESTRICT x, int64_t cols, int8_t*
     alignas(64) float padded[kBlock];
     alignas(64) int8_t levels[kBlock];
     const auto magic = hn::Set(df, 12582912.0f);  // 1.5 * 2^23: rounds to an integer, ties to even
-    for (int64_t begin = 0, b = 0; begin < cols; begin += kBlock, ++b) {
-        const int64_t len = std::min(kBlock, cols - begin);
-        const float* in = x + begin;
-        if (len < kBlock) {  // zeros change neither the maximum nor finiteness
-            std::memset(padded, 0, sizeof padded);
-            std::memcpy(padded, in, static_cast<size_t>(len) * sizeof(float));
-            in = padded;
-        }
+    const auto chunk = [&](int64_t c) {  // 32 columns from c, padded past cols
+        if (c + kBlock <= cols) return x + c;
+        std::memset(padded, 0, sizeof padded);
+        std::memcpy(padded, x + c, static_cast<size_t>(cols - c) * sizeof(float));
+        return static_cast<const float*>(padded);
+    };
+    for (int64_t begin = 0, b = 0; begin < cols; begin += block, ++b) {
+        const int64_t end = std::min(cols, begin + block);
         VF amax = hn::Zero(df);
         auto finite = hn::Eq(amax, amax);
-        for (size_t j = 0; j < kBlock; j += n) {
-            const VF v = hn::LoadU(df, in + j);
-            amax = hn::Max(amax, hn::Abs(v));
-            finite = hn::And(finite, hn::IsFinite(v));
+        for (int64_t c = begin; c < end; c += kBlock) {
+            const float* in = chunk(c);
+            for (size_t j = 0; j < kBlock; j += n) {
+                const VF v = hn::LoadU(df, in + j);
+                amax = hn::Max(amax, hn::Abs(v));
+                finite = hn::And(finite, hn::IsFinite(v));
+            }
         }
         const float m = hn::GetLane(hn::MaxOfLanes(df, amax));
-        if (!hn::AllTrue(df, finite) || m == 0.0f) {
-            std::memset(q + begin, 0, static_cast<size_t>(len));
-            scales[b] = m == 0.0f && hn::AllTrue(df, finite) ? 0.0f : std::numeric_limits<float>::quiet_NaN();
+        const bool all_finite = hn::AllTrue(df, finite);
+        if (!all_finite || m == 0.0f) {
+            std::memset(q + begin, 0, static_cast<size_t>(end - begin));
+            scales[b] = all_finite ? 0.0f : std::numeric_limits<float>::quiet_NaN();
             continue;
         }
         scales[b] = m / 127.0f;
         const float inv = 127.0f / m;
         const bool normal = std::isfinite(inv);
-        for (size_t j = 0; j < kBlock; j += n) {
-            const VF v = hn::LoadU(df, in + j);
-            const VF t = normal ? hn::Mul(v, hn::Set(df, inv)) : hn::Mul(hn::Div(v, hn::Set(df, m)), hn::Set(df, 127.0f));
-            VF r = hn::Sub(hn::Add(t, magic), magic);
-            r = hn::Min(hn::Max(r, hn::Set(df, -127.0f)), hn::Set(df, 127.0f));
-            hn::StoreU(hn::DemoteTo(d8, hn::ConvertTo(di, r)), d8, levels + j);
+        for (int64_t c = begin; c < end; c += kBlock) {
+            const float* in = chunk(c);
+            for (size_t j = 0; j < kBlock; j += n) {
+                const VF v = hn::LoadU(df, in + j);
+                const VF t =
+                    normal ? hn::Mul(v, hn::Set(df, inv)) : hn::Mul(hn::Div(v, hn::Set(df, m)), hn::Set(df, 127.0f));
+                VF r = hn::Sub(hn::Add(t, magic), magic);
+                r = hn::Min(hn::Max(r, hn::Set(df, -127.0f)), hn::Set(df, 127.0f));
+                hn::StoreU(hn::DemoteTo(d8, hn::ConvertTo(di, r)), d8, levels + j);
+            }
+            std::memcpy(q + c, levels, static_cast<size_t>(std::min(kBlock, end - c)));
         }
-        std::memcpy(q + begin, levels, static_cast<size_t>(len));
     }
 }
 

@@ -84,9 +84,11 @@ struct PreparedActivations {
     int64_t stride = 0;  // blocks * 32
     const float* xf = nullptr;
     const int16_t* xq = nullptr;
-    const float* block_scales = nullptr;  // tokens x blocks
-    // Q8: per token and weight group, sum over the group's blocks of
-    // dx_b * sum q (tokens x groups_per_row), to take zero points out.
+    int64_t act_block = kBlock;            // Q8 activation block, a multiple of 32 columns
+    int64_t act_blocks = 0;                // Q8 activation blocks per token
+    const float* block_scales = nullptr;   // tokens x act_blocks (+ one vector of slack)
+    // Q8: per token and weight group, sum over the group's activation blocks
+    // of dx_a * sum q (tokens x groups_per_row), to take zero points out.
     const float* group_sums = nullptr;
 };
 

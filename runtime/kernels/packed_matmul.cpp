@@ -81,17 +81,21 @@ struct ActivationBuffers {
             return;
         }
         std::vector<int8_t> q(static_cast<size_t>(cols));
+        const int64_t act = q8_block_columns(w.view.scheme);
+        const int64_t act_blocks = (cols + act - 1) / act;
         // One vector of slack: kernels read block scales a vector at a time.
-        block_scales.resize(static_cast<size_t>(tokens * w.blocks + 16));
+        block_scales.resize(static_cast<size_t>(tokens * act_blocks + 16));
+        view.act_block = act;
+        view.act_blocks = act_blocks;
         if (small_groups) {
             // Dequantized Q8 activations: the same values the twin's integer
             // sums see, multiplied as floats.
             std::vector<float> xhat(static_cast<size_t>(cols));
             xf.resize(static_cast<size_t>(tokens * stride));
             for (int64_t t = 0; t < tokens; ++t) {
-                float* scales = block_scales.data() + t * w.blocks;
-                HWY_DYNAMIC_DISPATCH(QuantizeActivationBlocks)(x + t * cols, cols, q.data(), scales);
-                for (int64_t c = 0; c < cols; ++c) xhat[c] = static_cast<float>(q[c]) * scales[c / kBlock];
+                float* scales = block_scales.data() + t * act_blocks;
+                HWY_DYNAMIC_DISPATCH(QuantizeActivationBlocks)(x + t * cols, cols, act, q.data(), scales);
+                for (int64_t c = 0; c < cols; ++c) xhat[c] = static_cast<float>(q[c]) * scales[c / act];
                 permute_to_block_order(xhat.data(), cols, 8, xf.data() + t * stride);
             }
             view.xf = xf.data();
@@ -99,18 +103,20 @@ struct ActivationBuffers {
         }
         xq.resize(static_cast<size_t>(tokens * stride));
         group_sums.resize(static_cast<size_t>(tokens * w.groups_per_row));
-        const int64_t blocks_per_group = block_count(w.group_span);
+        // Activation blocks per weight group (groups of a whole row hold all).
+        const int64_t acts_per_group = w.view.scheme.group == 0 ? act_blocks : w.group_span / act;
         for (int64_t t = 0; t < tokens; ++t) {
-            const float* dx = block_scales.data() + t * w.blocks;
-            HWY_DYNAMIC_DISPATCH(QuantizeActivationBlocks)(x + t * cols, cols, q.data(), block_scales.data() + t * w.blocks);
+            const float* dx = block_scales.data() + t * act_blocks;
+            HWY_DYNAMIC_DISPATCH(QuantizeActivationBlocks)(x + t * cols, cols, act, q.data(),
+                                                           block_scales.data() + t * act_blocks);
             permute_to_block_order(q.data(), cols, order_bits, xq.data() + t * stride);
             for (int64_t g = 0; g < w.groups_per_row; ++g) {
                 float sum = 0.0f;
-                const int64_t end = std::min(w.blocks, (g + 1) * blocks_per_group);
-                for (int64_t b = g * blocks_per_group; b < end; ++b) {
+                const int64_t end = std::min(act_blocks, (g + 1) * acts_per_group);
+                for (int64_t a = g * acts_per_group; a < end; ++a) {
                     int32_t qsum = 0;
-                    for (int64_t c = b * kBlock; c < std::min(cols, (b + 1) * kBlock); ++c) qsum += q[c];
-                    sum += dx[b] * static_cast<float>(qsum);
+                    for (int64_t c = a * act; c < std::min(cols, (a + 1) * act); ++c) qsum += q[c];
+                    sum += dx[a] * static_cast<float>(qsum);
                 }
                 group_sums[t * w.groups_per_row + g] = sum;
             }
@@ -161,8 +167,11 @@ const char* packed_kernel_target() {
 
 int64_t packed_kernel_compiled_targets() { return HWY_TARGETS; }
 
-void quantize_activation_blocks_simd(const float* x, int64_t cols, int8_t* q, float* scales) {
-    HWY_DYNAMIC_DISPATCH(kernels::QuantizeActivationBlocks)(x, cols, q, scales);
+void quantize_activation_blocks_simd(const float* x, int64_t cols, int64_t block, int8_t* q, float* scales) {
+    if (block < kActivationBlock || block % kActivationBlock != 0) {
+        fail("activation block of ", block, " columns: must be a positive multiple of ", kActivationBlock);
+    }
+    HWY_DYNAMIC_DISPATCH(kernels::QuantizeActivationBlocks)(x, cols, block, q, scales);
 }
 
 }  // namespace sparq

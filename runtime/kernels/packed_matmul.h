@@ -8,11 +8,14 @@
 // Two ways to treat the activations:
 //   F32: y = W x with W dequantized exactly (w = d * (u - z)) and x in FP32.
 //        Accurate to float rounding; the reference for everything else.
-//   Q8:  x is first quantized per block of 32 columns to int8 with one FP32
-//        scale per block (as llama.cpp's Q8_0: dx = max|x| / 127), then
-//        integer dot products run per block. Adds the activation rounding
-//        error (about 0.4% of max|x| per block) for fewer instructions per
-//        weight.
+//   Q8:  x is first quantized to int8 per activation block with one FP32
+//        scale per block (dx = max|x| / 127), then integer dot products run
+//        per block. The block is the weight group clamped to [32, 256]
+//        columns (256 for one group per row; see q8_block_columns): 32 for
+//        g32 is llama.cpp's Q8_0, and like its Q8_K for K-quants, larger
+//        groups get larger blocks so whole groups sum in integers. Adds the
+//        activation rounding error (up to half a step, 0.4% of the block's
+//        max|x|) for fewer instructions per weight.
 //
 // Work is cut into fixed chunks of rows (core/parallel.h) whose size depends
 // only on the shape, and each output is summed in an order that does not
@@ -29,13 +32,17 @@ namespace sparq {
 
 enum class ActivationMode {
     F32,  // FP32 activations times exactly dequantized weights
-    Q8,   // activations quantized to int8 per block of kActivationBlock
+    Q8,   // activations quantized to int8 per activation block
 };
 
-// Columns per activation quantization block (Q8), and the unit the kernels
-// walk a row in. Weight groups are powers of two >= 8, so a group of >= 32
-// columns is a whole number of blocks.
+// The unit the kernels walk a row in, and the smallest Q8 activation block.
+// Weight groups are powers of two >= 8, so a group of >= 32 columns is a
+// whole number of these.
 inline constexpr int64_t kActivationBlock = 32;
+
+// Columns per Q8 activation block for weights of scheme s: the group clamped
+// to [32, 256]; 256 when one group spans the row.
+int64_t q8_block_columns(const QuantScheme& s);
 
 // y[r] = sum_c W[r][c] * x[c] for r < w.rows. x has w.cols values, y w.rows.
 void packed_matvec(const PackedView& w, const float* x, float* y,
@@ -60,14 +67,14 @@ const char* packed_kernel_target();
 int64_t packed_kernel_compiled_targets();
 
 // Q8 activation quantization (the definition; the twins run it, and the
-// SIMD path runs a bit-identical SIMD version): per block of kActivationBlock columns (the last
-// one shorter), scale = max|x| / 127 and q = round_half_even(x * (127 / max|x|))
-// (x / max|x| * 127 when max|x| is so small that 127 / max|x| overflows).
-// An all-zero block gets scale 0; a block holding NaN or Inf gets q = 0 and a
-// NaN scale, so the non-finite input shows up in every output it touches.
-// q has cols values, scales ceil(cols / kActivationBlock).
-void quantize_activation_blocks(const float* x, int64_t cols, int8_t* q, float* scales);
-// The same with SIMD (what packed_matvec/matmul run): bit-identical output.
-void quantize_activation_blocks_simd(const float* x, int64_t cols, int8_t* q, float* scales);
+// SIMD path runs a bit-identical SIMD version): per block of `block` columns
+// (a multiple of 32; the last block shorter), scale = max|x| / 127 and
+// q = round_half_even(x * (127 / max|x|)) (x / max|x| * 127 when max|x| is so
+// small that 127 / max|x| overflows). An all-zero block gets scale 0; a block
+// holding NaN or Inf gets q = 0 and a NaN scale, so the non-finite input
+// shows up in every output it touches. q has cols values, scales
+// ceil(cols / block).
+void quantize_activation_blocks(const float* x, int64_t cols, int64_t block, int8_t* q, float* scales);
+void quantize_activation_blocks_simd(const float* x, int64_t cols, int64_t block, int8_t* q, float* scales);
 
 }  // namespace sparq

@@ -13,9 +13,16 @@
 
 namespace sparq {
 
-void quantize_activation_blocks(const float* x, int64_t cols, int8_t* q, float* scales) {
-    for (int64_t begin = 0, b = 0; begin < cols; begin += kActivationBlock, ++b) {
-        const int64_t n = std::min(kActivationBlock, cols - begin);
+int64_t q8_block_columns(const QuantScheme& s) {
+    return s.group == 0 ? 256 : std::clamp<int64_t>(s.group, kActivationBlock, 256);
+}
+
+void quantize_activation_blocks(const float* x, int64_t cols, int64_t block, int8_t* q, float* scales) {
+    if (block < kActivationBlock || block % kActivationBlock != 0) {
+        fail("activation block of ", block, " columns: must be a positive multiple of ", kActivationBlock);
+    }
+    for (int64_t begin = 0, b = 0; begin < cols; begin += block, ++b) {
+        const int64_t n = std::min(block, cols - begin);
         float amax = 0.0f;
         bool finite = true;
         for (int64_t i = 0; i < n; ++i) {
@@ -46,12 +53,16 @@ void packed_matmul_scalar(const PackedView& w, const float* x, int64_t tokens, f
     const int64_t cols = w.cols;
     const int64_t span = w.scheme.group_span(cols);
     const int64_t groups = groups_per_row(w.scheme, cols);
-    const int64_t blocks = (cols + kActivationBlock - 1) / kActivationBlock;
-    std::vector<int8_t> q(static_cast<size_t>(tokens * cols));
-    std::vector<float> block_scales(static_cast<size_t>(tokens * blocks));
+    const int64_t act = q8_block_columns(w.scheme);
+    const int64_t blocks = (cols + act - 1) / act;
+    std::vector<int8_t> q;
+    std::vector<float> block_scales;
     if (mode == ActivationMode::Q8) {
-        for (int64_t t = 0; t < tokens; ++t)
-            quantize_activation_blocks(x + t * cols, cols, q.data() + t * cols, block_scales.data() + t * blocks);
+        q.resize(static_cast<size_t>(tokens * cols));
+        block_scales.resize(static_cast<size_t>(tokens * blocks));
+        for (int64_t t = 0; t < tokens; ++t) {
+            quantize_activation_blocks(x + t * cols, cols, act, q.data() + t * cols, block_scales.data() + t * blocks);
+        }
     }
     std::vector<uint8_t> codes(static_cast<size_t>(cols));
     for (int64_t r = 0; r < w.rows; ++r) {
@@ -71,8 +82,8 @@ void packed_matmul_scalar(const PackedView& w, const float* x, int64_t tokens, f
                 }
                 // Q8: an exact integer sum per (group, activation block) piece.
                 for (int64_t c = begin; c < end;) {
-                    const int64_t b = c / kActivationBlock;
-                    const int64_t piece_end = std::min(end, (b + 1) * kActivationBlock);
+                    const int64_t b = c / act;
+                    const int64_t piece_end = std::min(end, (b + 1) * act);
                     int64_t isum = 0;
                     for (; c < piece_end; ++c) isum += (codes[c] - p.zero) * int64_t{q[t * cols + c]};
                     sum += static_cast<double>(p.scale_value()) * block_scales[t * blocks + b] *

@@ -379,7 +379,7 @@ HWY_NOINLINE void SparseRowsFast(const SparseCall& c, int64_t r0, int64_t r1, co
             values = c.bitmask.values + begin;
             if (end + 16 > c.bitmask_values_size) {
                 std::memset(s.values, 0, static_cast<size_t>(end - begin) + 32);
-                std::memcpy(s.values, values, static_cast<size_t>(end - begin));
+                if (end > begin) std::memcpy(s.values, values, static_cast<size_t>(end - begin));
                 values = s.values;
             }
         }

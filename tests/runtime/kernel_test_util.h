@@ -74,16 +74,17 @@ inline std::vector<double> magnitude_bounds(const PackedView& w, const float* x,
                                             ActivationMode mode) {
     const auto deq = dequantize_tensor(w);
     const int64_t cols = w.cols;
-    const int64_t blocks = (cols + kActivationBlock - 1) / kActivationBlock;
+    const int64_t act = q8_block_columns(w.scheme);
+    const int64_t blocks = (cols + act - 1) / act;
     std::vector<int8_t> q(static_cast<size_t>(cols));
     std::vector<float> steps(static_cast<size_t>(blocks), 0.0f);
     std::vector<double> out(static_cast<size_t>(tokens * w.rows));
     for (int64_t t = 0; t < tokens; ++t) {
-        if (mode == ActivationMode::Q8) quantize_activation_blocks(x + t * cols, cols, q.data(), steps.data());
+        if (mode == ActivationMode::Q8) quantize_activation_blocks(x + t * cols, cols, act, q.data(), steps.data());
         for (int64_t r = 0; r < w.rows; ++r) {
             double sum = 0;
             for (int64_t c = 0; c < cols; ++c) {
-                const double step = mode == ActivationMode::Q8 ? steps[c / kActivationBlock] : 0.0;
+                const double step = mode == ActivationMode::Q8 ? steps[c / act] : 0.0;
                 sum += std::fabs(static_cast<double>(deq[r * cols + c])) * (std::fabs(x[t * cols + c]) + step);
             }
             out[t * w.rows + r] = sum;

@@ -11,6 +11,7 @@
 #include <sstream>
 #include <tuple>
 
+#include "core/error.h"
 #include "core/half.h"
 #include "core/parallel.h"
 #include "kernel_test_util.h"
@@ -80,7 +81,7 @@ int64_t compare_with_twin(const PackedView& w, const std::vector<float>& x, int6
 
 TEST_P(PackedKernels, RandomMatricesMatchTwin) {
     int64_t compared = 0;
-    for (const QuantScheme& s : all_schemes({0, 32, 64, 128})) {
+    for (const QuantScheme& s : all_schemes({0, 32, 64, 128, 512})) {
         for (int64_t rows : {1, 3, 17, 64}) {
             for (int64_t cols : {8, 24, 40, 172, 288, 2048}) {
                 const PackedTensor& w = cached_matrix(s, rows, cols);
@@ -232,21 +233,24 @@ TEST_P(PackedKernels, BitIdenticalForAnyThreadCount) {
 // The SIMD quantizer the kernels run is bit-identical to the definition,
 // ties, subnormal blocks, zero and non-finite blocks included.
 TEST_P(PackedKernels, SimdActivationQuantIsExact) {
-    for (int64_t cols : {1, 7, 32, 33, 172, 2048}) {
-        for (float sigma : {1.0f, 1e-3f, 1e-40f, 3e4f}) {
-            auto x = random_normal(static_cast<size_t>(cols), static_cast<uint32_t>(cols + 1), sigma);
-            if (cols >= 64) {
-                for (int i = 0; i < 32; ++i) x[i] = static_cast<float>(i - 16) + 0.5f;  // ties after scaling by 1
-                x[0] = 127.0f;
-                for (int i = 32; i < 64; ++i) x[i] = 0.0f;
-                x[cols - 1] = std::numeric_limits<float>::quiet_NaN();
+    for (int64_t block : {32, 64, 256}) {
+        for (int64_t cols : {1, 7, 32, 33, 172, 2048}) {
+            for (float sigma : {1.0f, 1e-3f, 1e-40f, 3e4f}) {
+                auto x = random_normal(static_cast<size_t>(cols), static_cast<uint32_t>(cols + block), sigma);
+                if (cols >= 1024) {
+                    for (int i = 0; i < 32; ++i) x[i] = static_cast<float>(i - 16) + 0.5f;  // ties when scaled by 1
+                    x[0] = 127.0f;
+                    for (int i = 256; i < 512; ++i) x[i] = 0.0f;
+                    x[cols - 1] = std::numeric_limits<float>::quiet_NaN();
+                }
+                const size_t blocks = static_cast<size_t>((cols + block - 1) / block);
+                std::vector<int8_t> q1(static_cast<size_t>(cols)), q2(q1.size());
+                std::vector<float> s1(blocks), s2(blocks);
+                quantize_activation_blocks(x.data(), cols, block, q1.data(), s1.data());
+                quantize_activation_blocks_simd(x.data(), cols, block, q2.data(), s2.data());
+                EXPECT_EQ(q1, q2) << block << " " << cols << " " << sigma;
+                EXPECT_EQ(0, std::memcmp(s1.data(), s2.data(), blocks * sizeof(float))) << cols << " " << sigma;
             }
-            std::vector<int8_t> q1(static_cast<size_t>(cols)), q2(q1.size());
-            std::vector<float> s1(static_cast<size_t>((cols + 31) / 32)), s2(s1.size());
-            quantize_activation_blocks(x.data(), cols, q1.data(), s1.data());
-            quantize_activation_blocks_simd(x.data(), cols, q2.data(), s2.data());
-            EXPECT_EQ(q1, q2) << cols << " " << sigma;
-            EXPECT_EQ(0, std::memcmp(s1.data(), s2.data(), s1.size() * sizeof(float))) << cols << " " << sigma;
         }
     }
 }
@@ -257,7 +261,7 @@ TEST(ActivationQuant, BlocksZeroNonFiniteAndSubnormal) {
     x[65] = std::numeric_limits<float>::infinity();                           // block 2 (short)
     std::vector<int8_t> q(x.size());
     std::vector<float> scales(3);
-    quantize_activation_blocks(x.data(), static_cast<int64_t>(x.size()), q.data(), scales.data());
+    quantize_activation_blocks(x.data(), static_cast<int64_t>(x.size()), 32, q.data(), scales.data());
     EXPECT_EQ(scales[0], 0.0f);
     EXPECT_EQ(scales[1], 8.0f / 127.0f);
     EXPECT_TRUE(std::isnan(scales[2]));
@@ -266,7 +270,13 @@ TEST(ActivationQuant, BlocksZeroNonFiniteAndSubnormal) {
     for (int i = 64; i < 70; ++i) EXPECT_EQ(q[i], 0);
     std::vector<float> tiny(32, 1e-41f);
     tiny[3] = -3e-41f;
-    quantize_activation_blocks(tiny.data(), 32, q.data(), scales.data());
+    quantize_activation_blocks(tiny.data(), 32, 32, q.data(), scales.data());
+    EXPECT_EQ(q8_block_columns(QuantScheme{4, 32, true}), 32);
+    EXPECT_EQ(q8_block_columns(QuantScheme{4, 128, true}), 128);
+    EXPECT_EQ(q8_block_columns(QuantScheme{4, 1024, true}), 256);
+    EXPECT_EQ(q8_block_columns(QuantScheme{8, 0, true}), 256);
+    EXPECT_EQ(q8_block_columns(QuantScheme{4, 8, true}), 32);
+    EXPECT_THROW(quantize_activation_blocks(tiny.data(), 32, 48, q.data(), scales.data()), Error);
     EXPECT_EQ(q[3], -127);
     EXPECT_EQ(q[0], 42);
     EXPECT_GT(scales[0], 0.0f);
