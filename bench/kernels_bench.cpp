@@ -271,7 +271,7 @@ void BM_SparseMatvec(benchmark::State& state, SparseCase c) {
 double fastest(const std::vector<double>& v) { return *std::min_element(v.begin(), v.end()); }
 double slowest(const std::vector<double>& v) { return *std::max_element(v.begin(), v.end()); }
 
-const char* mode_tag(ActivationMode m) { return m == ActivationMode::F32 ? "f32" : "q8"; }
+const char* mode_tag(ActivationMode m) { return m == ActivationMode::F32 ? "f32" : m == ActivationMode::Q8 ? "q8" : "q16"; }
 
 void register_all() {
     benchmark::RegisterBenchmark("StreamProbe", BM_StreamProbe)->UseRealTime()->ComputeStatistics("min", fastest)->ComputeStatistics("max", slowest)->Unit(benchmark::kMillisecond);
@@ -318,13 +318,19 @@ void register_all() {
                 ->Unit(benchmark::kMicrosecond);
         }
     }
-    for (const char* scheme : {"int8_ch_sym", "int4_g32_sym", "int4_g128_sym", "int3_g128_sym"}) {
-        for (ActivationMode mode : {ActivationMode::F32, ActivationMode::Q8}) {
-            const std::string name = std::string("Matmul/") + scheme + "/2048x5632/" + mode_tag(mode);
-            benchmark::RegisterBenchmark(name.c_str(), BM_Matmul, MatvecCase{scheme, 2048, 5632, mode})
-                ->Arg(64)
-                ->UseRealTime()->ComputeStatistics("min", fastest)->ComputeStatistics("max", slowest)
-                ->Unit(benchmark::kMillisecond);
+    // Prefill: a 128-token prompt (and 16, the smallest full token vector
+    // of the integer-dot kernels) through both orientations of the MLP.
+    for (const char* scheme : {"int8_ch_sym", "int8_ch_asym", "int4_g32_sym", "int4_g32_asym", "int4_g128_sym",
+                               "int3_g128_sym"}) {
+        for (auto [rows, cols] : {std::pair<int64_t, int64_t>{2048, 5632}, {5632, 2048}}) {
+            for (ActivationMode mode : {ActivationMode::F32, ActivationMode::Q8, ActivationMode::Q16}) {
+                const std::string name = std::string("Matmul/") + scheme + "/" + std::to_string(rows) + "x" +
+                                         std::to_string(cols) + "/" + mode_tag(mode);
+                benchmark::RegisterBenchmark(name.c_str(), BM_Matmul, MatvecCase{scheme, rows, cols, mode})
+                    ->Arg(16)->Arg(128)
+                    ->UseRealTime()->ComputeStatistics("min", fastest)->ComputeStatistics("max", slowest)
+                    ->Unit(benchmark::kMillisecond);
+            }
         }
     }
 }

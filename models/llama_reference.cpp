@@ -213,6 +213,20 @@ void LlamaTransformer::mlp(const LlamaWeights::Layer& layer, int64_t n, float* x
     add_residual(x, down, static_cast<float>(config_.residual_multiplier()));
 }
 
+void LlamaTransformer::forward_block(const LlamaWeights::Layer& layer, size_t layer_index, InferenceState& base_state,
+                                     int64_t n, float* x) const {
+    auto& state = dynamic_cast<KvState&>(base_state);
+    if (layer_index >= static_cast<size_t>(config_.num_layers)) {
+        fail("block ", layer_index, " is outside the model's ", config_.num_layers, " layers");
+    }
+    if (n <= 0) return;
+    if (state.position() + n > state.capacity()) {
+        fail("context overflow: ", state.position() + n, " tokens do not fit a context of ", state.capacity());
+    }
+    attention(layer, layer_index, state, n, x);
+    mlp(layer, n, x);
+}
+
 void LlamaTransformer::forward(InferenceState& base_state, std::span<const int32_t> tokens, float* logits,
                                bool all_logits) const {
     auto& state = dynamic_cast<KvState&>(base_state);

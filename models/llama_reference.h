@@ -55,6 +55,16 @@ public:
     std::string path_name() const override { return path_name_; }
     const LlamaWeights& weights() const { return weights_; }
 
+    // Runs one transformer block on n new tokens of hidden states x
+    // [n, hidden_size] in place, exactly as forward() runs layer
+    // `layer_index` (same arithmetic), with `layer`'s weights instead of the
+    // model's own: the calibration runner holds one block at a time and
+    // swaps in observing or quantized linears. Keys and values go to the
+    // KV slot of `layer_index` at the state's position; the position is not
+    // advanced (a fresh state per sequence starts at 0).
+    void forward_block(const LlamaWeights::Layer& layer, size_t layer_index, InferenceState& state, int64_t n,
+                       float* x) const;
+
 private:
     void attention(const LlamaWeights::Layer& layer, size_t layer_index, class KvState& state, int64_t n,
                    float* x) const;

@@ -18,9 +18,71 @@ std::string arch_short_name(const ModelConfig& c) {
     return "llama";
 }
 
+// The container form of a sparse entry (docs/format.md, nm_sparse and
+// bitmask_sparse): params as the quant encoding's plus n and m, planes in
+// the order the format lists them.
+StoredTensor sparse_stored_tensor(const ModelTensorEntry& e) {
+    StoredTensor st;
+    st.name = e.name;
+    if (e.nm_sparse) {
+        const NmSparseTensor& t = *e.nm_sparse;
+        const QuantScheme& q = t.scheme.quant;
+        st.encoding = "nm_sparse";
+        st.shape = {t.rows, t.cols};
+        st.params = {{"n", t.scheme.n}, {"m", t.scheme.m}, {"bits", q.bits}, {"group", q.group},
+                     {"symmetric", q.symmetric}};
+        st.planes.push_back({"values", bytes_of(t.values.data(), t.values.size())});
+        st.planes.push_back({"indices", bytes_of(t.indices.data(), t.indices.size())});
+        st.planes.push_back({"scales", bytes_of(t.scales.data(), t.scales.size() * sizeof(uint16_t))});
+        if (!q.symmetric) st.planes.push_back({"zeros", bytes_of(t.zeros.data(), t.zeros.size())});
+        return st;
+    }
+    const BitmaskSparseTensor& t = *e.bitmask_sparse;
+    st.encoding = "bitmask_sparse";
+    st.shape = {t.rows, t.cols};
+    st.params = {{"bits", t.scheme.bits}, {"group", t.scheme.group}, {"symmetric", t.scheme.symmetric}};
+    st.planes.push_back({"mask", bytes_of(t.mask.data(), t.mask.size())});
+    st.planes.push_back({"values", bytes_of(t.values.data(), t.values.size())});
+    st.planes.push_back({"row_offsets", bytes_of(t.row_offsets.data(), t.row_offsets.size() * sizeof(uint64_t))});
+    st.planes.push_back({"scales", bytes_of(t.scales.data(), t.scales.size() * sizeof(uint16_t))});
+    if (!t.scheme.symmetric) st.planes.push_back({"zeros", bytes_of(t.zeros.data(), t.zeros.size())});
+    return st;
+}
+
+void check_plane_size(const SparqTensor& t, const SparqPlane& p, size_t expected, const std::string& what,
+                      const std::string& source) {
+    if (p.size != expected) {
+        fail_in({source, t.name, "planes." + p.name + ".size"}, "is ", p.size, " bytes, ", what, " and shape ",
+                shape_string(t.shape), " need ", expected);
+    }
+}
+
+// The quant params shared by the sparse encodings; FP16 values (bits 16,
+// reserved by the format) have no reader yet.
+QuantScheme sparse_value_scheme(const SparqTensor& t, const std::string& source) {
+    if (t.shape.size() != 2 || t.shape[1] < 1) {
+        fail_in({source, t.name, "shape"}, "a ", t.encoding, " tensor must have rank 2 and at least one column, got ",
+                shape_string(t.shape));
+    }
+    if (t.params.contains("bits") && t.params["bits"] == 16) {
+        fail_in({source, t.name, "params.bits"}, t.encoding, " with FP16 values (bits 16) is not supported by this reader");
+    }
+    return tensor_quant_scheme(t, source);
+}
+
 }  // namespace
 
 uint64_t stored_entry_bytes(const ModelTensorEntry& e) {
+    if (e.nm_sparse) {
+        const NmSparseTensor& t = *e.nm_sparse;
+        return round_up_64(t.values.size()) + round_up_64(t.indices.size()) + round_up_64(t.scales.size() * 2) +
+               round_up_64(t.zeros.size());
+    }
+    if (e.bitmask_sparse) {
+        const BitmaskSparseTensor& t = *e.bitmask_sparse;
+        return round_up_64(t.mask.size()) + round_up_64(t.values.size()) + round_up_64(t.row_offsets.size() * 8) +
+               round_up_64(t.scales.size() * 2) + round_up_64(t.zeros.size());
+    }
     if (!e.packed) return round_up_64(e.dense.nbytes);
     const PackedGeometry g = packed_geometry(e.packed->scheme, e.packed->rows, e.packed->cols);
     return round_up_64(g.code_bytes) + round_up_64(g.scale_bytes) + round_up_64(g.zero_bytes);
@@ -40,6 +102,10 @@ void write_sparq_model(const std::string& path, const ModelConfig& config, const
     const std::string& tok = tokenizer.source_bytes();
     writer.set_tokenizer(tokenizer.source_kind(), bytes_of(tok.data(), tok.size()));
     for (const auto& e : tensors) {
+        if (e.nm_sparse || e.bitmask_sparse) {
+            writer.add_tensor(sparse_stored_tensor(e));
+            continue;
+        }
         if (!e.packed) {
             writer.add_dense(e.name, e.dense);
             continue;
@@ -106,6 +172,101 @@ PackedView packed_view(const SparqTensor& t, const std::string& source) {
     return v;
 }
 
+NmSparseView nm_sparse_view(const SparqTensor& t, const std::string& source) {
+    if (t.encoding != "nm_sparse") fail_in({source, t.name, "encoding"}, "is '", t.encoding, "', expected 'nm_sparse'");
+    NmSparseView v;
+    v.scheme.quant = sparse_value_scheme(t, source);
+    try {
+        v.scheme.n = t.params.at("n").get<int>();
+        v.scheme.m = t.params.at("m").get<int>();
+    } catch (const nlohmann::json::exception&) {
+        fail_in({source, t.name, "params"}, "an nm_sparse tensor needs integer n and m");
+    }
+    v.rows = t.shape[0];
+    v.cols = t.shape[1];
+    NmSparseGeometry g;
+    try {
+        g = nm_sparse_geometry(v.scheme, v.rows, v.cols);
+    } catch (const Error& e) {
+        throw Error(e.message(), {source, t.name, "params"});
+    }
+    const std::string what = "the scheme " + std::to_string(v.scheme.n) + ":" + std::to_string(v.scheme.m) + " " +
+                             v.scheme.quant.name();
+    const SparqPlane& values = t.plane("values", source);
+    const SparqPlane& indices = t.plane("indices", source);
+    const SparqPlane& scales = t.plane("scales", source);
+    check_plane_size(t, values, g.value_bytes, what, source);
+    check_plane_size(t, indices, g.index_bytes, what, source);
+    check_plane_size(t, scales, g.scale_bytes, what, source);
+    v.values = values.data;
+    v.indices = indices.data;
+    v.scales = scales.data;
+    if (!v.scheme.quant.symmetric) {
+        const SparqPlane& zeros = t.plane("zeros", source);
+        check_plane_size(t, zeros, g.zero_bytes, what, source);
+        v.zeros = zeros.data;
+    }
+    try {
+        check_nm_sparse_contents(v, t.name);
+    } catch (const Error& e) {
+        throw e.with_file(source);
+    }
+    return v;
+}
+
+BitmaskSparseView bitmask_sparse_view(const SparqTensor& t, const std::string& source) {
+    if (t.encoding != "bitmask_sparse") {
+        fail_in({source, t.name, "encoding"}, "is '", t.encoding, "', expected 'bitmask_sparse'");
+    }
+    BitmaskSparseView v;
+    v.scheme = sparse_value_scheme(t, source);
+    v.rows = t.shape[0];
+    v.cols = t.shape[1];
+    const PackedGeometry g = packed_geometry(v.scheme, v.rows, v.cols);
+    const std::string what = "the scheme " + v.scheme.name();
+    const SparqPlane& mask = t.plane("mask", source);
+    const SparqPlane& values = t.plane("values", source);
+    const SparqPlane& row_offsets = t.plane("row_offsets", source);
+    const SparqPlane& scales = t.plane("scales", source);
+    check_plane_size(t, mask, static_cast<size_t>(v.rows * v.mask_row_bytes()), what, source);
+    check_plane_size(t, row_offsets, static_cast<size_t>(v.rows + 1) * 8, what, source);
+    check_plane_size(t, scales, g.scale_bytes, what, source);
+    v.mask = mask.data;
+    v.values = values.data;
+    v.row_offsets = row_offsets.data;
+    v.scales = scales.data;
+    if (!v.scheme.symmetric) {
+        const SparqPlane& zeros = t.plane("zeros", source);
+        check_plane_size(t, zeros, g.zero_bytes, what, source);
+        v.zeros = zeros.data;
+    }
+    try {
+        check_bitmask_sparse_contents(v, values.size, t.name);
+    } catch (const Error& e) {
+        throw e.with_file(source);
+    }
+    return v;
+}
+
+size_t bitmask_sparse_bytes(const BitmaskSparseView& v) {
+    const PackedGeometry g = packed_geometry(v.scheme, v.rows, v.cols);
+    return static_cast<size_t>(v.rows * v.mask_row_bytes()) + static_cast<size_t>(v.row_offset(v.rows)) +
+           static_cast<size_t>(v.rows + 1) * 8 + g.scale_bytes + g.zero_bytes;
+}
+
+Tensor sparq_tensor_values(const SparqFile& file, const SparqTensor& t) {
+    const std::string& path = file.source();
+    if (t.encoding == "f32" || t.encoding == "f16" || t.encoding == "bf16") return file.dense_tensor(t);
+    if (t.encoding == "quant") return make_f32_tensor(t.shape, dequantize_tensor(packed_view(t, path)));
+    if (t.encoding == "nm_sparse") {
+        return make_f32_tensor(t.shape, dequantize_tensor(unpack_nm_sparse(nm_sparse_view(t, path))));
+    }
+    if (t.encoding == "bitmask_sparse") {
+        return make_f32_tensor(t.shape, dequantize_tensor(unpack_bitmask_sparse(bitmask_sparse_view(t, path))));
+    }
+    fail_in({path, t.name, "encoding"}, "encoding '", t.encoding, "' is not supported by this reader");
+}
+
 ModelSource load_sparq_model_header(const std::string& path, const SparqFile& file) {
     ModelSource m;
     m.path = path;
@@ -132,16 +293,7 @@ ModelSource load_sparq_model_header(const std::string& path, const SparqFile& fi
 ModelSource load_sparq_model(const std::string& path, bool verify) {
     auto file = SparqFile::open(path, verify);
     ModelSource m = load_sparq_model_header(path, *file);
-    for (const SparqTensor& t : file->tensors()) {
-        if (t.encoding == "f32" || t.encoding == "f16" || t.encoding == "bf16") {
-            m.tensors.add(t.name, file->dense_tensor(t));
-        } else if (t.encoding == "quant") {
-            const PackedView view = packed_view(t, path);
-            m.tensors.add(t.name, make_f32_tensor(t.shape, dequantize_tensor(view)));
-        } else {
-            fail_in({path, t.name, "encoding"}, "encoding '", t.encoding, "' is not supported by this reader");
-        }
-    }
+    for (const SparqTensor& t : file->tensors()) m.tensors.add(t.name, sparq_tensor_values(*file, t));
     return m;
 }
 

@@ -1,6 +1,7 @@
 // A whole model as a .sparq file (docs/format.md): config.json and the
 // tokenizer travel inside, so the file runs alone; each tensor is dense
-// (f32/f16/bf16) or packed (quant/layout.h). This file is the one place
+// (f32/f16/bf16), packed (quant/layout.h) or sparse (nm_sparse,
+// bitmask_sparse: runtime/kernels/sparse_layout.h). This file is the one place
 // that maps a model onto the container, for every writer and reader.
 #pragma once
 
@@ -14,14 +15,20 @@
 #include "formats/sparq/sparq_file.h"
 #include "models/model_source.h"
 #include "quant/layout.h"
+#include "runtime/kernels/sparse_layout.h"
 
 namespace sparq {
 
-// One tensor to store: dense, or packed.
+// One tensor to store: dense, packed (`quant`), or sparse (`nm_sparse`,
+// `bitmask_sparse`); at most one of the optionals is set.
 struct ModelTensorEntry {
     std::string name;
-    Tensor dense;                       // used when packed is empty
+    Tensor dense;                       // used when no optional below is set
     std::optional<PackedTensor> packed;
+    std::optional<NmSparseTensor> nm_sparse;
+    std::optional<BitmaskSparseTensor> bitmask_sparse;
+
+    bool is_dense() const { return !packed && !nm_sparse && !bitmask_sparse; }
 };
 
 // Writes a model atomically. `metadata` is merged into the conventional
@@ -47,5 +54,19 @@ PackedView packed_view(const SparqTensor& tensor, const std::string& source);
 
 // Scheme of a "quant" tensor from its params (validated).
 QuantScheme tensor_quant_scheme(const SparqTensor& tensor, const std::string& source);
+
+// Sparse tensors of the file as views over the mapping (no copy), after the
+// plane sizes and check_*_contents (sparse_layout.h) have passed: a hostile
+// file is a sparq::Error naming the file, tensor and field.
+NmSparseView nm_sparse_view(const SparqTensor& tensor, const std::string& source);
+BitmaskSparseView bitmask_sparse_view(const SparqTensor& tensor, const std::string& source);
+
+// Bytes the kernels read for one product over a sparse tensor (all planes).
+size_t bitmask_sparse_bytes(const BitmaskSparseView& view);
+
+// The values of any tensor the reference path reads: dense encodings as
+// zero-copy views, `quant` and the sparse encodings dequantized to owned F32
+// (pruned elements exact zeros). Unknown encodings are an error naming it.
+Tensor sparq_tensor_values(const SparqFile& file, const SparqTensor& tensor);
 
 }  // namespace sparq

@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "core/half.h"
 #include "core/parallel.h"
+#include "passes/calibrated_quantize.h"
 #include "passes/tensor_selection.h"
 #include "quant/bits.h"
 
@@ -40,8 +41,21 @@ void QuantizeOptions::validate() const {
     check_bits(embed_bits, "--embed-bits", true);
     check_bits(head_bits, "--head-bits", true);
     validate_quant_scheme(linear_scheme());
-    if (method != "rtn" && method != "mse") {
-        if (method == "imatrix" || method == "gptq" || method == "awq" || method == "smoothquant") {
+    if (method == "imatrix" || method == "gptq") {
+        if (calib.empty() && calib_cache.empty()) {
+            fail_in({"", "", "--calib"}, "method '", method, "' needs calibration data: --calib FILE or --calib-cache FILE");
+        }
+        if (calib_samples < 1) fail_in({"", "", "--calib-samples"}, "must be at least 1, got ", calib_samples);
+        if (calib_len < 2) fail_in({"", "", "--calib-len"}, "must be at least 2, got ", calib_len);
+        if (!(damp > 0) || !std::isfinite(damp)) fail_in({"", "", "--damp"}, "must be a positive number, got ", damp);
+        if (gptq_params != "rtn" && gptq_params != "mse" && gptq_params != "weighted" && gptq_params != "hessian") {
+            fail_in({"", "", "--gptq-params"}, "must be rtn, mse, weighted or hessian, got '", gptq_params, "'");
+        }
+        if (imatrix_score != "block" && imatrix_score != "diagonal") {
+            fail_in({"", "", "--imatrix-score"}, "must be block or diagonal, got '", imatrix_score, "'");
+        }
+    } else if (method != "rtn" && method != "mse") {
+        if (method == "awq" || method == "smoothquant") {
             fail_in({"", "", "--method"}, "'", method, "' needs calibration, which this build does not have yet");
         }
         fail_in({"", "", "--method"}, "must be rtn, mse, imatrix, gptq, awq or smoothquant, got '", method, "'");
@@ -50,7 +64,9 @@ void QuantizeOptions::validate() const {
 
 QuantizeOptions parse_quantize_options(const nlohmann::json& j) {
     static const std::set<std::string> known = {"bits", "group", "symmetric", "method", "targets",
-                                                "ignore", "embed_bits", "head_bits"};
+                                                "ignore", "embed_bits", "head_bits", "calib", "calib_samples",
+                                                "calib_len", "seed", "calib_cache", "damp", "act_order", "gptq_params",
+                                                "imatrix_score"};
     if (!j.is_object()) fail_in({"", "", "quantize"}, "options must be an object");
     for (const auto& [key, value] : j.items()) {
         if (!known.count(key)) fail_in({"", "", key}, "unknown option of the quantize pass");
@@ -65,6 +81,15 @@ QuantizeOptions parse_quantize_options(const nlohmann::json& j) {
         if (j.contains("ignore")) o.ignore = j["ignore"].get<std::string>();
         if (j.contains("embed_bits")) o.embed_bits = j["embed_bits"].get<int>();
         if (j.contains("head_bits")) o.head_bits = j["head_bits"].get<int>();
+        if (j.contains("calib")) o.calib = j["calib"].get<std::string>();
+        if (j.contains("calib_samples")) o.calib_samples = j["calib_samples"].get<int64_t>();
+        if (j.contains("calib_len")) o.calib_len = j["calib_len"].get<int64_t>();
+        if (j.contains("seed")) o.seed = j["seed"].get<uint64_t>();
+        if (j.contains("calib_cache")) o.calib_cache = j["calib_cache"].get<std::string>();
+        if (j.contains("damp")) o.damp = j["damp"].get<double>();
+        if (j.contains("act_order")) o.act_order = j["act_order"].get<bool>();
+        if (j.contains("gptq_params")) o.gptq_params = j["gptq_params"].get<std::string>();
+        if (j.contains("imatrix_score")) o.imatrix_score = j["imatrix_score"].get<std::string>();
     } catch (const nlohmann::json::exception& e) {
         fail_in({"", "", "quantize"}, "an option has the wrong type: ", e.what());
     }
@@ -178,8 +203,14 @@ Tensor to_dtype(const Tensor& t, DType dtype) {
 QuantizeResult quantize_model(const ModelSource& model, const QuantizeOptions& options,
                               const std::function<void(const std::string&)>& log) {
     const auto plan = plan_quantization(model, options);
-    const QuantMethod method = parse_quant_method(options.method);
+    // Calibrated methods quantize the planned block linears first, one
+    // block at a time; the loop below then takes their results.
+    const bool calibrated = is_calibrated_method(options.method);
+    const QuantMethod method = calibrated ? QuantMethod::Rtn : parse_quant_method(options.method);
+    CalibratedQuantization calibrated_tensors;
+    if (calibrated) calibrated_tensors = quantize_calibrated(model, options, plan, log);
     QuantizeResult result;
+    if (calibrated) result.calibration = calibrated_tensors.summary;
     int64_t linear_params = 0, linear_bytes = 0;
     size_t done = 0;
     const auto start = std::chrono::steady_clock::now();
@@ -192,8 +223,16 @@ QuantizeResult quantize_model(const ModelSource& model, const QuantizeOptions& o
         QuantizedTensorReport report;
         report.name = p.name;
         if (p.action == TensorAction::Quantize) {
-            PackedTensor packed = quantize_tensor(source, p.scheme, method, nullptr, p.name);
-            report.sqnr_db = packed_sqnr_db(source, packed);
+            PackedTensor packed;
+            if (auto found = calibrated_tensors.tensors.find(p.name); found != calibrated_tensors.tensors.end()) {
+                packed = std::move(found->second.packed);
+                report.sqnr_db = found->second.sqnr_db;
+                report.calibration = found->second.report;
+            } else {
+                QuantizationError error;
+                packed = quantize_tensor(source, p.scheme, method, nullptr, p.name, {}, &error);
+                report.sqnr_db = error.sqnr_db();
+            }
             report.bits = p.scheme.bits;
             report.group = p.scheme.group;
             report.symmetric = p.scheme.symmetric;

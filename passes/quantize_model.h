@@ -26,6 +26,16 @@ struct QuantizeOptions {
     std::string ignore;
     int embed_bits = 8;   // 16 keeps FP16
     int head_bits = 8;
+    // Calibrated methods (imatrix, gptq; passes/calibrated_quantize.h).
+    std::string calib;          // text or JSON-lines file
+    int64_t calib_samples = 128;
+    int64_t calib_len = 512;
+    uint64_t seed = 0;
+    std::string calib_cache;    // calibration.h5: used when it matches, else (re)computed and written
+    double damp = 0.01;         // GPTQ dampening, x mean diagonal of H
+    bool act_order = true;      // GPTQ: columns by descending H diagonal, static groups
+    std::string gptq_params = "hessian";  // GPTQ group parameters: rtn, mse, weighted, hessian
+    std::string imatrix_score = "block";   // imatrix clip search score: block (group's H block) or diagonal
 
     QuantScheme linear_scheme() const;
     // Scheme for the embedding/head at `bits` (8: per channel; lower: the
@@ -50,12 +60,38 @@ struct PlannedTensor {
 
 std::vector<PlannedTensor> plan_quantization(const ModelSource& model, const QuantizeOptions& options);
 
+// What a calibrated method reports per tensor. Errors are H-weighted
+// (the layer's mean squared output error on the calibration inputs)
+// relative to the weight's own weighted energy: "before" is plain RTN of
+// the same scheme, "after" the method's result.
+struct CalibratedTensorReport {
+    double weighted_error_rtn = 0;
+    double weighted_error = 0;
+    double damp = 0;               // GPTQ dampening used (x mean diagonal)
+    int64_t dead_inputs = 0;       // input channels never active in calibration
+    bool fell_back_to_rtn = false;
+    std::string fallback_reason;
+};
+
 struct QuantizedTensorReport {
     std::string name;
     int bits = 16;
     int64_t group = 0;
     bool symmetric = true;
     double sqnr_db = 0;  // +inf for an exact reconstruction
+    std::optional<CalibratedTensorReport> calibration;
+};
+
+// How the calibration statistics were obtained.
+struct CalibrationSummary {
+    int64_t samples = 0;
+    int64_t len = 0;
+    int64_t tokens = 0;
+    bool sequential = false;   // quantized outputs fed forward block by block
+    std::string cache;         // "none", "hit", "written", or "recomputed: <why>"
+    double seconds = 0;
+    std::vector<double> block_seconds;
+    std::vector<std::string> warnings;
 };
 
 struct QuantizeResult {
@@ -66,6 +102,7 @@ struct QuantizeResult {
     int64_t weight_bytes = 0;         // stored bytes of all tensors
     int64_t source_weight_bytes = 0;
     int64_t n_params = 0;
+    std::optional<CalibrationSummary> calibration;  // calibrated methods only
 };
 
 QuantizeResult quantize_model(const ModelSource& model, const QuantizeOptions& options,

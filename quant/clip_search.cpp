@@ -15,6 +15,12 @@ GroupParams quantize_group_mse(const QuantScheme& scheme, const float* x, int64_
         quantize_group(scheme, x, n, *exact, codes);
         return *exact;
     }
+    return encode_group_canonical(scheme, x, n, search_clip_params(scheme, x, n, importance, grid),
+                                  codes, scratch);
+}
+
+GroupParams search_clip_params(const QuantScheme& scheme, const float* x, int64_t n,
+                               const float* importance, const ClipGrid& grid) {
     const GroupRange range = group_range(x, n);
     double best_error = 0.0;
     GroupParams best = best_candidate(scheme, x, n, importance,
@@ -31,7 +37,7 @@ GroupParams quantize_group_mse(const QuantScheme& scheme, const float* x, int64_
             best_error = error;
         }
     }
-    return encode_group_canonical(scheme, x, n, best, codes, scratch);
+    return best;
 }
 
 }  // namespace sparq

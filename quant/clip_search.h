@@ -33,4 +33,11 @@ GroupParams quantize_group_mse(const QuantScheme& scheme, const float* x, int64_
                                const float* importance, const ClipGrid& grid, uint8_t* codes,
                                float* scratch);
 
+// The grid search alone, without encoding: the parameters the search picks
+// for a group (quantize_group_mse first checks for an exact representation,
+// then encodes these canonically). Solvers that fix a group's parameters
+// before rounding its values one column at a time (GPTQ) call it directly.
+GroupParams search_clip_params(const QuantScheme& scheme, const float* x, int64_t n,
+                               const float* importance, const ClipGrid& grid);
+
 }  // namespace sparq

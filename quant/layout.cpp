@@ -5,6 +5,8 @@
 
 #include "core/error.h"
 #include "core/half.h"
+#include "core/memory.h"
+#include "core/vectorize.h"
 
 namespace sparq {
 
@@ -75,6 +77,7 @@ PackedGeometry packed_geometry(const QuantScheme& scheme, int64_t rows, int64_t 
     return g;
 }
 
+SPARQ_VECTORIZE_CLONES
 void pack_code_row(const QuantScheme& scheme, const uint8_t* codes, int64_t cols, uint8_t* row) {
     if (scheme.bits == 8) {
         const uint8_t flip = scheme.symmetric ? 0x80 : 0x00;
@@ -90,7 +93,18 @@ void pack_code_row(const QuantScheme& scheme, const uint8_t* codes, int64_t cols
         }
         return;
     }
-    for (int64_t j = 0; j < cols; ++j) put_field(row, scheme.bits, j, codes[j]);
+    int64_t j = 0;
+    if (scheme.bits == 4) {  // whole bytes at once (vectorizes); put_field for the tail
+        for (; j + 2 <= cols; j += 2) {
+            row[j / 2] = static_cast<uint8_t>((codes[j] & 15u) | (codes[j + 1] & 15u) << 4);
+        }
+    } else if (scheme.bits == 2) {
+        for (; j + 4 <= cols; j += 4) {
+            row[j / 4] = static_cast<uint8_t>((codes[j] & 3u) | (codes[j + 1] & 3u) << 2 |
+                                              (codes[j + 2] & 3u) << 4 | (codes[j + 3] & 3u) << 6);
+        }
+    }
+    for (; j < cols; ++j) put_field(row, scheme.bits, j, codes[j]);
 }
 
 void unpack_code_row(const QuantScheme& scheme, const uint8_t* row, int64_t cols,
@@ -207,8 +221,10 @@ void check_packed_contents(const PackedView& view, const std::string& tensor) {
 PackedTensor::PackedTensor(const QuantScheme& s, int64_t r, int64_t c)
     : scheme(s), rows(r), cols(c) {
     const PackedGeometry g = packed_geometry(s, r, c);
-    codes.assign(g.code_bytes, 0);
-    scales.assign(g.scale_bytes / 2, 0);
+    // Hundreds of MB for a large model: huge pages make the first touch
+    // (the zeroing) cheap.
+    assign_zeroed_large(codes, g.code_bytes);
+    assign_zeroed_large(scales, g.scale_bytes / 2);
     zeros.assign(g.zero_bytes, 0);
 }
 

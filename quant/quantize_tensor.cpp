@@ -1,12 +1,15 @@
 #include "quant/quantize_tensor.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cmath>
 #include <limits>
 #include <optional>
 
 #include "core/error.h"
+#include "core/memory.h"
 #include "core/parallel.h"
+#include "core/vectorize.h"
 #include "quant/reference_codec.h"
 #include "quant/rtn.h"
 
@@ -60,6 +63,57 @@ void check_inputs(const Tensor& weight, const QuantScheme& scheme,
     }
 }
 
+// Rows of an F32 tensor read in place (no copy) when its data is aligned
+// for floats; null otherwise.
+const float* aligned_f32_rows(const Tensor& weight, int64_t row_begin, int64_t cols) {
+    if (weight.dtype != DType::F32) return nullptr;
+    if (reinterpret_cast<uintptr_t>(weight.data) % alignof(float) != 0) return nullptr;
+    return reinterpret_cast<const float*>(weight.data) + row_begin * cols;
+}
+
+// Branch-free so it vectorizes; the caller finds the culprit when false.
+SPARQ_VECTORIZE_CLONES
+bool all_finite(const float* x, size_t n) {
+    constexpr size_t kLanes = 16;
+    uint32_t bad[kLanes] = {};
+    size_t i = 0;
+    for (; i + kLanes <= n; i += kLanes) {
+        for (size_t j = 0; j < kLanes; ++j) {
+            bad[j] |= std::fabs(x[i + j]) <= std::numeric_limits<float>::max() ? 0u : 1u;
+        }
+    }
+    for (size_t j = 0; i + j < n; ++j) bad[j] |= std::fabs(x[i + j]) <= std::numeric_limits<float>::max() ? 0u : 1u;
+    uint32_t any = 0;
+    for (size_t j = 0; j < kLanes; ++j) any |= bad[j];
+    return any == 0;
+}
+
+// Adds sum w^2 and sum (w - dq)^2 in double, in 8 lanes (lane j takes
+// elements j, j + 8, ...) summed in a fixed order: vectorizes, and gives the
+// same bits everywhere.
+SPARQ_VECTORIZE_CLONES
+void add_error_sums(const float* w, const float* dq, int64_t n, QuantizationError& sums) {
+    constexpr int64_t kLanes = 8;
+    double signal[kLanes] = {}, noise[kLanes] = {};
+    int64_t i = 0;
+    for (; i + kLanes <= n; i += kLanes) {
+        for (int64_t j = 0; j < kLanes; ++j) {
+            const double x = w[i + j], d = x - static_cast<double>(dq[i + j]);
+            signal[j] += x * x;
+            noise[j] += d * d;
+        }
+    }
+    for (int64_t j = 0; i + j < n; ++j) {
+        const double x = w[i + j], d = x - static_cast<double>(dq[i + j]);
+        signal[j] += x * x;
+        noise[j] += d * d;
+    }
+    for (int64_t j = 0; j < kLanes; ++j) {
+        sums.signal += signal[j];
+        sums.noise += noise[j];
+    }
+}
+
 std::string describe_non_finite(float v) {
     if (std::isnan(v)) return "NaN";
     return v > 0 ? "+Inf" : "-Inf";
@@ -69,7 +123,7 @@ std::string describe_non_finite(float v) {
 
 PackedTensor quantize_tensor(const Tensor& weight, const QuantScheme& scheme, QuantMethod method,
                              const std::vector<float>* importance, const std::string& tensor_name,
-                             const ClipGrid& grid) {
+                             const ClipGrid& grid, QuantizationError* error) {
     try {
         check_inputs(weight, scheme, importance, tensor_name);
     } catch (const Error& e) {
@@ -85,26 +139,38 @@ PackedTensor quantize_tensor(const Tensor& weight, const QuantScheme& scheme, Qu
     // scheduling.
     const size_t chunks = static_cast<size_t>((rows + grain - 1) / grain);
     std::vector<std::optional<std::string>> non_finite(chunks), failures(chunks);
+    std::vector<QuantizationError> chunk_errors(error ? chunks : 0);
 
     parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
         const size_t chunk = static_cast<size_t>(begin / grain);
-        std::vector<float> values(static_cast<size_t>((end - begin) * cols));
-        weight.rows_to_f32(begin, end, values.data());
-        for (size_t i = 0; i < values.size(); ++i) {
-            if (!std::isfinite(values[i])) {
-                const int64_t r = begin + static_cast<int64_t>(i) / cols;
-                const int64_t c = static_cast<int64_t>(i) % cols;
-                non_finite[chunk] = "non-finite value " + describe_non_finite(values[i]) +
-                                    " at row " + std::to_string(r) + ", column " +
-                                    std::to_string(c) + " (quantization needs finite weights)";
-                return;
-            }
+        const size_t count = static_cast<size_t>((end - begin) * cols);
+        const float* values = aligned_f32_rows(weight, begin, cols);
+        if (values) {
+            prefault_for_read(values, count * sizeof(float));
+        } else {
+            // A reused buffer per thread: fresh allocations of this size
+            // come from mmap and fault in zeroed pages for every chunk.
+            thread_local std::vector<float> converted;
+            if (converted.size() < count) converted.resize(count);
+            weight.rows_to_f32(begin, end, converted.data());
+            values = converted.data();
         }
         std::vector<uint8_t> codes(static_cast<size_t>(cols));
         std::vector<uint8_t> zeros(static_cast<size_t>(geometry.groups_per_row));
         std::vector<float> scratch(static_cast<size_t>(span));
+        // Each row is checked just before it is quantized (so it is read
+        // from memory once). After a group fails, the rest of the chunk is
+        // still checked: a non-finite value anywhere outranks the failure.
         for (int64_t r = begin; r < end; ++r) {
-            const float* row = values.data() + (r - begin) * cols;
+            const float* row = values + (r - begin) * cols;
+            if (!all_finite(row, cols)) {
+                const int64_t c = std::find_if(row, row + cols, [](float v) { return !std::isfinite(v); }) - row;
+                non_finite[chunk] = "non-finite value " + describe_non_finite(row[c]) + " at row " +
+                                    std::to_string(r) + ", column " + std::to_string(c) +
+                                    " (quantization needs finite weights)";
+                return;
+            }
+            if (failures[chunk]) continue;
             for (int64_t k = 0; k < geometry.groups_per_row; ++k) {
                 const int64_t first = k * span;
                 const int64_t n = std::min(span, cols - first);
@@ -119,11 +185,16 @@ PackedTensor quantize_tensor(const Tensor& weight, const QuantScheme& scheme, Qu
                 } catch (const Error& e) {
                     failures[chunk] = "row " + std::to_string(r) + ", group " + std::to_string(k) +
                                       ": " + e.message();
-                    return;
+                    break;
                 }
                 out.scales[static_cast<size_t>(r * geometry.groups_per_row + k)] = p.scale;
                 zeros[static_cast<size_t>(k)] = static_cast<uint8_t>(p.zero);
+                if (error) {
+                    dequantize_group(codes.data() + first, n, p, scratch.data());
+                    add_error_sums(row + first, scratch.data(), n, chunk_errors[chunk]);
+                }
             }
+            if (failures[chunk]) continue;  // the tensor is discarded; keep checking finiteness
             pack_code_row(scheme, codes.data(), cols, out.codes.data() + r * geometry.code_row_bytes);
             if (!scheme.symmetric) {
                 pack_zero_row(scheme, zeros.data(), geometry.groups_per_row,
@@ -132,11 +203,24 @@ PackedTensor quantize_tensor(const Tensor& weight, const QuantScheme& scheme, Qu
         }
     });
     for (const auto* errors : {&non_finite, &failures}) {
-        for (const auto& error : *errors) {
-            if (error) fail_in({"", tensor_name, ""}, *error);
+        for (const auto& message : *errors) {
+            if (message) fail_in({"", tensor_name, ""}, *message);
+        }
+    }
+    if (error) {
+        *error = {};
+        for (const QuantizationError& sums : chunk_errors) {  // fixed order: any thread count
+            error->signal += sums.signal;
+            error->noise += sums.noise;
         }
     }
     return out;
+}
+
+double QuantizationError::sqnr_db() const {
+    if (noise == 0) return std::numeric_limits<double>::infinity();
+    if (signal == 0) return -std::numeric_limits<double>::infinity();
+    return 10.0 * std::log10(signal / noise);
 }
 
 std::vector<float> dequantize_tensor(const PackedView& packed) {

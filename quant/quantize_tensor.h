@@ -29,9 +29,16 @@ QuantMethod parse_quant_method(std::string_view name);
 // Throws sparq::Error naming `tensor_name` for a bad shape, dtype or
 // importance, for the first NaN/Inf (with its row and column), and for a
 // group whose scale would overflow FP16.
+// With `error`, also sums the signal and the reconstruction error while the
+// rows are at hand (the report's SQNR without reading the tensor again).
+struct QuantizationError {
+    double signal = 0;  // sum w^2
+    double noise = 0;   // sum (w - dequantized)^2
+    double sqnr_db() const;  // +inf when exact, -inf for a zero signal with error
+};
 PackedTensor quantize_tensor(const Tensor& weight, const QuantScheme& scheme, QuantMethod method,
                              const std::vector<float>* importance, const std::string& tensor_name,
-                             const ClipGrid& grid = {});
+                             const ClipGrid& grid = {}, QuantizationError* error = nullptr);
 
 // Row-major [rows, cols] floats.
 std::vector<float> dequantize_tensor(const PackedView& packed);

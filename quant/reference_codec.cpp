@@ -3,44 +3,70 @@
 #include <algorithm>
 #include <vector>
 
+#include "core/vectorize.h"
+
 namespace sparq {
 
+SPARQ_VECTORIZE_CLONES
 void quantize_group(const QuantScheme& scheme, const float* x, int64_t n, GroupParams params,
                     uint8_t* codes) {
     const float scale = params.scale_value();
     const int lowest = min_code(scheme);
     const int highest = max_code(scheme);
-    for (int64_t i = 0; i < n; ++i) codes[i] = quantize_value(x[i], scale, params.zero, lowest, highest);
+    if (scale == 0.0f) {
+        std::fill(codes, codes + n, static_cast<uint8_t>(params.zero));
+        return;
+    }
+    // quantize_value's arithmetic with its branches turned into selects, so
+    // this loop (every RTN group runs it) vectorizes: NaN becomes the lowest
+    // level, as quantize_value maps it to the lowest code.
+    const float low_level = static_cast<float>(lowest - params.zero);
+    const float high_level = static_cast<float>(highest - params.zero);
+    for (int64_t i = 0; i < n; ++i) {
+        float v = x[i] / scale;
+        v = v != v ? -1024.0f : v;
+        v = v < -1024.0f ? -1024.0f : (v > 1024.0f ? 1024.0f : v);
+        float q = round_half_even(v);
+        q = q < low_level ? low_level : (q > high_level ? high_level : q);
+        codes[i] = static_cast<uint8_t>(static_cast<int>(q) + params.zero);
+    }
 }
 
+SPARQ_VECTORIZE_CLONES
 void dequantize_group(const uint8_t* codes, int64_t n, GroupParams params, float* out) {
     const float scale = params.scale_value();
     for (int64_t i = 0; i < n; ++i) out[i] = dequantize_value(codes[i], scale, params.zero);
 }
 
+SPARQ_VECTORIZE_CLONES
 double group_squared_error(const QuantScheme& scheme, const float* x, int64_t n,
                            const float* importance, GroupParams params) {
     const float scale = params.scale_value();
     const float lowest = static_cast<float>(min_code(scheme) - params.zero);
     const float highest = static_cast<float>(max_code(scheme) - params.zero);
-    // Blocks of 64 weighted squares summed by a fixed pairwise tree in float
-    // (vectorizes, same result on every machine), blocks summed in double.
-    constexpr int64_t kBlock = 64;
-    float squares[kBlock];
+    // Blocks of 64 weighted squares, each summed in float into 16 lanes
+    // (lane j takes elements j, j + 16, ...) and the lanes by a fixed
+    // pairwise tree; blocks summed in double. The order is fixed, so the
+    // value is the same on every machine, and the lane loop vectorizes.
+    constexpr int64_t kBlock = 64, kLanes = 16;
+    const auto weighted_square = [&](int64_t i) {
+        const float dq = scale == 0.0f ? 0.0f : scale * quantize_level(x[i], scale, lowest, highest);
+        const float diff = x[i] - dq;
+        return (importance ? importance[i] : 1.0f) * diff * diff;
+    };
     double total = 0.0;
     for (int64_t begin = 0; begin < n; begin += kBlock) {
         const int64_t count = std::min(kBlock, n - begin);
-        const float* xb = x + begin;
-        for (int64_t i = 0; i < count; ++i) {
-            const float dq = scale == 0.0f ? 0.0f : scale * quantize_level(xb[i], scale, lowest, highest);
-            const float diff = xb[i] - dq;
-            squares[i] = (importance ? importance[begin + i] : 1.0f) * diff * diff;
+        float lanes[kLanes] = {};
+        int64_t i = 0;
+        for (; i + kLanes <= count; i += kLanes) {
+            for (int64_t j = 0; j < kLanes; ++j) lanes[j] += weighted_square(begin + i + j);
         }
-        for (int64_t i = count; i < kBlock; ++i) squares[i] = 0.0f;
-        for (int64_t width = kBlock / 2; width >= 1; width /= 2) {
-            for (int64_t i = 0; i < width; ++i) squares[i] += squares[i + width];
+        for (int64_t j = 0; i + j < count; ++j) lanes[j] += weighted_square(begin + i + j);
+        for (int64_t width = kLanes / 2; width >= 1; width /= 2) {
+            for (int64_t j = 0; j < width; ++j) lanes[j] += lanes[j + width];
         }
-        total += static_cast<double>(squares[0]);
+        total += static_cast<double>(lanes[0]);
     }
     return total;
 }

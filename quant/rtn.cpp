@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/half.h"
+#include "core/vectorize.h"
 
 namespace sparq {
 
@@ -169,23 +170,18 @@ std::optional<GroupParams> exact_group_params(const QuantScheme& scheme, const f
     const auto is_integer = [](double v) {
         return static_cast<double>(static_cast<int64_t>(v)) == v;
     };
-    double divisor = 0.0;  // gcd so far, an integer in units
-    for (int64_t i = 0; i < n; ++i) {
-        const double units = std::fabs(static_cast<double>(x[i]) * kUnitsPerOne);
-        if (!(units < kExactLimit) || !is_integer(units)) return std::nullopt;
-        if (units == 0.0) continue;
-        if (divisor == 0.0) {
-            divisor = units;
-        } else if (!is_integer(units / divisor)) {
-            divisor = static_cast<double>(
-                std::gcd(static_cast<int64_t>(divisor), static_cast<int64_t>(units)));
-        }
+    for (int64_t i = 0; i < n; ++i) {  // F32 weights fail here, at the first element
+        const double units = static_cast<double>(x[i]) * kUnitsPerOne;
+        if (!(std::fabs(units) < kExactLimit) || !is_integer(units)) return std::nullopt;
     }
-    if (divisor == 0.0) return GroupParams{0, implicit_zero_point(scheme)};
+    // The range bounds the smallest usable step and the gcd only shrinks, so
+    // most groups of FP16 weights are ruled out after a couple of gcds
+    // instead of costing one per element.
     const GroupRange range = group_range(x, n);
-    const int64_t lowest = static_cast<int64_t>(static_cast<double>(range.lowest) * kUnitsPerOne);
-    const int64_t highest = static_cast<int64_t>(static_cast<double>(range.highest) * kUnitsPerOne);
-    const int64_t g = static_cast<int64_t>(divisor);
+    const double lowest_units = static_cast<double>(range.lowest) * kUnitsPerOne;
+    const double highest_units = static_cast<double>(range.highest) * kUnitsPerOne;
+    const int64_t lowest = static_cast<int64_t>(lowest_units);
+    const int64_t highest = static_cast<int64_t>(highest_units);
     const int h = symmetric_zero_point(scheme.bits);
     int64_t levels = 0, needed = 0;  // codes available, and the span to cover
     if (scheme.symmetric) {
@@ -196,6 +192,20 @@ std::optional<GroupParams> exact_group_params(const QuantScheme& scheme, const f
         needed = highest - lowest;
     }
     const int64_t min_step = (needed + levels - 1) / levels;
+    double divisor = 0.0;  // gcd so far, an integer in units
+    for (int64_t i = 0; i < n; ++i) {
+        const double units = std::fabs(static_cast<double>(x[i]) * kUnitsPerOne);
+        if (units == 0.0) continue;
+        if (divisor == 0.0) {
+            divisor = units;
+        } else if (!is_integer(units / divisor)) {
+            divisor = static_cast<double>(
+                std::gcd(static_cast<int64_t>(divisor), static_cast<int64_t>(units)));
+            if (static_cast<int64_t>(divisor) < min_step) return std::nullopt;
+        }
+    }
+    if (divisor == 0.0) return GroupParams{0, implicit_zero_point(scheme)};
+    const int64_t g = static_cast<int64_t>(divisor);
     const uint16_t sign = scheme.symmetric && scheme.bits != 8 && -lowest < highest ? 0x8000u : 0;
     // Steps g / j, largest first; j <= levels since g <= needed.
     for (int64_t j = 1; g / j >= min_step; ++j) {
@@ -211,9 +221,74 @@ std::optional<GroupParams> exact_group_params(const QuantScheme& scheme, const f
     return std::nullopt;
 }
 
+namespace {
+
+// m_i = +-(u_i - z) and their extremes (widened to include 0).
+SPARQ_VECTORIZE_CLONES
+void signed_levels(const uint8_t* codes, int64_t n, int zero, bool negative, int* levels, int* lowest,
+                   int* highest) {
+    const int sign = negative ? -1 : 1;
+    int low = 0, high = 0;
+    for (int64_t i = 0; i < n; ++i) {
+        const int m = sign * (codes[i] - zero);
+        levels[i] = m;
+        low = std::min(low, m);
+        high = std::max(high, m);
+    }
+    *lowest = low;
+    *highest = high;
+}
+
+// What exact_group_params(dequantized group) returns, read off the codes
+// alone, for the usual case. The dequantized values are |d| * m_i with
+// m_i = sign(d) * (u_i - z); when the m_i have no common factor no step
+// larger than |d| divides them all, so the canonical step is |d| itself and
+// only the sign (symmetric: the side with more magnitude gets the extra
+// level) and the zero point (asymmetric: -min(m, 0)) may change. Returns
+// nullopt, leaving the decision to the general path, when a common factor
+// exists or the levels would not fit; fills `levels` with the m_i.
+std::optional<GroupParams> canonical_from_codes(const QuantScheme& scheme, const uint8_t* codes,
+                                                int64_t n, GroupParams params, int* levels) {
+    const int h = symmetric_zero_point(scheme.bits);
+    const uint16_t magnitude = params.scale & 0x7fffu;
+    const bool negative = (params.scale & 0x8000u) != 0;
+    if (!scheme.symmetric && negative) return std::nullopt;
+    if (magnitude >= 0x7c00u) return std::nullopt;
+    int lowest = 0, highest = 0;
+    signed_levels(codes, n, params.zero, negative, levels, &lowest, &highest);
+    int common = 0;  // gcd of the levels; almost always 1 after a few
+    for (int64_t i = 0; i < n && common != 1; ++i) common = std::gcd(common, levels[i]);
+    if (magnitude == 0 || common == 0) return GroupParams{0, implicit_zero_point(scheme)};
+    if (common != 1) return std::nullopt;
+    if (!scheme.symmetric) return GroupParams{magnitude, -lowest};
+    const bool flip = scheme.bits != 8 && -lowest < highest;  // canonical scale negative
+    const int low_level = min_code(scheme) - h, high_level = max_code(scheme) - h;
+    const int first = flip ? -highest : lowest, last = flip ? -lowest : highest;
+    if (first < low_level || last > high_level) return std::nullopt;
+    return GroupParams{static_cast<uint16_t>(magnitude | (flip ? 0x8000u : 0u)), h};
+}
+
+}  // namespace
+
 GroupParams encode_group_canonical(const QuantScheme& scheme, const float* x, int64_t n,
                                    GroupParams params, uint8_t* codes, float* scratch) {
     quantize_group(scheme, x, n, params, codes);
+    // scratch holds n floats; the levels fit in it as ints of the same size.
+    static_assert(sizeof(int) == sizeof(float));
+    int* levels = reinterpret_cast<int*>(scratch);
+    if (const std::optional<GroupParams> fast = canonical_from_codes(scheme, codes, n, params, levels)) {
+        if (*fast == params) return params;
+        if (fast->scale == 0) {
+            std::fill(codes, codes + n, static_cast<uint8_t>(fast->zero));
+            return *fast;
+        }
+        // The same values re-expressed: level m under the new sign and zero.
+        const bool flip = (fast->scale & 0x8000u) != 0;
+        for (int64_t i = 0; i < n; ++i) {
+            codes[i] = static_cast<uint8_t>((flip ? -levels[i] : levels[i]) + fast->zero);
+        }
+        return *fast;
+    }
     dequantize_group(codes, n, params, scratch);
     const std::optional<GroupParams> canonical = exact_group_params(scheme, scratch, n);
     if (!canonical || *canonical == params) return params;

@@ -7,6 +7,7 @@
 #include "models/sparq_model.h"
 #include "quant/reference_codec.h"
 #include "quant/quantize_tensor.h"
+#include "runtime/kernels/sparse_matmul.h"
 
 namespace sparq {
 
@@ -38,6 +39,62 @@ int64_t PackedLinear::weight_bytes() const { return static_cast<int64_t>(view_.g
 
 std::string PackedLinear::kernel_name() const {
     return view_.scheme.name() + (mode_ == ActivationMode::Q8 ? "+q8" : "") + ":" + packed_kernel_target();
+}
+
+SparseLinear::SparseLinear(NmSparseView view, std::shared_ptr<const void> owner)
+    : nm_(view), rows_(view.rows), cols_(view.cols), owner_(std::move(owner)) {}
+
+SparseLinear::SparseLinear(BitmaskSparseView view, std::shared_ptr<const void> owner)
+    : bitmask_(view), rows_(view.rows), cols_(view.cols), owner_(std::move(owner)) {}
+
+void SparseLinear::forward(const float* x, int64_t tokens, float* y, int64_t y_stride) const {
+    if (nm_) {
+        nm_sparse_matmul(*nm_, x, tokens, y, y_stride);
+    } else {
+        bitmask_sparse_matmul(*bitmask_, x, tokens, y, y_stride);
+    }
+}
+
+void SparseLinear::row(int64_t r, float* out) const {
+    // One row as a one-row tensor of the same encoding, unpacked and
+    // dequantized by the reference codec (embedding lookups only).
+    if (nm_) {
+        const NmSparseGeometry g = nm_sparse_geometry(nm_->scheme, rows_, cols_);
+        NmSparseView one = *nm_;
+        one.rows = 1;
+        one.values = nm_->values + r * g.value_row_bytes;
+        one.indices = nm_->indices + r * g.index_row_bytes;
+        one.scales = nm_->scales + 2 * r * g.groups_per_row;
+        if (nm_->zeros) one.zeros = nm_->zeros + r * g.zero_row_bytes;
+        const std::vector<float> values = dequantize_tensor(unpack_nm_sparse(one));
+        std::copy(values.begin(), values.end(), out);
+        return;
+    }
+    const BitmaskSparseView& w = *bitmask_;
+    const uint64_t begin = w.row_offset(r);
+    const uint64_t offsets[2] = {0, w.row_offset(r + 1) - begin};
+    BitmaskSparseView one = w;
+    one.rows = 1;
+    one.mask = w.mask + r * w.mask_row_bytes();
+    one.values = w.values + begin;
+    one.row_offsets = reinterpret_cast<const uint8_t*>(offsets);
+    one.scales = w.scales + 2 * r * groups_per_row(w.scheme, cols_);
+    if (w.zeros) one.zeros = w.zeros + r * zero_row_bytes(w.scheme, cols_);
+    const std::vector<float> values = dequantize_tensor(unpack_bitmask_sparse(one));
+    std::copy(values.begin(), values.end(), out);
+}
+
+int64_t SparseLinear::weight_bytes() const {
+    if (nm_) return static_cast<int64_t>(nm_sparse_geometry(nm_->scheme, rows_, cols_).total_bytes);
+    return static_cast<int64_t>(bitmask_sparse_bytes(*bitmask_));
+}
+
+std::string SparseLinear::kernel_name() const {
+    if (nm_) {
+        return "nm_sparse_" + std::to_string(nm_->scheme.n) + ":" + std::to_string(nm_->scheme.m) + "_" +
+               nm_->scheme.quant.name() + ":" + packed_kernel_target();
+    }
+    return "bitmask_sparse_" + bitmask_->scheme.name() + ":" + packed_kernel_target();
 }
 
 std::string packed_path_name() { return std::string("packed:") + packed_kernel_target(); }
@@ -75,6 +132,10 @@ struct PackedLoader {
             const bool q8 = t.params.contains("act_bits") && t.params["act_bits"] == 8;
             return std::make_unique<PackedLinear>(packed_view(t, file.source()), owner,
                                                   q8 ? ActivationMode::Q8 : ActivationMode::F32);
+        }
+        if (t.encoding == "nm_sparse") return std::make_unique<SparseLinear>(nm_sparse_view(t, file.source()), owner);
+        if (t.encoding == "bitmask_sparse") {
+            return std::make_unique<SparseLinear>(bitmask_sparse_view(t, file.source()), owner);
         }
         if (t.encoding == "f32" || t.encoding == "f16" || t.encoding == "bf16") {
             const float* w = array(name, {rows, cols});

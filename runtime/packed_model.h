@@ -5,12 +5,14 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "formats/sparq/sparq_file.h"
 #include "models/llama_reference.h"
 #include "models/model_source.h"
 #include "runtime/kernels/packed_matmul.h"
+#include "runtime/kernels/sparse_layout.h"
 
 namespace sparq {
 
@@ -29,6 +31,28 @@ private:
     PackedView view_;
     std::shared_ptr<const void> owner_;
     ActivationMode mode_;
+};
+
+// A sparse quantized linear layer (nm_sparse or bitmask_sparse) whose planes
+// live in the mapped file, driven by runtime/kernels/sparse_matmul.h.
+class SparseLinear : public Linear {
+public:
+    SparseLinear(NmSparseView view, std::shared_ptr<const void> owner);
+    SparseLinear(BitmaskSparseView view, std::shared_ptr<const void> owner);
+    int64_t rows() const override { return rows_; }
+    int64_t cols() const override { return cols_; }
+    void forward(const float* x, int64_t tokens, float* y, int64_t y_stride) const override;
+    void row(int64_t r, float* out) const override;
+    // Every plane, indices or mask and row offsets included.
+    int64_t weight_bytes() const override;
+    // e.g. "nm_sparse_2:4_int4_g32_sym:AVX3", "bitmask_sparse_int8_ch_sym:AVX3".
+    std::string kernel_name() const override;
+
+private:
+    std::optional<NmSparseView> nm_;
+    std::optional<BitmaskSparseView> bitmask_;
+    int64_t rows_ = 0, cols_ = 0;
+    std::shared_ptr<const void> owner_;
 };
 
 struct PackedModel {

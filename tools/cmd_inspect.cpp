@@ -2,9 +2,12 @@
 #include <cmath>
 #include <iomanip>
 #include <iostream>
+#include <map>
 
 #include "core/half.h"
+#include "formats/sparq/sparq_file.h"
 #include "models/model_source.h"
+#include "models/sparq_model.h"
 #include "tools/command.h"
 
 namespace sparq::cli {
@@ -36,28 +39,67 @@ double zero_fraction(const Tensor& t) {
     return static_cast<double>(zeros) / static_cast<double>(n);
 }
 
+// How a .sparq file stores a tensor: its encoding, a label naming the
+// scheme ("int4_g32_sym", "nm_sparse_2:4_int4_g32_sym", ...) and the bytes of
+// its planes. The loader hands out dequantized floats; inspect reports what
+// is stored.
+struct StoredForm {
+    std::string encoding;
+    std::string label;
+    int64_t bytes = 0;
+};
+
+std::map<std::string, StoredForm> sparq_stored_forms(const std::string& path) {
+    std::map<std::string, StoredForm> out;
+    const auto file = SparqFile::open(path, false);
+    for (const SparqTensor& t : file->tensors()) {
+        StoredForm f{t.encoding, t.encoding, static_cast<int64_t>(t.stored_bytes())};
+        if (t.encoding == "quant" || t.encoding == "nm_sparse" || t.encoding == "bitmask_sparse") {
+            const std::string scheme = tensor_quant_scheme(t, path).name();
+            if (t.encoding == "quant") {
+                f.label = scheme;
+            } else if (t.encoding == "bitmask_sparse") {
+                f.label = "bitmask_sparse_" + scheme;
+            } else {
+                const NmSparseView v = nm_sparse_view(t, path);
+                f.label = "nm_sparse_" + std::to_string(v.scheme.n) + ":" + std::to_string(v.scheme.m) + "_" + scheme;
+            }
+        }
+        out[t.name] = f;
+    }
+    return out;
+}
+
 int run_inspect(const InspectArgs& args) {
     LoadOptions options;
     options.tokenizer_path = args.tokenizer;
     options.require_tokenizer = false;
     const ModelSource m = load_model(args.model, options);
+    std::map<std::string, StoredForm> stored;
+    if (m.format == "sparq") stored = sparq_stored_forms(m.path);
     nlohmann::json tensors = nlohmann::json::array();
     int64_t n_params = 0, weight_bytes = 0, linear_params = 0, linear_bytes = 0, linear_zeros = 0;
     for (const auto& [name, t] : m.tensors.all()) {
         const int64_t numel = t.numel();
+        // Pruned weights are exact zeros in every encoding, so counting the
+        // zeros of the (dequantized) values is the sparsity of any file.
         const double sparsity = zero_fraction(t);
+        const auto form = stored.find(name);
+        const int64_t bytes = form != stored.end() ? form->second.bytes : static_cast<int64_t>(t.nbytes);
         n_params += numel;
-        weight_bytes += static_cast<int64_t>(t.nbytes);
+        weight_bytes += bytes;
         if (is_block_linear(name)) {
             linear_params += numel;
-            linear_bytes += static_cast<int64_t>(t.nbytes);
+            linear_bytes += bytes;
             linear_zeros += static_cast<int64_t>(std::llround(sparsity * static_cast<double>(numel)));
         }
-        tensors.push_back({{"name", name},
-                           {"dtype", dtype_name(t.dtype)},
-                           {"shape", t.shape},
-                           {"bytes", t.nbytes},
-                           {"sparsity", sparsity}});
+        nlohmann::json e = {{"name", name},
+                            {"dtype", form != stored.end() ? form->second.label : std::string(dtype_name(t.dtype))},
+                            {"shape", t.shape},
+                            {"bytes", bytes},
+                            {"sparsity", sparsity}};
+        if (form != stored.end()) e["encoding"] = form->second.encoding;
+        tensors.push_back(e);
     }
     const auto& c = m.config;
     nlohmann::json j = {

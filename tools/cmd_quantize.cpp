@@ -23,6 +23,7 @@ struct QuantizeArgs {
     bool asym = false;
     bool sym = false;
     bool dry_run = false;
+    bool no_act_order = false;
     double target_bpw = 0;
     CLI::App* command = nullptr;
 };
@@ -34,6 +35,7 @@ int run_quantize(QuantizeArgs& args) {
         fail_in({"", "", "--bits"}, "give --bits B or --target-bpw X");
     }
     args.options.symmetric = !args.asym;
+    args.options.act_order = !args.no_act_order;
     args.options.validate();
     const auto start = std::chrono::steady_clock::now();
     LoadOptions load;
@@ -65,8 +67,38 @@ int run_quantize(QuantizeArgs& args) {
     const QuantizeResult r = quantize_model(model, args.options, [&](const std::string& s) { log_line(args.common, s); });
     nlohmann::json tensors = nlohmann::json::array();
     for (const auto& t : r.reports) {
-        tensors.push_back({{"name", t.name}, {"bits", t.bits}, {"group", t.group}, {"symmetric", t.symmetric},
-                           {"sqnr_db", finite_or_null(t.sqnr_db)}});
+        nlohmann::json e = {{"name", t.name}, {"bits", t.bits}, {"group", t.group}, {"symmetric", t.symmetric},
+                            {"sqnr_db", finite_or_null(t.sqnr_db)}};
+        if (t.calibration) {
+            e["weighted_error_rtn"] = finite_or_null(t.calibration->weighted_error_rtn);
+            e["weighted_error"] = finite_or_null(t.calibration->weighted_error);
+            if (args.options.method == "gptq") {
+                e["damp"] = t.calibration->damp;
+                e["dead_inputs"] = t.calibration->dead_inputs;
+                e["fallback"] = t.calibration->fell_back_to_rtn ? nlohmann::json(t.calibration->fallback_reason)
+                                                                : nlohmann::json(nullptr);
+            }
+        }
+        tensors.push_back(e);
+    }
+    nlohmann::json calibration = nullptr;
+    if (r.calibration) {
+        const CalibrationSummary& c = *r.calibration;
+        calibration = {{"samples", c.samples},       {"len", c.len},
+                       {"tokens", c.tokens},         {"seed", args.options.seed},
+                       {"sequential", c.sequential}, {"cache", c.cache},
+                       {"seconds", c.seconds},       {"block_seconds", c.block_seconds},
+                       {"warnings", c.warnings}};
+        if (!args.options.calib.empty()) calibration["data"] = args.options.calib;
+        if (!args.options.calib_cache.empty()) calibration["cache_path"] = args.options.calib_cache;
+    }
+    // The file records how it was calibrated, but no timings: the same
+    // command gives the same bytes.
+    nlohmann::json calibration_record = calibration;
+    if (calibration_record.is_object()) {
+        calibration_record.erase("seconds");
+        calibration_record.erase("block_seconds");
+        calibration_record.erase("cache");
     }
     nlohmann::json metadata = {
         {"command", invocation()},
@@ -76,6 +108,7 @@ int run_quantize(QuantizeArgs& args) {
           {"scheme", args.options.linear_scheme().name()},
           {"embed_bits", args.options.embed_bits},
           {"head_bits", args.options.head_bits},
+          {"calibration", calibration_record},
           {"bits_per_weight", r.bits_per_weight},
           {"file_bits_per_weight", r.file_bits_per_weight}}},
     };
@@ -92,6 +125,7 @@ int run_quantize(QuantizeArgs& args) {
                         {"method", args.options.method},
                         {"scheme", args.options.linear_scheme().name()},
                         {"tensors", tensors}};
+    if (r.calibration) j["calibration"] = calibration;
     if (args.common.json) {
         print_json(j);
     } else {
@@ -116,7 +150,20 @@ void register_quantize(CLI::App& app) {
     cmd->add_option("--group", args.options.group, "Group size along the input dimension (0 = per output channel)");
     cmd->add_flag("--sym", args.sym, "Symmetric codes (default)");
     cmd->add_flag("--asym", args.asym, "Asymmetric codes with a zero point");
-    cmd->add_option("--method", args.options.method, "rtn, mse (imatrix, gptq, awq, smoothquant need calibration)");
+    cmd->add_option("--method", args.options.method, "rtn, mse, imatrix, gptq (awq, smoothquant: not yet)");
+    cmd->add_option("--calib", args.options.calib, "Calibration text, or JSON lines with a \"text\" field (.jsonl)");
+    cmd->add_option("--calib-samples", args.options.calib_samples, "Calibration samples (default 128)");
+    cmd->add_option("--calib-len", args.options.calib_len, "Tokens per calibration sample (default 512)");
+    cmd->add_option("--seed", args.options.seed, "Seed drawing the calibration samples (default 0)");
+    cmd->add_option("--calib-cache", args.options.calib_cache,
+                    "Calibration statistics (HDF5, from sparq calibrate): used when it matches, else recomputed");
+    cmd->add_option("--damp", args.options.damp, "GPTQ dampening, x the mean Hessian diagonal (default 0.01)");
+    cmd->add_flag("--no-act-order", args.no_act_order, "GPTQ: quantize columns in order instead of by activation energy");
+    cmd->add_option("--gptq-params", args.options.gptq_params,
+                    "GPTQ group scales: rtn, mse, weighted (clip search weighted by activation energy), "
+                    "hessian (scored by the group's Hessian block; default)");
+    cmd->add_option("--imatrix-score", args.options.imatrix_score,
+                    "imatrix clip search score: block (the group's Hessian block; default) or diagonal (llama.cpp's)");
     cmd->add_option("--targets", args.options.targets, "Regex on whole tensor names to quantize (default: block linears)");
     cmd->add_option("--ignore", args.options.ignore, "Regex on whole tensor names to leave alone (wins over --targets)");
     cmd->add_option("--embed-bits", args.options.embed_bits, "Token embedding bits (16 keeps FP16)");

@@ -54,8 +54,7 @@ int run_verify(const VerifyArgs& args) {
                 const Tensor& original = source->tensors.get(t.name);
                 std::vector<float> stored;
                 try {
-                    stored = t.encoding == "quant" ? dequantize_tensor(packed_view(t, args.file))
-                                                   : file->dense_tensor(t).to_f32();
+                    stored = sparq_tensor_values(*file, t).to_f32();
                 } catch (const Error& err) {
                     failures.push_back(err.what());
                 }

@@ -51,6 +51,8 @@ void register_synth(CLI::App& app);
 void register_quantize(CLI::App& app);
 void register_verify(CLI::App& app);
 void register_bench(CLI::App& app);
+void register_calibrate(CLI::App& app);
+void register_sparsify(CLI::App& app);
 
 // The command line this process was started with (recorded in outputs).
 const std::string& invocation();

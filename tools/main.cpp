@@ -14,6 +14,8 @@ int main(int argc, char** argv) {
     sparq::cli::register_quantize(app);
     sparq::cli::register_verify(app);
     sparq::cli::register_bench(app);
+    sparq::cli::register_calibrate(app);
+    sparq::cli::register_sparsify(app);
     sparq::cli::set_invocation(argc, argv);
     try {
         app.parse(argc, argv);

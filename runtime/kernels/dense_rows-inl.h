@@ -1,6 +1,8 @@
 // The dense row drivers: FP32 rows (group by group, block by block through
 // the block kernels of int8/int4/lowbit_kernels-inl.h), the choice between
-// decoding rows per token (decode) and dequantized tiles (prefill), and
+// decoding rows per token (decode), integer dot products (Q8 and Q16
+// prefill where the target has them, int_dot_tiles-inl.h) and dequantized
+// tiles, and
 // DenseRows, where the switch on the scheme happens once per chunk of rows;
 // everything below it is a template per bit width and symmetry. The Q8 rows
 // are in q8_rows-inl.h. Compiled once per SIMD target.
@@ -14,6 +16,7 @@
 
 #include "quant/reference_codec.h"
 #include "runtime/kernels/dense_row-inl.h"
+#include "runtime/kernels/int_dot_tiles-inl.h"
 #include "runtime/kernels/q8_rows-inl.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -121,17 +124,18 @@ HWY_NOINLINE void DenseRowsByTiles(const DenseCall& c, int64_t r0, int64_t r1, c
     }
 }
 
-// Tokens at which dequantizing a tile beats decoding each row per token.
-inline constexpr int64_t kMinTileTokens = 2;
-
 template <int kBits, bool kSym>
 HWY_INLINE void DenseRowsFor(const DenseCall& c, int64_t r0, int64_t r1, const KernelScratch& s) {
-    // Small groups always take the tiles: the reference codec dequantizes
-    // and every mode multiplies floats (Q8 activations arrive dequantized).
-    if (c.small_groups || (c.mode == ActivationMode::F32 && c.x.tokens >= kMinTileTokens)) {
+    // The dispatcher prepares integer-dot activations only on targets that
+    // have the instructions. Otherwise many tokens take the float tiles in
+    // every mode (Q8 and Q16 activations arrive dequantized: the same values
+    // the twin's integer sums see), and so do small groups, which the
+    // reference codec dequantizes. Q16 with few tokens arrives dequantized
+    // too, with the mode set to F32.
+    if (c.dot.q != nullptr) {
+        DenseRowsByIntDot<kBits, kSym>(c, r0, r1, s);
+    } else if (c.small_groups || c.x.tokens >= kMinTileTokens) {
         DenseRowsByTiles<kBits, kSym>(c, r0, r1, s);
-    } else if (c.x.tokens >= kMinTileTokens) {
-        DenseRowsByWidenedQ8<kBits, kSym>(c, r0, r1, s);
     } else {
         DenseRowsByDot<kBits, kSym>(c, r0, r1, s);
     }

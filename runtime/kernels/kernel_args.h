@@ -92,6 +92,44 @@ struct PreparedActivations {
     const float* group_sums = nullptr;
 };
 
+// Integer activations for the integer-dot prefill (int8_dot_tiles-inl.h),
+// whose vector lanes are tokens: kTokenLanes tokens per token vector, the
+// last vector padded with zero activations. A step is the 4 bytes one lane
+// takes per instruction: a quad of int8 levels (Q8) or a pair of int16
+// levels (Q16, `wide`), positions in block order. q holds, per token vector
+// and step k, the 16 tokens' 4 bytes in a row: q[(v * steps + k) * 64 +
+// lane * 4 + byte]. Scales and sums are per token vector and activation
+// block, one lane per token.
+inline constexpr int64_t kTokenLanes = 16;
+struct IntDotActivations {
+    bool wide = false;                 // int16 levels (Q16), else int8 (Q8)
+    int64_t tokens = 0;
+    int64_t vectors = 0;               // ceil(tokens / kTokenLanes)
+    int64_t steps = 0;                 // blocks * 32 / (4 or 2)
+    int64_t act_block = kBlock;        // columns per activation block
+    int64_t act_blocks = 0;
+    const uint8_t* q = nullptr;        // vectors x steps x 64 bytes
+    const float* scales = nullptr;     // vectors x act_blocks x 16: dx
+    const int32_t* sums = nullptr;     // Q8: vectors x act_blocks x 16, sum of q over the block
+};
+
+// Rows the integer-dot prefill prepares at a time (its widest register
+// tile), and the scratch floats it needs for rows of `stride` columns and
+// `act_blocks` activation blocks: float accumulators (2 token vectors x
+// kDotRows x 16), the prepared rows (int16 at most), one row as int16 and
+// as bytes, per-block scales and zero points.
+inline constexpr int64_t kDotRows = 12;
+inline int64_t int_dot_scratch_floats(int64_t stride, int64_t act_blocks) {
+    return 2 * kDotRows * kTokenLanes + (kDotRows * 2 * stride + 3 * stride) / 4 + 2 * kDotRows * act_blocks + 16;
+}
+
+// Tokens at which dequantizing a tile beats decoding each row per token.
+inline constexpr int64_t kMinTileTokens = 2;
+
+// Prefill takes integer dot products from this many tokens on (when the
+// target has them): below it most of a token vector's lanes would idle.
+inline constexpr int64_t kMinIntDotTokens = 8;
+
 // Per-thread buffers the kernels may use, sized by the dispatcher.
 struct KernelScratch {
     float* row_scales = nullptr;   // groups_per_row + 16
@@ -108,6 +146,8 @@ struct DenseCall {
     // Groups of 8 or 16 columns (several per block): rows are dequantized by
     // the reference codec and x is in plain column order (as for 1 plane).
     bool small_groups = false;
+    // Set (q non-null) when prefill runs on integer dot products.
+    IntDotActivations dot;
     float* y = nullptr;
     int64_t y_stride = 0;
 };

@@ -17,11 +17,14 @@ namespace sparq::kernels::HWY_NAMESPACE {
 
 int64_t CompiledTarget() { return HWY_TARGET; }
 
+bool HasIntDot() { return kHasIntDot; }
+
 }  // namespace sparq::kernels::HWY_NAMESPACE
 HWY_AFTER_NAMESPACE();
 
 #if HWY_ONCE
 #include <algorithm>
+#include <cstring>
 #include <vector>
 
 #include "core/error.h"
@@ -33,6 +36,8 @@ namespace kernels {
 HWY_EXPORT(DenseRows);
 HWY_EXPORT(QuantizeActivationBlocks);
 HWY_EXPORT(CompiledTarget);
+HWY_EXPORT(HasIntDot);
+HWY_EXPORT(QuantizeActivationBlocks16);
 
 namespace {
 
@@ -56,16 +61,38 @@ void check_call(const PackedView& w, const float* x, int64_t tokens, const float
     }
 }
 
-// Activations in the order and type the kernels read, owned for one call.
+// One token's activations quantized per block: int8 (Q8) or int16 (Q16).
+void quantize_token(const float* x, int64_t cols, int64_t block, int8_t* q, float* scales) {
+    HWY_DYNAMIC_DISPATCH(QuantizeActivationBlocks)(x, cols, block, q, scales);
+}
+void quantize_token(const float* x, int64_t cols, int64_t block, int16_t* q, float* scales) {
+    HWY_DYNAMIC_DISPATCH(QuantizeActivationBlocks16)(x, cols, block, q, scales);
+}
+
+// Activations in the order and type the kernels read. Reused from call to
+// call on the calling thread (see packed_matmul): a prefill makes hundreds
+// of calls with megabytes of activations each, and allocations that large
+// would come fresh from mmap and page-fault on every call. Every element a
+// kernel reads is written by prepare, so nothing depends on older contents.
 struct ActivationBuffers {
     std::vector<float> xf;
     std::vector<int16_t> xq;
     std::vector<float> block_scales;
     std::vector<float> group_sums;
+    std::vector<uint8_t> dot_q;
+    std::vector<float> dot_scales;
+    std::vector<int32_t> dot_sums;
     PreparedActivations view;
+    IntDotActivations dot;
+    // The mode the row kernels run in: F32 where integer activations arrive
+    // dequantized to floats.
+    ActivationMode kernel_mode = ActivationMode::F32;
+    bool in_use = false;
 
-    ActivationBuffers(const DenseWeights& w, const float* x, int64_t tokens, ActivationMode mode,
-                      bool small_groups) {
+    void prepare(const DenseWeights& w, const float* x, int64_t tokens, ActivationMode mode, bool small_groups) {
+        view = PreparedActivations{};
+        dot = IntDotActivations{};
+        kernel_mode = mode;
         const int64_t cols = w.view.cols;
         const int64_t stride = w.blocks * kBlock;
         view.tokens = tokens;
@@ -80,35 +107,36 @@ struct ActivationBuffers {
             view.xf = xf.data();
             return;
         }
-        std::vector<int8_t> q(static_cast<size_t>(cols));
         const int64_t act = q8_block_columns(w.view.scheme);
         const int64_t act_blocks = (cols + act - 1) / act;
-        // One vector of slack: kernels read block scales a vector at a time.
-        block_scales.resize(static_cast<size_t>(tokens * act_blocks + 16));
         view.act_block = act;
         view.act_blocks = act_blocks;
-        if (small_groups) {
-            // Dequantized Q8 activations: the same values the twin's integer
-            // sums see, multiplied as floats.
-            std::vector<float> xhat(static_cast<size_t>(cols));
-            xf.resize(static_cast<size_t>(tokens * stride));
-            for (int64_t t = 0; t < tokens; ++t) {
-                float* scales = block_scales.data() + t * act_blocks;
-                HWY_DYNAMIC_DISPATCH(QuantizeActivationBlocks)(x + t * cols, cols, act, q.data(), scales);
-                for (int64_t c = 0; c < cols; ++c) xhat[c] = static_cast<float>(q[c]) * scales[c / act];
-                permute_to_block_order(xhat.data(), cols, 8, xf.data() + t * stride);
+        if (!small_groups && tokens >= kMinIntDotTokens && HWY_DYNAMIC_DISPATCH(HasIntDot)()) {
+            if (mode == ActivationMode::Q16) {
+                prepare_dot<int16_t>(w, x, tokens, act, act_blocks);
+            } else {
+                prepare_dot<int8_t>(w, x, tokens, act, act_blocks);
             }
-            view.xf = xf.data();
             return;
         }
+        if (mode == ActivationMode::Q16 || small_groups || tokens >= kMinTileTokens) {
+            if (mode == ActivationMode::Q16) {
+                prepare_dequantized<int16_t>(w, x, tokens, act, act_blocks, order_bits);
+            } else {
+                prepare_dequantized<int8_t>(w, x, tokens, act, act_blocks, order_bits);
+            }
+            return;
+        }
+        std::vector<int8_t> q(static_cast<size_t>(cols));
+        // One vector of slack: kernels read block scales a vector at a time.
+        block_scales.resize(static_cast<size_t>(tokens * act_blocks + 16));
         xq.resize(static_cast<size_t>(tokens * stride));
         group_sums.resize(static_cast<size_t>(tokens * w.groups_per_row));
         // Activation blocks per weight group (groups of a whole row hold all).
         const int64_t acts_per_group = w.view.scheme.group == 0 ? act_blocks : w.group_span / act;
         for (int64_t t = 0; t < tokens; ++t) {
             const float* dx = block_scales.data() + t * act_blocks;
-            HWY_DYNAMIC_DISPATCH(QuantizeActivationBlocks)(x + t * cols, cols, act, q.data(),
-                                                           block_scales.data() + t * act_blocks);
+            quantize_token(x + t * cols, cols, act, q.data(), block_scales.data() + t * act_blocks);
             permute_to_block_order(q.data(), cols, order_bits, xq.data() + t * stride);
             for (int64_t g = 0; g < w.groups_per_row; ++g) {
                 float sum = 0.0f;
@@ -124,6 +152,74 @@ struct ActivationBuffers {
         view.xq = xq.data();
         view.block_scales = block_scales.data();
         view.group_sums = group_sums.data();
+    }
+
+    // Integer levels dequantized to floats for the FP32 kernels: the same
+    // values the twin's integer sums see, multiplied as floats.
+    template <typename T>
+    void prepare_dequantized(const DenseWeights& w, const float* x, int64_t tokens, int64_t act,
+                             int64_t act_blocks, int order_bits) {
+        const int64_t cols = w.view.cols;
+        std::vector<T> q(static_cast<size_t>(cols));
+        std::vector<float> scales(static_cast<size_t>(act_blocks)), xhat(static_cast<size_t>(cols));
+        xf.resize(static_cast<size_t>(tokens * view.stride));
+        for (int64_t t = 0; t < tokens; ++t) {
+            quantize_token(x + t * cols, cols, act, q.data(), scales.data());
+            for (int64_t c = 0; c < cols; ++c) xhat[c] = static_cast<float>(q[c]) * scales[c / act];
+            permute_to_block_order(xhat.data(), cols, order_bits, xf.data() + t * view.stride);
+        }
+        view.xf = xf.data();
+        kernel_mode = ActivationMode::F32;
+    }
+
+    // Token-lane layout for the integer-dot prefill (kernel_args.h), built in
+    // parallel over token vectors: each vector is written by one chunk.
+    template <typename T>
+    void prepare_dot(const DenseWeights& w, const float* x, int64_t tokens, int64_t act, int64_t act_blocks) {
+        constexpr int64_t kPerStep = 4 / static_cast<int64_t>(sizeof(T));  // levels per 4-byte step
+        const int64_t cols = w.view.cols;
+        const int64_t stride = w.blocks * kBlock;
+        const int64_t steps = stride / kPerStep;
+        const int64_t vectors = (tokens + kTokenLanes - 1) / kTokenLanes;
+        dot_q.resize(static_cast<size_t>(vectors * steps * 4 * kTokenLanes));
+        dot_scales.resize(static_cast<size_t>(vectors * act_blocks * kTokenLanes));
+        dot_sums.resize(dot_scales.size());
+        const int bits = w.view.scheme.bits;
+        parallel_for(0, vectors, 1, [&](int64_t v0, int64_t v1) {
+            std::vector<T> q(static_cast<size_t>(cols)), ordered(static_cast<size_t>(stride));
+            std::vector<float> scales(static_cast<size_t>(act_blocks));
+            for (int64_t v = v0; v < v1; ++v) {
+                for (int64_t lane = 0; lane < kTokenLanes; ++lane) {
+                    const int64_t t = v * kTokenLanes + lane;
+                    if (t < tokens) {
+                        quantize_token(x + t * cols, cols, act, q.data(), scales.data());
+                        permute_to_block_order(q.data(), cols, bits, ordered.data());
+                    } else {  // lanes past the last token: zeros
+                        std::fill(q.begin(), q.end(), T{0});
+                        std::fill(ordered.begin(), ordered.end(), T{0});
+                        std::fill(scales.begin(), scales.end(), 0.0f);
+                    }
+                    uint8_t* out = dot_q.data() + v * steps * 4 * kTokenLanes + lane * 4;
+                    for (int64_t k = 0; k < steps; ++k)
+                        std::memcpy(out + k * 4 * kTokenLanes, ordered.data() + kPerStep * k, 4);
+                    for (int64_t a = 0; a < act_blocks; ++a) {
+                        int32_t sum = 0;
+                        for (int64_t c = a * act; c < std::min(cols, (a + 1) * act); ++c) sum += q[c];
+                        dot_scales[(v * act_blocks + a) * kTokenLanes + lane] = scales[a];
+                        dot_sums[(v * act_blocks + a) * kTokenLanes + lane] = sum;
+                    }
+                }
+            }
+        });
+        dot.wide = sizeof(T) == 2;
+        dot.tokens = tokens;
+        dot.vectors = vectors;
+        dot.steps = steps;
+        dot.act_block = act;
+        dot.act_blocks = act_blocks;
+        dot.q = dot_q.data();
+        dot.scales = dot_scales.data();
+        dot.sums = dot_sums.data();
     }
 };
 
@@ -142,10 +238,24 @@ void packed_matmul(const PackedView& w, const float* x, int64_t tokens, float* y
     call.small_groups = has_small_groups(w.scheme);
     call.y = y;
     call.y_stride = y_stride;
-    const ActivationBuffers buffers(call.w, x, tokens, mode, call.small_groups);
+    // The calling thread's buffers, unless a call on this thread is already
+    // using them (only if a caller nests products, which nothing does now).
+    thread_local ActivationBuffers reused;
+    ActivationBuffers fresh;
+    ActivationBuffers& buffers = reused.in_use ? fresh : reused;
+    buffers.in_use = true;
+    struct Release {
+        ActivationBuffers& b;
+        ~Release() { b.in_use = false; }
+    } release{buffers};
+    buffers.prepare(call.w, x, tokens, mode, call.small_groups);
     call.x = buffers.view;
-    const size_t scratch_floats =
-        static_cast<size_t>(call.w.groups_per_row + 16 + kMaxTileRows * call.x.stride);
+    call.dot = buffers.dot;
+    call.mode = buffers.kernel_mode;
+    const size_t scratch_floats = static_cast<size_t>(
+        call.w.groups_per_row + 16 +
+        std::max(kMaxTileRows * call.x.stride,
+                 call.dot.q ? int_dot_scratch_floats(call.x.stride, call.dot.act_blocks) : 0));
     parallel_for(0, w.rows, rows_per_chunk(call.w), [&](int64_t r0, int64_t r1) {
         // Chunks never nest parallel loops, so a per-thread buffer is safe.
         thread_local std::vector<float> scratch;
@@ -161,6 +271,10 @@ void packed_matvec(const PackedView& w, const float* x, float* y, ActivationMode
     packed_matmul(w, x, 1, y, w.rows, mode);
 }
 
+bool packed_int_dot_is_faster(int64_t tokens) {
+    return tokens >= kernels::kMinIntDotTokens && HWY_DYNAMIC_DISPATCH(kernels::HasIntDot)();
+}
+
 const char* packed_kernel_target() {
     return hwy::TargetName(HWY_DYNAMIC_DISPATCH(kernels::CompiledTarget)());
 }
@@ -172,6 +286,13 @@ void quantize_activation_blocks_simd(const float* x, int64_t cols, int64_t block
         fail("activation block of ", block, " columns: must be a positive multiple of ", kActivationBlock);
     }
     HWY_DYNAMIC_DISPATCH(kernels::QuantizeActivationBlocks)(x, cols, block, q, scales);
+}
+
+void quantize_activation_blocks_simd(const float* x, int64_t cols, int64_t block, int16_t* q, float* scales) {
+    if (block < kActivationBlock || block % kActivationBlock != 0) {
+        fail("activation block of ", block, " columns: must be a positive multiple of ", kActivationBlock);
+    }
+    HWY_DYNAMIC_DISPATCH(kernels::QuantizeActivationBlocks16)(x, cols, block, q, scales);
 }
 
 }  // namespace sparq

@@ -16,6 +16,12 @@
 //        groups get larger blocks so whole groups sum in integers. Adds the
 //        activation rounding error (up to half a step, 0.4% of the block's
 //        max|x|) for fewer instructions per weight.
+//   Q16: the same with int16 levels (dx = max|x| / 32767): 256 times less
+//        activation rounding (up to 0.0015% of the block's max|x|), so a
+//        model keeps its next-token choices, at half Q8's integer rate.
+//        Prefill takes it where integer dot products beat FP32 (see
+//        packed_int_dot_is_faster); elsewhere it runs the FP32 kernels on
+//        the dequantized levels.
 //
 // Work is cut into fixed chunks of rows (core/parallel.h) whose size depends
 // only on the shape, and each output is summed in an order that does not
@@ -33,6 +39,7 @@ namespace sparq {
 enum class ActivationMode {
     F32,  // FP32 activations times exactly dequantized weights
     Q8,   // activations quantized to int8 per activation block
+    Q16,  // activations quantized to int16 per activation block
 };
 
 // The unit the kernels walk a row in, and the smallest Q8 activation block.
@@ -40,8 +47,8 @@ enum class ActivationMode {
 // whole number of these.
 inline constexpr int64_t kActivationBlock = 32;
 
-// Columns per Q8 activation block for weights of scheme s: the group clamped
-// to [32, 256]; 256 when one group spans the row.
+// Columns per Q8 (and Q16) activation block for weights of scheme s: the
+// group clamped to [32, 256]; 256 when one group spans the row.
 int64_t q8_block_columns(const QuantScheme& s);
 
 // y[r] = sum_c W[r][c] * x[c] for r < w.rows. x has w.cols values, y w.rows.
@@ -54,11 +61,18 @@ void packed_matmul(const PackedView& w, const float* x, int64_t tokens, float* y
                    int64_t y_stride, ActivationMode mode = ActivationMode::F32);
 
 // The scalar twins: plain loops over the reference codec, summed in double
-// (Q8: the same int8 activations, integer sums per block).
+// (Q8, Q16: the same integer activations, integer sums per block).
 void packed_matvec_scalar(const PackedView& w, const float* x, float* y,
                           ActivationMode mode = ActivationMode::F32);
 void packed_matmul_scalar(const PackedView& w, const float* x, int64_t tokens, float* y,
                           int64_t y_stride, ActivationMode mode = ActivationMode::F32);
+
+// Whether a product of `tokens` tokens runs faster with integer activations
+// (Q16, and Q8) than with F32 on this CPU: true where the dispatched target
+// has integer dot products (AVX-512 VNNI) and there are enough tokens to
+// fill its token lanes, i.e. for prefill. A runtime may then pick Q16 for
+// such calls (Q8 where a file asks for int8 activations).
+bool packed_int_dot_is_faster(int64_t tokens);
 
 // The Highway target the kernels dispatch to now ("AVX3", "AVX2", ...).
 const char* packed_kernel_target();
@@ -73,8 +87,11 @@ int64_t packed_kernel_compiled_targets();
 // small that 127 / max|x| overflows). An all-zero block gets scale 0; a block
 // holding NaN or Inf gets q = 0 and a NaN scale, so the non-finite input
 // shows up in every output it touches. q has cols values, scales
-// ceil(cols / block).
+// ceil(cols / block). The int16 overloads are the Q16 definition: the same
+// with 32767 for 127.
 void quantize_activation_blocks(const float* x, int64_t cols, int64_t block, int8_t* q, float* scales);
+void quantize_activation_blocks(const float* x, int64_t cols, int64_t block, int16_t* q, float* scales);
 void quantize_activation_blocks_simd(const float* x, int64_t cols, int64_t block, int8_t* q, float* scales);
+void quantize_activation_blocks_simd(const float* x, int64_t cols, int64_t block, int16_t* q, float* scales);
 
 }  // namespace sparq

@@ -17,7 +17,11 @@ int64_t q8_block_columns(const QuantScheme& s) {
     return s.group == 0 ? 256 : std::clamp<int64_t>(s.group, kActivationBlock, 256);
 }
 
-void quantize_activation_blocks(const float* x, int64_t cols, int64_t block, int8_t* q, float* scales) {
+namespace {
+
+template <typename T>
+void quantize_blocks(const float* x, int64_t cols, int64_t block, T* q, float* scales) {
+    constexpr float kMax = sizeof(T) == 1 ? 127.0f : 32767.0f;
     if (block < kActivationBlock || block % kActivationBlock != 0) {
         fail("activation block of ", block, " columns: must be a positive multiple of ", kActivationBlock);
     }
@@ -30,21 +34,31 @@ void quantize_activation_blocks(const float* x, int64_t cols, int64_t block, int
             amax = std::max(amax, std::fabs(x[begin + i]));
         }
         if (!finite || amax == 0.0f) {
-            std::fill(q + begin, q + begin + n, int8_t{0});
+            std::fill(q + begin, q + begin + n, T{0});
             scales[b] = finite ? 0.0f : std::numeric_limits<float>::quiet_NaN();
             continue;
         }
-        scales[b] = amax / 127.0f;
-        // One reciprocal per block; x / amax * 127 only where 127 / amax
+        scales[b] = amax / kMax;
+        // One reciprocal per block; x / amax * kMax only where kMax / amax
         // overflows (subnormal amax).
-        const float inv = 127.0f / amax;
+        const float inv = kMax / amax;
         const bool normal = std::isfinite(inv);
         for (int64_t i = 0; i < n; ++i) {
             const float v = x[begin + i];
-            const float level = round_half_even(normal ? v * inv : v / amax * 127.0f);
-            q[begin + i] = static_cast<int8_t>(std::clamp(level, -127.0f, 127.0f));
+            const float level = round_half_even(normal ? v * inv : v / amax * kMax);
+            q[begin + i] = static_cast<T>(std::clamp(level, -kMax, kMax));
         }
     }
+}
+
+}  // namespace
+
+void quantize_activation_blocks(const float* x, int64_t cols, int64_t block, int8_t* q, float* scales) {
+    quantize_blocks(x, cols, block, q, scales);
+}
+
+void quantize_activation_blocks(const float* x, int64_t cols, int64_t block, int16_t* q, float* scales) {
+    quantize_blocks(x, cols, block, q, scales);
 }
 
 void packed_matmul_scalar(const PackedView& w, const float* x, int64_t tokens, float* y, int64_t y_stride,
@@ -55,13 +69,22 @@ void packed_matmul_scalar(const PackedView& w, const float* x, int64_t tokens, f
     const int64_t groups = groups_per_row(w.scheme, cols);
     const int64_t act = q8_block_columns(w.scheme);
     const int64_t blocks = (cols + act - 1) / act;
-    std::vector<int8_t> q;
+    // Integer activations (Q8 or Q16), held as int16 either way.
+    std::vector<int16_t> q;
     std::vector<float> block_scales;
-    if (mode == ActivationMode::Q8) {
+    if (mode != ActivationMode::F32) {
         q.resize(static_cast<size_t>(tokens * cols));
         block_scales.resize(static_cast<size_t>(tokens * blocks));
+        std::vector<int8_t> q8(static_cast<size_t>(cols));
         for (int64_t t = 0; t < tokens; ++t) {
-            quantize_activation_blocks(x + t * cols, cols, act, q.data() + t * cols, block_scales.data() + t * blocks);
+            int16_t* qt = q.data() + t * cols;
+            float* st = block_scales.data() + t * blocks;
+            if (mode == ActivationMode::Q16) {
+                quantize_activation_blocks(x + t * cols, cols, act, qt, st);
+            } else {
+                quantize_activation_blocks(x + t * cols, cols, act, q8.data(), st);
+                std::copy(q8.begin(), q8.end(), qt);
+            }
         }
     }
     std::vector<uint8_t> codes(static_cast<size_t>(cols));
@@ -80,7 +103,7 @@ void packed_matmul_scalar(const PackedView& w, const float* x, int64_t tokens, f
                     }
                     continue;
                 }
-                // Q8: an exact integer sum per (group, activation block) piece.
+                // Q8, Q16: an exact integer sum per (group, activation block) piece.
                 for (int64_t c = begin; c < end;) {
                     const int64_t b = c / act;
                     const int64_t piece_end = std::min(end, (b + 1) * act);

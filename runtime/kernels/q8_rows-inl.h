@@ -35,24 +35,6 @@ struct PackedBlocks {
     }
 };
 
-// Block sums of a row already widened to int16 levels u - z.
-HWY_INLINE hn::Vec<D32> WidenedBlockQ8(const int16_t* HWY_RESTRICT w16, const int16_t* HWY_RESTRICT xq) {
-    const D16 d16;
-    const D32 d32;
-    const size_t n = hn::Lanes(d16);
-    auto s0 = hn::Zero(d32), s1 = hn::Zero(d32);
-    for (size_t j = 0; j < 32; j += n) {
-        s0 = hn::ReorderWidenMulAccumulate(d32, hn::LoadU(d16, w16 + j), hn::LoadU(d16, xq + j), s0, s1);
-    }
-    return hn::RearrangeToOddPlusEven(s0, s1);
-}
-
-struct WidenedBlocks {
-    const int16_t* HWY_RESTRICT w16;
-    const int16_t* HWY_RESTRICT xq;
-    HWY_INLINE hn::Vec<D32> operator()(int64_t b) const { return WidenedBlockQ8(w16 + b * kBlock, xq + b * kBlock); }
-};
-
 // Exact int32 sum over blocks [b, end) (end > b), two chains in flight.
 template <class Blocks>
 HWY_INLINE hn::Vec<D32> SumBlocks(const Blocks& blocks, int64_t b, int64_t end) {
@@ -148,49 +130,6 @@ HWY_INLINE float RowDotQ8(const DenseWeights& w, const DenseRow<kBits, kSym>& ro
                                        DotFloats(row.scales, group_sums, nullptr, w.groups_per_row)
                                  : DotFloats(row.scales, group_sums, zeros, w.groups_per_row);
     return sums - zero_part;
-}
-
-// Q8 with many tokens: widen each row once to int16 levels u - z in block
-// order, then every token is pure multiply-adds over that row (no unpacking
-// and no zero-point term per token).
-template <int kBits, bool kSym>
-HWY_INLINE void WidenRow(const DenseWeights& w, const DenseRow<kBits, kSym>& row, int16_t* HWY_RESTRICT out) {
-    const D16 d16;
-    const hn::RebindToUnsigned<D16> du16;
-    const hn::Rebind<uint8_t, D16> d8;
-    const size_t n = hn::Lanes(d16);
-    alignas(64) uint8_t codes[32];
-    for (int64_t g = 0; g < w.groups_per_row; ++g) {
-        const auto z = hn::Set(d16, static_cast<int16_t>(row.Zero(g)));
-        const int64_t end = std::min(w.blocks, (g + 1) * row.blocks_per_group);
-        for (int64_t b = g * row.blocks_per_group; b < end; ++b) {
-            UnpackBlock<kBits, kSym>(row.blocks, b, codes);
-            for (size_t j = 0; j < 32; j += n) {
-                const auto u = hn::BitCast(d16, hn::PromoteTo(du16, hn::LoadU(d8, codes + j)));
-                hn::StoreU(hn::Sub(u, z), d16, out + b * kBlock + j);
-            }
-        }
-    }
-}
-
-template <int kBits, bool kSym>
-HWY_NOINLINE void DenseRowsByWidenedQ8(const DenseCall& c, int64_t r0, int64_t r1, const KernelScratch& s) {
-    alignas(64) uint8_t pad[48];
-    const PreparedActivations& x = c.x;
-    // weight_tile holds kMaxTileRows float rows: room for the int16 row and
-    // the combined scales.
-    int16_t* w16 = reinterpret_cast<int16_t*>(s.weight_tile);
-    float* combined = s.weight_tile + x.stride;
-    for (int64_t r = r0; r < r1; ++r) {
-        const DenseRow<kBits, kSym> row(c.w, r, s.row_scales, pad);
-        WidenRow(c.w, row, w16);
-        for (int64_t t = 0; t < x.tokens; ++t) {
-            const WidenedBlocks blocks{w16, x.xq + t * x.stride};
-            c.y[t * c.y_stride + r] = RowSumsQ8(c.w, row.scales, row.blocks_per_group, row.whole_groups, blocks,
-                                                blocks, x.act_block / kBlock, x.block_scales + t * x.act_blocks,
-                                                combined);
-        }
-    }
 }
 
 }  // namespace sparq::kernels::HWY_NAMESPACE

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -212,6 +213,93 @@ TEST(GroupRules, SearchAndRulesPayOffOnGaussianWeights) {
             // Above Q4_0's rule (19.7 dB) and far above absmax/7 (18.6 dB).
             EXPECT_GT(r, 19.75) << r;
             EXPECT_LT(r, 20.5) << r;
+        }
+    }
+}
+
+}  // namespace
+}  // namespace sparq
+
+namespace sparq {
+namespace {
+
+// encode_group_canonical by its definition: encode, decode, and re-express
+// the decoded values with exact_group_params when they have a canonical
+// form. The implementation reads the usual case off the codes instead.
+GroupParams canonical_by_definition(const QuantScheme& s, const float* x, int64_t n, GroupParams p,
+                                    uint8_t* codes) {
+    quantize_group(s, x, n, p, codes);
+    std::vector<float> decoded(static_cast<size_t>(n));
+    dequantize_group(codes, n, p, decoded.data());
+    const std::optional<GroupParams> canonical = exact_group_params(s, decoded.data(), n);
+    if (!canonical || *canonical == p) return p;
+    quantize_group(s, decoded.data(), n, *canonical, codes);
+    return *canonical;
+}
+
+TEST(GroupRules, CanonicalEncodingMatchesItsDefinition) {
+    std::mt19937 rng(77);
+    std::normal_distribution<float> gauss(0.0f, 1.0f);
+    std::uniform_int_distribution<int> small(-3, 3);
+    for (int bits : {8, 4, 3, 2}) {
+        for (bool sym : {true, false}) {
+            const QuantScheme s{bits, 32, sym};
+            for (int trial = 0; trial < 4000; ++trial) {
+                const int64_t n = 1 + trial % 40;
+                std::vector<float> x(static_cast<size_t>(n));
+                const int kind = trial % 5;
+                for (float& v : x) {
+                    if (kind == 0) v = gauss(rng);
+                    if (kind == 1) v = 0.25f * static_cast<float>(small(rng));    // common factors
+                    if (kind == 2) v = std::fabs(gauss(rng)) + 1.0f;              // one-sided
+                    if (kind == 3) v = fp16_to_fp32(fp32_to_fp16(gauss(rng)));    // FP16 weights
+                    if (kind == 4) v = (trial & 8) ? 0.0f : -std::fabs(gauss(rng));  // zeros, one-sided
+                }
+                const RtnCandidates candidates = rtn_candidates(s, group_range(x.data(), n), 1.0f);
+                for (int c = 0; c < candidates.count; ++c) {
+                    GroupParams p = candidates.params[c];
+                    std::vector<uint8_t> fast(x.size()), slow(x.size());
+                    std::vector<float> scratch(x.size());
+                    const GroupParams got = encode_group_canonical(s, x.data(), n, p, fast.data(), scratch.data());
+                    const GroupParams want = canonical_by_definition(s, x.data(), n, p, slow.data());
+                    const std::string what = s.name() + " trial " + std::to_string(trial);
+                    ASSERT_EQ(got, want) << what;
+                    ASSERT_EQ(fast, slow) << what;
+                }
+            }
+        }
+    }
+}
+
+}  // namespace
+}  // namespace sparq
+
+namespace sparq {
+namespace {
+
+// quantize_group's loop is written to vectorize; it must still be
+// quantize_value element by element, NaN, infinities and ties included.
+TEST(GroupRules, GroupEncoderMatchesTheScalarDefinition) {
+    std::mt19937 rng(5);
+    std::normal_distribution<float> gauss(0.0f, 3.0f);
+    const float specials[] = {NAN, INFINITY, -INFINITY, 0.0f, -0.0f, 0.5f, 1.5f, -2.5f, 1e30f, -1e30f};
+    for (int bits : {8, 4, 3, 2}) {
+        for (bool sym : {true, false}) {
+            const QuantScheme s{bits, 0, sym};
+            for (uint16_t scale : {uint16_t{0x3c00}, uint16_t{0xbc00}, uint16_t{0x0001}, uint16_t{0},
+                                   uint16_t{0x7bff}, uint16_t{0x3555}}) {
+                const GroupParams p{scale, sym ? symmetric_zero_point(bits) : max_code(bits) / 3};
+                std::vector<float> x(67);
+                for (size_t i = 0; i < x.size(); ++i) {
+                    x[i] = i < std::size(specials) ? specials[i] : gauss(rng);
+                }
+                std::vector<uint8_t> codes(x.size());
+                quantize_group(s, x.data(), static_cast<int64_t>(x.size()), p, codes.data());
+                for (size_t i = 0; i < x.size(); ++i) {
+                    ASSERT_EQ(codes[i], quantize_value(x[i], p.scale_value(), p.zero, min_code(s), max_code(s)))
+                        << s.name() << " scale " << scale << " x " << x[i];
+                }
+            }
         }
     }
 }

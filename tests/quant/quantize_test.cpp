@@ -299,6 +299,30 @@ TEST(QuantizeTensor, HalfPrecisionInputsQuantizeLikeTheirFloatValues) {
                       quantize(bf16_values, 3, 72, s, QuantMethod::Rtn), "bf16");
 }
 
+TEST(QuantizeTensor, ErrorSumsGatheredWhileQuantizingMatchSqnr) {
+    const int64_t rows = 300, cols = 1000;
+    const std::vector<float> x = mixed_rows(rows, cols, 12);
+    for (const QuantScheme& s : {QuantScheme{4, 32, true}, QuantScheme{3, 64, false}, QuantScheme{8, 0, true}}) {
+        for (QuantMethod m : {QuantMethod::Rtn, QuantMethod::Mse}) {
+            QuantizationError one, two;
+            PackedTensor packed;
+            {
+                ThreadLimit limit(1);
+                packed = quantize_tensor(make_f32_tensor({rows, cols}, x), s, m, nullptr, "w", {}, &one);
+            }
+            {
+                ThreadLimit limit(2);
+                quantize_tensor(make_f32_tensor({rows, cols}, x), s, m, nullptr, "w", {}, &two);
+            }
+            EXPECT_EQ(one.signal, two.signal) << s.name();  // bit-identical for any thread count
+            EXPECT_EQ(one.noise, two.noise) << s.name();
+            EXPECT_NEAR(one.sqnr_db(), sqnr_db(x, dequantize_tensor(packed)), 1e-9) << s.name();
+        }
+    }
+    EXPECT_EQ((QuantizationError{1.0, 0.0}.sqnr_db()), INFINITY);
+    EXPECT_EQ((QuantizationError{0.0, 1.0}.sqnr_db()), -INFINITY);
+}
+
 TEST(QuantizeTensor, SqnrMatchesItsDefinition) {
     EXPECT_NEAR(sqnr_db({1.0f, 1.0f}, {1.0f, 0.0f}), 10 * std::log10(2.0), 1e-12);
     EXPECT_EQ(sqnr_db({1.0f, -2.0f}, {1.0f, -2.0f}), INFINITY);

@@ -23,69 +23,13 @@ namespace {
 class PackedKernels : public PerTarget {};
 SPARQ_INSTANTIATE_PER_TARGET(PackedKernels);
 
-std::vector<QuantScheme> all_schemes(std::initializer_list<int64_t> groups) {
-    std::vector<QuantScheme> out;
-    for (int bits : {8, 4, 3, 2})
-        for (bool sym : {true, false})
-            for (int64_t g : groups) out.push_back(QuantScheme{bits, g, sym});
-    return out;
-}
-
-// Quantized once, shared by every target's run.
-const PackedTensor& cached_matrix(const QuantScheme& s, int64_t rows, int64_t cols) {
-    static std::map<std::tuple<std::string, int64_t, int64_t>, PackedTensor> cache;
-    auto key = std::make_tuple(s.name(), rows, cols);
-    auto it = cache.find(key);
-    if (it == cache.end()) {
-        const uint32_t seed = static_cast<uint32_t>(rows * 7919 + cols * 31 + s.bits * 3 + s.group);
-        it = cache.emplace(key, quantize(random_weights(rows, cols, seed), rows, cols, s)).first;
-    }
-    return it->second;
-}
-
-// Runs matvec (tokens == 1) or matmul and its twin, and checks each output.
-// Returns the number of outputs compared.
-int64_t compare_with_twin(const PackedView& w, const std::vector<float>& x, int64_t tokens,
-                          ActivationMode mode, const std::string& what) {
-    const int64_t stride = w.rows + 3;  // a wider output row must stay untouched past w.rows
-    std::vector<float> fast(static_cast<size_t>(tokens * stride), -7.0f), ref(fast.size(), -7.0f);
-    if (tokens == 1) {
-        packed_matvec(w, x.data(), fast.data(), mode);
-        packed_matvec_scalar(w, x.data(), ref.data(), mode);
-    } else {
-        packed_matmul(w, x.data(), tokens, fast.data(), stride, mode);
-        packed_matmul_scalar(w, x.data(), tokens, ref.data(), stride, mode);
-    }
-    const auto bounds = magnitude_bounds(w, x.data(), tokens, mode);
-    int64_t compared = 0;
-    for (int64_t t = 0; t < tokens; ++t) {
-        for (int64_t r = 0; r < stride; ++r) {
-            const float f = fast[t * stride + r], e = ref[t * stride + r];
-            if (r >= w.rows) {
-                if (tokens > 1) {
-                    EXPECT_EQ(f, -7.0f) << what << " wrote past the rows";
-                }
-                continue;
-            }
-            const double tol = 1e-5 * bounds[t * w.rows + r] + 1e-30;
-            if (!(std::fabs(static_cast<double>(f) - e) <= tol)) {
-                ADD_FAILURE() << what << " " << mode_name(mode) << " token " << t << " row " << r << ": simd " << f
-                              << " twin " << e << " tolerance " << tol;
-                return compared;
-            }
-            ++compared;
-        }
-    }
-    return compared;
-}
-
 TEST_P(PackedKernels, RandomMatricesMatchTwin) {
     int64_t compared = 0;
     for (const QuantScheme& s : all_schemes({0, 32, 64, 128, 512})) {
         for (int64_t rows : {1, 3, 17, 64}) {
             for (int64_t cols : {8, 24, 40, 172, 288, 2048}) {
                 const PackedTensor& w = cached_matrix(s, rows, cols);
-                for (ActivationMode mode : {ActivationMode::F32, ActivationMode::Q8}) {
+                for (ActivationMode mode : {ActivationMode::F32, ActivationMode::Q8, ActivationMode::Q16}) {
                     for (int64_t tokens : {1, 2, 7}) {
                         if (tokens == 7 && rows * cols > 40000) continue;  // keeps the twin quick
                         const auto x = random_normal(static_cast<size_t>(tokens * cols), 11 + tokens + cols);
@@ -105,7 +49,7 @@ TEST_P(PackedKernels, SmallGroupsMatchTwin) {
     for (const QuantScheme& s : all_schemes({8, 16})) {
         for (int64_t cols : {8, 24, 172, 288}) {
             const PackedTensor& w = cached_matrix(s, 5, cols);
-            for (ActivationMode mode : {ActivationMode::F32, ActivationMode::Q8}) {
+            for (ActivationMode mode : {ActivationMode::F32, ActivationMode::Q8, ActivationMode::Q16}) {
                 for (int64_t tokens : {1, 4}) {
                     const auto x = random_normal(static_cast<size_t>(tokens * cols), 5 + cols);
                     compare_with_twin(w.view(), x, tokens, mode, s.name() + " cols " + std::to_string(cols));
@@ -126,7 +70,7 @@ TEST_P(PackedKernels, ZeroGroupsAndZeroRows) {
     const auto x = random_normal(static_cast<size_t>(3 * cols), 4);
     for (const QuantScheme& s : all_schemes({0, 32, 64})) {
         const PackedTensor w = quantize(values, rows, cols, s);
-        for (ActivationMode mode : {ActivationMode::F32, ActivationMode::Q8}) {
+        for (ActivationMode mode : {ActivationMode::F32, ActivationMode::Q8, ActivationMode::Q16}) {
             for (int64_t tokens : {1, 3}) {
                 compare_with_twin(w.view(), x, tokens, mode, s.name() + " zero groups");
                 std::vector<float> y(static_cast<size_t>(tokens * rows), 1.0f);
@@ -166,7 +110,7 @@ TEST_P(PackedKernels, ExtremeScales) {
             }
             check_packed_contents(w.view(), "extreme");
             const auto x = random_normal(static_cast<size_t>(2 * cols), 21);
-            for (ActivationMode mode : {ActivationMode::F32, ActivationMode::Q8}) {
+            for (ActivationMode mode : {ActivationMode::F32, ActivationMode::Q8, ActivationMode::Q16}) {
                 compare_with_twin(w.view(), x, 1, mode, s.name() + " extreme scales");
                 compare_with_twin(w.view(), x, 2, mode, s.name() + " extreme scales");
                 if (HasFailure()) return;
@@ -185,7 +129,7 @@ TEST_P(PackedKernels, NonFiniteActivationsPropagate) {
             auto x = random_normal(static_cast<size_t>(3 * cols), 8);
             x[0 * cols + 5] = bad;     // token 0, first block
             x[2 * cols + 170] = -bad;  // token 2, the short last block
-            for (ActivationMode mode : {ActivationMode::F32, ActivationMode::Q8}) {
+            for (ActivationMode mode : {ActivationMode::F32, ActivationMode::Q8, ActivationMode::Q16}) {
                 std::vector<float> fast(static_cast<size_t>(3 * rows)), ref(fast.size());
                 packed_matmul(w.view(), x.data(), 3, fast.data(), rows, mode);
                 packed_matmul_scalar(w.view(), x.data(), 3, ref.data(), rows, mode);
@@ -200,7 +144,7 @@ TEST_P(PackedKernels, NonFiniteActivationsPropagate) {
         }
         auto x = random_normal(static_cast<size_t>(cols), 2, 1e-39f);  // subnormal activations
         for (int64_t c = 0; c < 32; ++c) x[c] = 1e30f;
-        for (ActivationMode mode : {ActivationMode::F32, ActivationMode::Q8})
+        for (ActivationMode mode : {ActivationMode::F32, ActivationMode::Q8, ActivationMode::Q16})
             compare_with_twin(w.view(), x, 1, mode, s.name() + " huge and subnormal x");
     }
 }
@@ -210,7 +154,7 @@ TEST_P(PackedKernels, BitIdenticalForAnyThreadCount) {
     for (const QuantScheme& s : {QuantScheme{4, 32, true}, QuantScheme{8, 0, true}, QuantScheme{3, 128, false},
                                  QuantScheme{2, 64, true}, QuantScheme{4, 16, false}}) {
         const PackedTensor w = quantize(random_weights(rows, cols, 5), rows, cols, s);
-        for (ActivationMode mode : {ActivationMode::F32, ActivationMode::Q8}) {
+        for (ActivationMode mode : {ActivationMode::F32, ActivationMode::Q8, ActivationMode::Q16}) {
             for (int64_t tokens : {1, 9}) {
                 const auto x = random_normal(static_cast<size_t>(tokens * cols), 77);
                 std::vector<float> one(static_cast<size_t>(tokens * rows)), two(one.size()), all(one.size());
@@ -250,6 +194,11 @@ TEST_P(PackedKernels, SimdActivationQuantIsExact) {
                 quantize_activation_blocks_simd(x.data(), cols, block, q2.data(), s2.data());
                 EXPECT_EQ(q1, q2) << block << " " << cols << " " << sigma;
                 EXPECT_EQ(0, std::memcmp(s1.data(), s2.data(), blocks * sizeof(float))) << cols << " " << sigma;
+                std::vector<int16_t> w1(static_cast<size_t>(cols)), w2(w1.size());
+                quantize_activation_blocks(x.data(), cols, block, w1.data(), s1.data());
+                quantize_activation_blocks_simd(x.data(), cols, block, w2.data(), s2.data());
+                EXPECT_EQ(w1, w2) << "Q16 " << block << " " << cols << " " << sigma;
+                EXPECT_EQ(0, std::memcmp(s1.data(), s2.data(), blocks * sizeof(float))) << "Q16 " << cols;
             }
         }
     }

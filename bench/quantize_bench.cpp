@@ -1,0 +1,69 @@
+// Speed of weight quantization (the offline pass `sparq quantize` runs):
+// quantize_tensor on a 2048 x 5632 random N(0, 0.02) F32 matrix, in weights
+// per second, for the schemes users ask for most. Run on an idle machine;
+// compare with llama-quantize on the same model (bench/quant_speed_vs_llamacpp).
+//
+//   quantize_bench [--threads=N] [benchmark flags]
+#include <benchmark/benchmark.h>
+
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/parallel.h"
+#include "core/tensor.h"
+#include "quant/quantize_tensor.h"
+
+namespace sparq {
+namespace {
+
+const std::vector<float>& weights() {
+    static const std::vector<float> w = [] {
+        std::vector<float> v(int64_t{2048} * 5632);
+        std::mt19937 rng(1);
+        std::normal_distribution<float> gauss(0.0f, 0.02f);
+        for (float& x : v) x = gauss(rng);
+        return v;
+    }();
+    return w;
+}
+
+void BM_Quantize(benchmark::State& state, QuantScheme scheme, QuantMethod method) {
+    const Tensor t = make_f32_tensor({2048, 5632}, weights());
+    for (auto _ : state) {
+        QuantizationError error;
+        PackedTensor p = quantize_tensor(t, scheme, method, nullptr, "w", {}, &error);
+        benchmark::DoNotOptimize(p.codes.data());
+    }
+    state.counters["Mweights/s"] = benchmark::Counter(static_cast<double>(t.numel()) * state.iterations() / 1e6,
+                                                      benchmark::Counter::kIsRate);
+}
+
+BENCHMARK_CAPTURE(BM_Quantize, int4_g32_rtn, QuantScheme{4, 32, true}, QuantMethod::Rtn)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Quantize, int4_g128_rtn, QuantScheme{4, 128, true}, QuantMethod::Rtn)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Quantize, int8_channel_rtn, QuantScheme{8, 0, true}, QuantMethod::Rtn)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Quantize, int4_g32_asym_rtn, QuantScheme{4, 32, false}, QuantMethod::Rtn)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Quantize, int4_g128_mse, QuantScheme{4, 128, true}, QuantMethod::Mse)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+}  // namespace
+}  // namespace sparq
+
+int main(int argc, char** argv) {
+    int threads = 2;
+    std::vector<char*> rest;
+    for (int i = 0; i < argc; ++i) {
+        if (std::strncmp(argv[i], "--threads=", 10) == 0) {
+            threads = std::stoi(argv[i] + 10);
+        } else {
+            rest.push_back(argv[i]);
+        }
+    }
+    sparq::ThreadLimit limit(threads);
+    std::printf("threads: %d\n", threads);
+    int n = static_cast<int>(rest.size());
+    benchmark::Initialize(&n, rest.data());
+    benchmark::RunSpecifiedBenchmarks();
+    return 0;
+}

@@ -1,0 +1,221 @@
+#include "calibration/block_runner.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+
+#include "core/error.h"
+#include "models/linear.h"
+#include "models/llama_reference.h"
+
+namespace sparq {
+
+namespace {
+
+std::vector<float> to_f32(const Tensor& t) { return t.to_f32(); }
+
+// Thrown by an observer once the stage has what it needs, so the block does
+// not compute what nobody reads; caught in run_stage on the calling thread
+// (linears are called from it, never from inside a parallel loop).
+struct StopBlock {};
+
+// Passes the products through to the dense weights, showing the inputs to
+// an accumulator first.
+class ObservedLinear : public Linear {
+public:
+    ObservedLinear(const DenseLinear& inner, StatisticsAccumulator* accumulator, bool stop_after)
+        : inner_(inner), accumulator_(accumulator), stop_after_(stop_after) {}
+    int64_t rows() const override { return inner_.rows(); }
+    int64_t cols() const override { return inner_.cols(); }
+    void forward(const float* x, int64_t tokens, float* y, int64_t y_stride) const override {
+        if (accumulator_) accumulator_->add(x, tokens);
+        if (stop_after_) throw StopBlock{};
+        inner_.forward(x, tokens, y, y_stride);
+    }
+    void row(int64_t r, float* out) const override { inner_.row(r, out); }
+    int64_t weight_bytes() const override { return inner_.weight_bytes(); }
+    std::string kernel_name() const override { return inner_.kernel_name(); }
+
+private:
+    const DenseLinear& inner_;
+    StatisticsAccumulator* accumulator_;
+    bool stop_after_;
+};
+
+}  // namespace
+
+BlockWeights::BlockWeights(const ModelSource& model, int64_t layer) : layer_(layer) {
+    const ModelConfig& c = model.config;
+    const int64_t d = c.hidden_size;
+    for (InputSpace space : kInputSpaces) {
+        const int64_t cols = input_space_dim(c, space);
+        for (const std::string& suffix : input_space_linears(space)) {
+            int64_t rows = d;
+            if (suffix == "self_attn.q_proj.weight") rows = c.q_dim();
+            if (suffix == "self_attn.k_proj.weight" || suffix == "self_attn.v_proj.weight") rows = c.kv_dim();
+            if (suffix == "mlp.gate_proj.weight" || suffix == "mlp.up_proj.weight") rows = c.intermediate_size;
+            const Tensor& t = model.tensors.get(tensor_name(suffix), {rows, cols});
+            Matrix m;
+            m.rows = rows;
+            m.cols = cols;
+            m.values.resize(static_cast<size_t>(rows * cols));
+            t.rows_to_f32(0, rows, m.values.data());
+            linears_[suffix] = std::move(m);
+        }
+    }
+    attn_norm_ = to_f32(model.tensors.get(tensor_name("input_layernorm.weight"), {d}));
+    mlp_norm_ = to_f32(model.tensors.get(tensor_name("post_attention_layernorm.weight"), {d}));
+    if (c.attention_bias) {
+        bq_ = to_f32(model.tensors.get(tensor_name("self_attn.q_proj.bias"), {c.q_dim()}));
+        bk_ = to_f32(model.tensors.get(tensor_name("self_attn.k_proj.bias"), {c.kv_dim()}));
+        bv_ = to_f32(model.tensors.get(tensor_name("self_attn.v_proj.bias"), {c.kv_dim()}));
+        if (model.tensors.has(tensor_name("self_attn.o_proj.bias"))) {
+            bo_ = to_f32(model.tensors.get(tensor_name("self_attn.o_proj.bias"), {d}));
+        }
+    }
+}
+
+const BlockWeights::Matrix& BlockWeights::find(const std::string& suffix) const {
+    const auto it = linears_.find(suffix);
+    if (it == linears_.end()) fail("block ", layer_, " has no linear '", suffix, "'");
+    return it->second;
+}
+
+std::vector<float>& BlockWeights::weight(const std::string& suffix) {
+    return const_cast<Matrix&>(find(suffix)).values;
+}
+int64_t BlockWeights::rows(const std::string& suffix) const { return find(suffix).rows; }
+int64_t BlockWeights::cols(const std::string& suffix) const { return find(suffix).cols; }
+std::string BlockWeights::tensor_name(const std::string& suffix) const { return layer_tensor_name(layer_, suffix); }
+
+// The block as the transformer runs it, over the current weights, with an
+// observer on the first linear of each space that has an accumulator.
+struct BlockAssembly {
+    std::map<std::string, std::unique_ptr<DenseLinear>> dense;
+
+    explicit BlockAssembly(BlockWeights& block) {
+        for (auto& [suffix, m] : block.linears_) {
+            dense[suffix] = std::make_unique<DenseLinear>(m.values.data(), m.rows, m.cols, nullptr);
+        }
+    }
+
+    LlamaWeights::Layer layer(BlockWeights& block, const std::array<StatisticsAccumulator*, 4>& observe,
+                              bool stop_after_observed) {
+        LlamaWeights::Layer l;
+        auto make = [&](const std::string& suffix) -> std::unique_ptr<Linear> {
+            StatisticsAccumulator* acc = nullptr;
+            for (size_t s = 0; s < kInputSpaces.size(); ++s) {
+                if (input_space_linears(kInputSpaces[s]).front() == suffix) acc = observe[s];
+            }
+            return std::make_unique<ObservedLinear>(*dense.at(suffix), acc, acc && stop_after_observed);
+        };
+        l.attn_norm = block.attn_norm_.data();
+        l.mlp_norm = block.mlp_norm_.data();
+        l.wq = make("self_attn.q_proj.weight");
+        l.wk = make("self_attn.k_proj.weight");
+        l.wv = make("self_attn.v_proj.weight");
+        l.wo = make("self_attn.o_proj.weight");
+        l.w_gate = make("mlp.gate_proj.weight");
+        l.w_up = make("mlp.up_proj.weight");
+        l.w_down = make("mlp.down_proj.weight");
+        if (!block.bq_.empty()) {
+            l.bq = block.bq_.data();
+            l.bk = block.bk_.data();
+            l.bv = block.bv_.data();
+        }
+        if (!block.bo_.empty()) l.bo = block.bo_.data();
+        return l;
+    }
+};
+
+RunnerReport run_calibration(const ModelSource& model, const CalibrationSamples& samples,
+                             const RunnerOptions& options, const SpaceCallback& callback) {
+    const ModelConfig& c = model.config;
+    const int64_t d = c.hidden_size, len = samples.len, n_samples = samples.samples;
+    if (n_samples < 1 || len < 1 || static_cast<int64_t>(samples.tokens.size()) != n_samples * len) {
+        fail("calibration samples are inconsistent: ", samples.tokens.size(), " tokens for ", n_samples, " x ", len);
+    }
+    const auto start = std::chrono::steady_clock::now();
+    // The transformer's block code only; its own weights stay empty.
+    const LlamaTransformer transformer(c, LlamaWeights{}, "calibration");
+    std::unique_ptr<InferenceState> state = transformer.new_state(len);
+
+    // Hidden states entering the current block, all samples.
+    std::vector<float> hidden(static_cast<size_t>(n_samples * len * d));
+    const Tensor& embed = model.tensors.get("model.embed_tokens.weight", {c.vocab_size, d});
+    const float multiplier = static_cast<float>(c.embedding_multiplier());
+    for (int64_t i = 0; i < n_samples * len; ++i) {
+        const int32_t id = samples.tokens[static_cast<size_t>(i)];
+        if (id < 0 || id >= c.vocab_size) {
+            fail("calibration token id ", id, " is outside the vocabulary (", c.vocab_size, ")");
+        }
+        float* row = hidden.data() + i * d;
+        embed.rows_to_f32(id, id + 1, row);
+        if (multiplier != 1.0f) {
+            for (int64_t k = 0; k < d; ++k) row[k] *= multiplier;
+        }
+    }
+
+    RunnerReport report;
+    report.samples = n_samples;
+    report.tokens = n_samples * len;
+    std::vector<float> scratch(options.sequential ? static_cast<size_t>(len * d) : 0);
+    for (int64_t l = 0; l < c.num_layers; ++l) {
+        const auto block_start = std::chrono::steady_clock::now();
+        BlockWeights block(model, l);
+        BlockAssembly assembly(block);
+        const size_t layer_index = static_cast<size_t>(l);
+        if (!options.sequential) {
+            std::vector<StatisticsAccumulator> accumulators;
+            std::array<StatisticsAccumulator*, 4> observe{};
+            accumulators.reserve(kInputSpaces.size());
+            for (InputSpace space : kInputSpaces) {
+                accumulators.emplace_back(input_space_dim(c, space), options.collect_hessian);
+            }
+            for (size_t s = 0; s < kInputSpaces.size(); ++s) observe[s] = &accumulators[s];
+            const LlamaWeights::Layer layer = assembly.layer(block, observe, false);
+            for (int64_t s = 0; s < n_samples; ++s) {
+                transformer.forward_block(layer, layer_index, *state, len, hidden.data() + s * len * d);
+            }
+            for (size_t s = 0; s < kInputSpaces.size(); ++s) {
+                callback(kInputSpaces[s], accumulators[s].finish(), block);
+            }
+        } else {
+            for (size_t space = 0; space < kInputSpaces.size(); ++space) {
+                StatisticsAccumulator accumulator(input_space_dim(c, kInputSpaces[space]), options.collect_hessian);
+                std::array<StatisticsAccumulator*, 4> observe{};
+                observe[space] = &accumulator;
+                const LlamaWeights::Layer layer = assembly.layer(block, observe, true);
+                for (int64_t s = 0; s < n_samples; ++s) {
+                    std::memcpy(scratch.data(), hidden.data() + s * len * d, scratch.size() * sizeof(float));
+                    try {
+                        transformer.forward_block(layer, layer_index, *state, len, scratch.data());
+                    } catch (const StopBlock&) {
+                    }
+                }
+                callback(kInputSpaces[space], accumulator.finish(), block);
+            }
+            // The rewritten block's outputs feed the next block.
+            const LlamaWeights::Layer layer = assembly.layer(block, {}, false);
+            for (int64_t s = 0; s < n_samples; ++s) {
+                transformer.forward_block(layer, layer_index, *state, len, hidden.data() + s * len * d);
+            }
+        }
+        const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - block_start).count();
+        report.block_seconds.push_back(seconds);
+        if (options.log) {
+            char line[160];
+            std::snprintf(line, sizeof line, "calibration: block %lld/%lld in %.2f s (%lld samples x %lld tokens%s)",
+                          static_cast<long long>(l + 1), static_cast<long long>(c.num_layers), seconds,
+                          static_cast<long long>(n_samples), static_cast<long long>(len),
+                          options.sequential ? ", sequential" : "");
+            options.log(line);
+        }
+    }
+    report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    return report;
+}
+
+}  // namespace sparq

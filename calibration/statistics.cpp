@@ -1,0 +1,127 @@
+#include "calibration/statistics.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/error.h"
+#include "models/matmul.h"
+
+namespace sparq {
+
+const char* input_space_name(InputSpace space) {
+    switch (space) {
+        case InputSpace::AttnInput: return "attn_input";
+        case InputSpace::AttnOutput: return "attn_output";
+        case InputSpace::MlpInput: return "mlp_input";
+        case InputSpace::MlpHidden: return "mlp_hidden";
+    }
+    return "?";
+}
+
+const std::vector<std::string>& input_space_linears(InputSpace space) {
+    static const std::vector<std::string> attn_input = {"self_attn.q_proj.weight", "self_attn.k_proj.weight",
+                                                        "self_attn.v_proj.weight"};
+    static const std::vector<std::string> attn_output = {"self_attn.o_proj.weight"};
+    static const std::vector<std::string> mlp_input = {"mlp.gate_proj.weight", "mlp.up_proj.weight"};
+    static const std::vector<std::string> mlp_hidden = {"mlp.down_proj.weight"};
+    switch (space) {
+        case InputSpace::AttnInput: return attn_input;
+        case InputSpace::AttnOutput: return attn_output;
+        case InputSpace::MlpInput: return mlp_input;
+        case InputSpace::MlpHidden: break;
+    }
+    return mlp_hidden;
+}
+
+int64_t input_space_dim(const ModelConfig& config, InputSpace space) {
+    switch (space) {
+        case InputSpace::AttnInput:
+        case InputSpace::MlpInput: return config.hidden_size;
+        case InputSpace::AttnOutput: return config.q_dim();
+        case InputSpace::MlpHidden: break;
+    }
+    return config.intermediate_size;
+}
+
+std::optional<LinearLocation> locate_block_linear(const std::string& name) {
+    const std::string prefix = "model.layers.";
+    if (name.rfind(prefix, 0) != 0) return std::nullopt;
+    size_t pos = prefix.size();
+    int64_t layer = 0;
+    size_t digits = 0;
+    while (pos < name.size() && name[pos] >= '0' && name[pos] <= '9' && digits < 9) {
+        layer = layer * 10 + (name[pos] - '0');
+        ++pos;
+        ++digits;
+    }
+    if (digits == 0 || pos >= name.size() || name[pos] != '.') return std::nullopt;
+    const std::string suffix = name.substr(pos + 1);
+    for (InputSpace space : kInputSpaces) {
+        for (const std::string& s : input_space_linears(space)) {
+            if (s == suffix) return LinearLocation{layer, space, suffix};
+        }
+    }
+    return std::nullopt;
+}
+
+StatisticsAccumulator::StatisticsAccumulator(int64_t dim, bool with_hessian)
+    : dim_(dim), with_hessian_(with_hessian) {
+    if (dim < 1) fail("activation statistics need a positive width, got ", dim);
+    const size_t d = static_cast<size_t>(dim);
+    if (with_hessian_) hessian_sum_.assign(d * d, 0.0);
+    abs_sum_.assign(d, 0.0);
+    max_abs_.assign(d, 0.0);
+    square_sum_.assign(d, 0.0);
+}
+
+void StatisticsAccumulator::add(const float* x, int64_t n) {
+    if (n <= 0) return;
+    const size_t d = static_cast<size_t>(dim_);
+    for (int64_t t = 0; t < n; ++t) {
+        const float* row = x + t * dim_;
+        for (size_t i = 0; i < d; ++i) {
+            const double v = row[i];
+            abs_sum_[i] += std::fabs(v);
+            max_abs_[i] = std::max(max_abs_[i], std::fabs(v));
+            square_sum_[i] += v * v;
+        }
+    }
+    tokens_ += n;
+    if (!with_hessian_) return;
+    // X^T X as the product of X^T with itself: matmul_f32 computes
+    // out[i][j] = sum_t xt[i][t] xt[j][t] with a fixed summation order.
+    transposed_.resize(d * static_cast<size_t>(n));
+    for (int64_t t = 0; t < n; ++t)
+        for (size_t i = 0; i < d; ++i) transposed_[i * static_cast<size_t>(n) + t] = x[t * dim_ + i];
+    product_.resize(d * d);
+    matmul_f32(transposed_.data(), dim_, transposed_.data(), dim_, n, product_.data(), dim_);
+    for (size_t i = 0; i < d * d; ++i) hessian_sum_[i] += product_[i];
+}
+
+ActivationStatistics StatisticsAccumulator::finish() const {
+    ActivationStatistics s;
+    s.dim = dim_;
+    s.tokens = tokens_;
+    const double inv = tokens_ > 0 ? 1.0 / static_cast<double>(tokens_) : 0.0;
+    s.mean_abs.resize(abs_sum_.size());
+    s.mean_square.resize(square_sum_.size());
+    for (size_t i = 0; i < abs_sum_.size(); ++i) {
+        s.mean_abs[i] = abs_sum_[i] * inv;
+        s.mean_square[i] = square_sum_[i] * inv;
+    }
+    s.max_abs = max_abs_;
+    if (with_hessian_) {
+        s.hessian.resize(hessian_sum_.size());
+        // The SIMD product may round (i, j) and (j, i) differently; solvers
+        // factor one triangle, so keep the matrix exactly symmetric.
+        const size_t d = static_cast<size_t>(dim_);
+        for (size_t i = 0; i < d; ++i) {
+            for (size_t j = 0; j < d; ++j) {
+                s.hessian[i * d + j] = 0.5 * (hessian_sum_[i * d + j] + hessian_sum_[j * d + i]) * inv;
+            }
+        }
+    }
+    return s;
+}
+
+}  // namespace sparq

@@ -1,0 +1,198 @@
+#include "passes/calibrated_quantize.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+
+#include "calibration/block_runner.h"
+#include "calibration/statistics_source.h"
+#include "core/error.h"
+#include "quant/gptq.h"
+#include "quant/hessian.h"
+#include "quant/imatrix.h"
+
+namespace sparq {
+
+bool is_calibrated_method(const std::string& method) { return method == "imatrix" || method == "gptq"; }
+
+namespace {
+
+GroupParamSearch parse_group_search(const std::string& name) {
+    if (name == "rtn") return GroupParamSearch::Rtn;
+    if (name == "mse") return GroupParamSearch::Mse;
+    if (name == "weighted") return GroupParamSearch::Weighted;
+    if (name == "hessian") return GroupParamSearch::Hessian;
+    fail_in({"", "", "gptq_params"}, "must be rtn, mse, weighted or hessian, got '", name, "'");
+}
+
+double sqnr_db_of(const float* w, const std::vector<float>& q) {
+    double signal = 0, noise = 0;
+    for (size_t i = 0; i < q.size(); ++i) {
+        const double d = static_cast<double>(w[i]) - q[i];
+        signal += static_cast<double>(w[i]) * w[i];
+        noise += d * d;
+    }
+    if (noise == 0) return INFINITY;
+    if (signal == 0) return -INFINITY;
+    return 10.0 * std::log10(signal / noise);
+}
+
+Tensor f32_view(const float* w, int64_t rows, int64_t cols) {
+    Tensor t;
+    t.dtype = DType::F32;
+    t.shape = {rows, cols};
+    t.data = reinterpret_cast<const uint8_t*>(w);
+    t.nbytes = static_cast<size_t>(rows * cols) * sizeof(float);
+    return t;
+}
+
+class TensorQuantizer {
+public:
+    TensorQuantizer(const QuantizeOptions& options, const std::vector<PlannedTensor>& plan,
+                    const std::function<void(const std::string&)>& log)
+        : options_(options), log_(log), start_(std::chrono::steady_clock::now()) {
+        for (const auto& p : plan) {
+            if (p.action == TensorAction::Quantize && locate_block_linear(p.name)) planned_[p.name] = p.scheme;
+        }
+        gptq_.damping.fraction = options.damp;
+        gptq_.act_order = options.act_order;
+        gptq_.params = parse_group_search(options.gptq_params);
+    }
+
+    bool planned(const std::string& name) const { return planned_.count(name) != 0; }
+
+    // Quantizes one linear with its space's statistics; returns the
+    // dequantized weights (what the model will compute with).
+    std::vector<float> quantize(const std::string& name, const float* w, int64_t rows, int64_t cols,
+                                const ActivationStatistics& stats) {
+        const QuantScheme& scheme = planned_.at(name);
+        if (stats.dim != cols) fail_in({"", name, ""}, "statistics of width ", stats.dim, " for ", cols, " columns");
+        CalibratedTensor result;
+        if (options_.method == "gptq") {
+            GptqResult r = gptq_quantize(w, rows, cols, stats.hessian, scheme, gptq_, name);
+            result.packed = std::move(r.packed);
+            result.report.damp = r.damp_fraction;
+            result.report.dead_inputs = r.dead_columns;
+            result.report.fell_back_to_rtn = r.fell_back_to_rtn;
+            result.report.fallback_reason = r.fallback_reason;
+            if (r.fell_back_to_rtn && log_) log_("warning: " + name + ": GPTQ fell back to RTN: " + r.fallback_reason);
+        } else {
+            const ImportanceWeighting weighting = options_.imatrix_score == "diagonal"
+                                                      ? ImportanceWeighting::Diagonal
+                                                      : ImportanceWeighting::GroupHessian;
+            result.packed = quantize_importance_weighted(w, rows, cols, stats.hessian, scheme, weighting, name);
+        }
+        std::vector<float> dequantized = dequantize_tensor(result.packed);
+        const std::vector<float> rtn =
+            dequantize_tensor(quantize_tensor(f32_view(w, rows, cols), scheme, QuantMethod::Rtn, nullptr, name));
+        const double energy = hessian_weighted_error(w, nullptr, rows, cols, stats.hessian);
+        if (energy > 0) {
+            result.report.weighted_error_rtn = hessian_weighted_error(w, rtn.data(), rows, cols, stats.hessian) / energy;
+            result.report.weighted_error =
+                hessian_weighted_error(w, dequantized.data(), rows, cols, stats.hessian) / energy;
+        }
+        result.sqnr_db = sqnr_db_of(w, dequantized);
+        if (log_) {
+            const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+            char line[320];
+            std::snprintf(line, sizeof line, "[%.1fs] %s %s %s: weighted error %.3g (rtn %.3g), sqnr %.2f dB", s,
+                          name.c_str(), scheme.name().c_str(), options_.method.c_str(), result.report.weighted_error,
+                          result.report.weighted_error_rtn, result.sqnr_db);
+            log_(line);
+        }
+        tensors_[name] = std::move(result);
+        return dequantized;
+    }
+
+    std::map<std::string, CalibratedTensor> take() { return std::move(tensors_); }
+
+private:
+    const QuantizeOptions& options_;
+    std::function<void(const std::string&)> log_;
+    std::chrono::steady_clock::time_point start_;
+    std::map<std::string, QuantScheme> planned_;
+    GptqOptions gptq_;
+    std::map<std::string, CalibratedTensor> tensors_;
+};
+
+}  // namespace
+
+CalibratedQuantization quantize_calibrated(const ModelSource& model, const QuantizeOptions& options,
+                                           const std::vector<PlannedTensor>& plan,
+                                           const std::function<void(const std::string&)>& log) {
+    if (!is_calibrated_method(options.method)) fail_in({"", "", "--method"}, "'", options.method, "' is not calibrated");
+    if (!model.tokenizer) fail_in({model.path, "", ""}, "calibration needs the model's tokenizer");
+    const auto start = std::chrono::steady_clock::now();
+    TensorQuantizer quantizer(options, plan, log);
+    CalibratedQuantization out;
+    CalibrationDataOptions data;
+    data.path = options.calib;
+    data.samples = options.calib_samples;
+    data.len = options.calib_len;
+    data.seed = options.seed;
+    if (!options.calib.empty() && options.calib_len > model.config.max_position_embeddings) {
+        const std::string w = "--calib-len " + std::to_string(options.calib_len) +
+                              " exceeds the model's max_position_embeddings " +
+                              std::to_string(model.config.max_position_embeddings);
+        out.summary.warnings.push_back(w);
+        if (log) log("warning: " + w);
+    }
+
+    if (options.method == "gptq" && options.calib_cache.empty()) {
+        // Sequential: each stage sees the already-quantized linears.
+        const CalibrationSamples samples = draw_calibration_samples(data, *model.tokenizer);
+        for (const auto& w : samples.warnings) {
+            out.summary.warnings.push_back(w);
+            if (log) log("warning: " + w);
+        }
+        RunnerOptions runner;
+        runner.sequential = true;
+        runner.log = log;
+        const RunnerReport report = run_calibration(
+            model, samples, runner, [&](InputSpace space, const ActivationStatistics& stats, BlockWeights& block) {
+                for (const std::string& suffix : input_space_linears(space)) {
+                    const std::string name = block.tensor_name(suffix);
+                    if (!quantizer.planned(name)) continue;
+                    // In place: the runner's linears point into this buffer.
+                    std::vector<float>& w = block.weight(suffix);
+                    const std::vector<float> q =
+                        quantizer.quantize(name, w.data(), block.rows(suffix), block.cols(suffix), stats);
+                    std::copy(q.begin(), q.end(), w.begin());
+                }
+            });
+        out.summary.samples = samples.samples;
+        out.summary.len = samples.len;
+        out.summary.tokens = report.tokens;
+        out.summary.sequential = true;
+        out.summary.cache = "none";
+        out.summary.block_seconds = report.block_seconds;
+    } else {
+        StatisticsRequest request;
+        if (!options.calib.empty()) request.data = data;
+        request.cache_path = options.calib_cache;
+        const StatisticsOutcome outcome = visit_statistics(
+            model, request,
+            [&](int64_t layer, InputSpace space, const ActivationStatistics& stats) {
+                for (const std::string& suffix : input_space_linears(space)) {
+                    const std::string name = layer_tensor_name(layer, suffix);
+                    if (!quantizer.planned(name)) continue;
+                    const Tensor& t = model.tensors.get(name);
+                    const std::vector<float> w = t.to_f32();
+                    quantizer.quantize(name, w.data(), t.shape[0], t.shape[1], stats);
+                }
+            },
+            log);
+        out.summary.samples = outcome.samples;
+        out.summary.len = outcome.len;
+        out.summary.tokens = outcome.tokens;
+        out.summary.cache = outcome.cache;
+        out.summary.block_seconds = outcome.run.block_seconds;
+        out.summary.warnings.insert(out.summary.warnings.end(), outcome.warnings.begin(), outcome.warnings.end());
+    }
+    out.tensors = quantizer.take();
+    out.summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    return out;
+}
+
+}  // namespace sparq

@@ -1,0 +1,42 @@
+// The calibrated methods of the quantize pass, for the planned block
+// linears (embedding and head follow the plan with RTN):
+//   - imatrix: the clip search of quant/clip_search.h weighted per input
+//     channel by its mean squared activation (llama.cpp's importance
+//     matrix), from full-precision statistics;
+//   - gptq: quant/gptq.h with each input space's Hessian. With calibration
+//     text and no cache, the runner goes block by block and stage by stage
+//     (q/k/v, o, gate/up, down), each stage seeing the outputs of the
+//     already-quantized linears ("sequential"); with a cache, the cached
+//     full-precision Hessians are used.
+// Statistics come from calibration/statistics_source.h (cache rules there).
+// Every quantized tensor reports its H-weighted error before (RTN) and
+// after. Memory stays bounded by one block plus the packed results.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "passes/quantize_model.h"
+
+namespace sparq {
+
+bool is_calibrated_method(const std::string& method);
+
+struct CalibratedTensor {
+    PackedTensor packed;
+    CalibratedTensorReport report;
+    double sqnr_db = 0;
+};
+
+struct CalibratedQuantization {
+    std::map<std::string, CalibratedTensor> tensors;  // by full tensor name
+    CalibrationSummary summary;
+};
+
+CalibratedQuantization quantize_calibrated(const ModelSource& model, const QuantizeOptions& options,
+                                           const std::vector<PlannedTensor>& plan,
+                                           const std::function<void(const std::string&)>& log = {});
+
+}  // namespace sparq

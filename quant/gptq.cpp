@@ -1,0 +1,212 @@
+#include "quant/gptq.h"
+
+#include "quant/imatrix.h"
+
+#include <Eigen/Core>
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <optional>
+
+#include "core/error.h"
+#include "core/parallel.h"
+#include "quant/quantize_tensor.h"
+#include "quant/reference_codec.h"
+#include "quant/rtn.h"
+
+namespace sparq {
+
+namespace {
+
+using RowMatrix = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+void check_inputs(const float* weight, int64_t rows, int64_t cols, const std::vector<double>& hessian,
+                  const QuantScheme& scheme, const GptqOptions& options) {
+    validate_quant_scheme(scheme);
+    if (rows < 0 || cols < 1) fail("GPTQ needs a weight with at least one column, got [", rows, ", ", cols, "]");
+    if (rows > 0 && !weight) fail("GPTQ got no weight data");
+    if (hessian.size() != static_cast<size_t>(cols) * static_cast<size_t>(cols)) {
+        fail("the Hessian has ", hessian.size(), " values, expected ", cols, " x ", cols, " for the weight's columns");
+    }
+    const int64_t b = options.block_size;
+    if (b < 8 || (b & (b - 1)) != 0) fail("GPTQ block size must be a power of two >= 8, got ", b);
+    for (int64_t i = 0; i < rows * cols; ++i) {
+        if (!std::isfinite(weight[i])) {
+            fail("non-finite value ", weight[i], " at row ", i / cols, ", column ", i % cols,
+                 " (quantization needs finite weights)");
+        }
+    }
+}
+
+// Parameters of one group of values (exact representation first, as RTN
+// and the clip search do, so already-quantized weights come back exactly).
+// `h_block` is the group's block of H (row stride `ld`).
+GroupParams choose_params(const QuantScheme& scheme, const float* x, int64_t n, const float* importance,
+                          const double* h_block, int64_t ld, const GptqOptions& options) {
+    if (const std::optional<GroupParams> exact = exact_group_params(scheme, x, n)) return *exact;
+    switch (options.params) {
+        case GroupParamSearch::Rtn:
+            return rtn_group_params(scheme, x, n);
+        case GroupParamSearch::Mse:
+            return search_clip_params(scheme, x, n, nullptr, options.grid);
+        case GroupParamSearch::Hessian:
+            return search_clip_params_hessian(scheme, x, n, h_block, ld, options.grid);
+        case GroupParamSearch::Weighted:
+            break;
+    }
+    return search_clip_params(scheme, x, n, importance, options.grid);
+}
+
+// The dequantized value of w under params (the grid point it rounds to).
+inline float round_to_grid(const QuantScheme& scheme, float w, GroupParams p) {
+    const float scale = p.scale_value();
+    const uint8_t code = quantize_value(w, scale, p.zero, min_code(scheme), max_code(scheme));
+    return dequantize_value(code, scale, p.zero);
+}
+
+// Rows per chunk: enough for the lazy updates to be real matrix products,
+// fixed by the shape only (determinism rule of core/parallel.h).
+int64_t rows_per_chunk(int64_t rows, int64_t cols) {
+    const int64_t grain = std::max<int64_t>(8, (int64_t{1} << 18) / cols);
+    return std::max<int64_t>(1, std::min(grain, rows));
+}
+
+}  // namespace
+
+GptqResult gptq_quantize(const float* weight, int64_t rows, int64_t cols, const std::vector<double>& hessian,
+                         const QuantScheme& scheme, const GptqOptions& options, const std::string& tensor_name) {
+    try {
+        check_inputs(weight, rows, cols, hessian, scheme, options);
+    } catch (const Error& e) {
+        throw e.with_tensor(tensor_name);
+    }
+    GptqResult result;
+    std::vector<int64_t> order(static_cast<size_t>(cols));
+    std::iota(order.begin(), order.end(), int64_t{0});
+    if (options.act_order) order = descending_diagonal_order(hessian, cols);
+    std::string failure;
+    const std::optional<InverseHessianFactor> factor = inverse_hessian_factor(
+        options.act_order ? permute_symmetric(hessian, cols, order) : hessian, cols, options.damping, &failure);
+    if (!factor) {
+        Tensor view;
+        view.dtype = DType::F32;
+        view.shape = {rows, cols};
+        view.data = reinterpret_cast<const uint8_t*>(weight);
+        view.nbytes = static_cast<size_t>(rows * cols) * sizeof(float);
+        result.packed = quantize_tensor(view, scheme, QuantMethod::Rtn, nullptr, tensor_name);
+        result.fell_back_to_rtn = true;
+        result.fallback_reason = failure;
+        result.damp_attempts = static_cast<int>(1 + options.damping.fallback.size());
+        return result;
+    }
+    result.damp_fraction = factor->damp_fraction;
+    result.damp_attempts = factor->attempts;
+    result.dead_columns = factor->dead_columns;
+
+    // Per-column importance for the weighted search: each input's mean
+    // squared activation, in original column order.
+    std::vector<float> importance(static_cast<size_t>(cols));
+    for (int64_t c = 0; c < cols; ++c) {
+        const double d = hessian[static_cast<size_t>(c * cols + c)];
+        importance[c] = std::isfinite(d) && d > 0 ? static_cast<float>(d) : 0.0f;
+    }
+    const Eigen::Map<const RowMatrix> upper(factor->upper.data(), cols, cols);
+    const bool static_groups = options.act_order || options.static_groups;
+    const int64_t span = scheme.group_span(cols);
+    const int64_t groups = groups_per_row(scheme, cols);
+    const int64_t block = options.block_size;
+    PackedTensor out(scheme, rows, cols);
+    const PackedGeometry geometry = out.view().geometry();
+    const int64_t grain = rows_per_chunk(rows, cols);
+    std::vector<std::optional<std::string>> failures(static_cast<size_t>((rows + grain - 1) / grain));
+
+    parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
+        const int64_t n_rows = end - begin;
+        RowMatrix w(n_rows, cols);  // columns in processing order
+        for (int64_t r = 0; r < n_rows; ++r) {
+            const float* src = weight + (begin + r) * cols;
+            for (int64_t i = 0; i < cols; ++i) w(r, i) = src[order[i]];
+        }
+        std::vector<GroupParams> params(static_cast<size_t>(n_rows * groups));
+        std::vector<float> segment(static_cast<size_t>(span));
+        try {
+            if (static_groups) {
+                for (int64_t r = 0; r < n_rows; ++r) {
+                    const float* src = weight + (begin + r) * cols;
+                    for (int64_t g = 0; g < groups; ++g) {
+                        const int64_t first = g * span, n = std::min(span, cols - first);
+                        params[static_cast<size_t>(r * groups + g)] =
+                            choose_params(scheme, src + first, n, importance.data() + first,
+                                          hessian.data() + first * cols + first, cols, options);
+                    }
+                }
+            }
+            std::vector<float> quantized(static_cast<size_t>(n_rows * cols));  // processing order
+            RowMatrix errors(n_rows, block);
+            for (int64_t i1 = 0; i1 < cols; i1 += block) {
+                const int64_t i2 = std::min(cols, i1 + block), count = i2 - i1;
+                for (int64_t i = i1; i < i2; ++i) {
+                    const int64_t column = order[static_cast<size_t>(i)];
+                    const int64_t g = column / span;
+                    if (!static_groups && column % span == 0) {
+                        // Columns run in order here, so the group is
+                        // w(:, i .. i+n): all up to date, because it starts
+                        // at a block start or lies inside the block.
+                        const int64_t n = std::min(span, cols - column);
+                        for (int64_t r = 0; r < n_rows; ++r) {
+                            for (int64_t k = 0; k < n; ++k) segment[k] = static_cast<float>(w(r, i + k));
+                            params[static_cast<size_t>(r * groups + g)] =
+                                choose_params(scheme, segment.data(), n, importance.data() + column,
+                                              hessian.data() + column * cols + column, cols, options);
+                        }
+                    }
+                    const double d = upper(i, i);
+                    const double* u_row = factor->upper.data() + i * cols;
+                    for (int64_t r = 0; r < n_rows; ++r) {
+                        const double value = w(r, i);
+                        const float q = round_to_grid(scheme, static_cast<float>(value),
+                                                      params[static_cast<size_t>(r * groups + g)]);
+                        quantized[static_cast<size_t>(r * cols + i)] = q;
+                        const double e = (value - static_cast<double>(q)) / d;
+                        errors(r, i - i1) = e;
+                        double* w_row = w.data() + r * cols;
+                        for (int64_t j = i + 1; j < i2; ++j) w_row[j] -= e * u_row[j];
+                    }
+                }
+                if (i2 < cols) {
+                    w.rightCols(cols - i2).noalias() -=
+                        errors.leftCols(count) * upper.block(i1, i2, count, cols - i2);
+                }
+            }
+            // Back to column order, then the layout's canonical encoding.
+            std::vector<float> values(static_cast<size_t>(cols));
+            std::vector<uint8_t> codes(static_cast<size_t>(cols)), zeros(static_cast<size_t>(groups));
+            std::vector<float> scratch(static_cast<size_t>(span));
+            for (int64_t r = 0; r < n_rows; ++r) {
+                for (int64_t i = 0; i < cols; ++i) values[order[i]] = quantized[static_cast<size_t>(r * cols + i)];
+                const int64_t row = begin + r;
+                for (int64_t g = 0; g < groups; ++g) {
+                    const int64_t first = g * span, n = std::min(span, cols - first);
+                    const GroupParams p =
+                        encode_group_canonical(scheme, values.data() + first, n, params[static_cast<size_t>(r * groups + g)],
+                                               codes.data() + first, scratch.data());
+                    out.scales[static_cast<size_t>(row * groups + g)] = p.scale;
+                    zeros[static_cast<size_t>(g)] = static_cast<uint8_t>(p.zero);
+                }
+                pack_code_row(scheme, codes.data(), cols, out.codes.data() + row * geometry.code_row_bytes);
+                if (!scheme.symmetric) {
+                    pack_zero_row(scheme, zeros.data(), groups, out.zeros.data() + row * geometry.zero_row_bytes);
+                }
+            }
+        } catch (const Error& e) {
+            failures[static_cast<size_t>(begin / grain)] = "rows " + std::to_string(begin) + "..: " + e.message();
+        }
+    });
+    for (const auto& f : failures) {
+        if (f) fail_in({"", tensor_name, ""}, *f);
+    }
+    result.packed = std::move(out);
+    return result;
+}
+
+}  // namespace sparq

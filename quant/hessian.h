@@ -1,0 +1,61 @@
+// What second-order weight solvers (GPTQ here, SparseGPT next) do with the
+// Hessian proxy of a linear layer's inputs, H = X^T X / tokens (cols x cols,
+// row-major, symmetric): act-order permutations, dead inputs, dampening and
+// the upper Cholesky factor of the damped inverse, with a ladder of stronger
+// dampening when H is not positive definite; and the H-weighted
+// reconstruction error that reports compare methods with. One module, so
+// every solver handles singular Hessians the same way. Accumulating H from
+// activations lives in calibration/statistics.h.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace sparq {
+
+// lambda = fraction * mean(diag H) is added to the diagonal; when the
+// Cholesky still fails, each `fallback` fraction is tried in turn.
+struct DampingOptions {
+    double fraction = 0.01;
+    std::vector<double> fallback = {0.1, 1.0};
+};
+
+// U with (H + lambda I)^-1 = U^T U, U upper triangular (GPTQ's "Hinv").
+struct InverseHessianFactor {
+    int64_t n = 0;
+    std::vector<double> upper;  // n x n row-major; below the diagonal 0
+    double damp_fraction = 0;   // the fraction that succeeded
+    int attempts = 0;           // Cholesky attempts made (1 = the first worked)
+    int64_t dead_columns = 0;   // inputs that were never active (zero diagonal)
+
+    double at(int64_t r, int64_t c) const { return upper[static_cast<size_t>(r * n + c)]; }
+};
+
+// Factors H (n x n, row-major). Inputs never active in calibration (diagonal
+// 0) get the mean live diagonal and no coupling, so their rounding error is
+// not propagated to other columns. Returns nullopt, with the reason in
+// `failure`, when H has a non-finite or negative diagonal or no damping
+// level gives a positive definite matrix. Single-threaded, deterministic.
+std::optional<InverseHessianFactor> inverse_hessian_factor(const std::vector<double>& hessian, int64_t n,
+                                                           const DampingOptions& damping,
+                                                           std::string* failure = nullptr);
+
+// Column order by descending diagonal (GPTQ's act-order); ties keep the
+// lower index first, so the order is deterministic.
+std::vector<int64_t> descending_diagonal_order(const std::vector<double>& hessian, int64_t n);
+
+// P^T H P for the order (entry (i, j) of the result is H(order[i], order[j])).
+std::vector<double> permute_symmetric(const std::vector<double>& hessian, int64_t n,
+                                      const std::vector<int64_t>& order);
+
+// sum_r (a_r - b_r)^T H (a_r - b_r) over the rows of a and b ([rows, cols]
+// row-major; b may be null for the energy sum_r a_r^T H a_r). Since H is the
+// mean of x x^T, this is the mean squared output error per token summed
+// over output features. Parallel over fixed row chunks, bit-identical for
+// any thread count.
+double hessian_weighted_error(const float* a, const float* b, int64_t rows, int64_t cols,
+                              const std::vector<double>& hessian);
+
+}  // namespace sparq

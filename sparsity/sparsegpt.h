@@ -1,0 +1,72 @@
+// SparseGPT (Frantar & Alistarh, 2023): prune a linear layer so that its
+// output on the calibration inputs changes least, by the optimal-brain-
+// surgeon update GPTQ also uses. With H = X^T X / tokens and U the upper
+// Cholesky factor of the damped H^-1 (quant/hessian.h: the same factor,
+// dampening ladder and dead-input rule as GPTQ), columns are processed in
+// order; column i's value w_i becomes q_i (0 where pruned, else w_i, or its
+// quantized value in joint mode), and the error e = (w_i - q_i) / U_ii
+// updates every later column j by -e U_ij (lazily, one matrix product per
+// block of columns, as GPTQ does).
+//
+// Mask selection is adaptive, on the weights as updated so far, with the
+// OBS saliency w^2 / U_ii^2:
+//   - unstructured: at the start of each block of `block_size` columns,
+//     each row prunes its lowest-saliency columns of the block; the count
+//     per block is round(s * end) - round(s * start), so every row prunes
+//     exactly round(s * cols) over the whole row (sparsity/mask_selection.h's
+//     per-row count);
+//   - N:M: at the start of each run of M columns, each row keeps the N of
+//     highest saliency.
+// A fixed mask can be given instead (GPTQ that keeps another method's mask:
+// the pruned positions are forced to 0 and their error is compensated).
+//
+// Joint quantization (a scheme given): kept values are rounded to the
+// scheme's grid inside the same pass, as the SparseGPT paper does. A
+// group's parameters are chosen when its first column comes up, from the
+// weights as updated so far with the positions already known to be pruned
+// left out (the clip search weighted by diag(H), or plain RTN), so the
+// output is an ordinary PackedTensor whose pruned codes are the zero point.
+//
+// Rows are independent given U: they run in parallel over fixed row chunks,
+// so the result is identical for any thread count.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "quant/hessian.h"
+#include "quant/layout.h"
+#include "quant/scheme.h"
+#include "sparsity/mask_selection.h"
+
+namespace sparq {
+
+struct SparseGptOptions {
+    DampingOptions damping;
+    int64_t block_size = 128;  // columns per lazy batch and per unstructured mask choice; multiple of M for N:M
+    bool clip_search = true;   // joint mode: clip search weighted by diag(H); false = RTN parameters
+};
+
+struct SparseGptResult {
+    std::vector<float> weights;            // [rows, cols]: reconstructed (dequantized in joint mode), pruned = 0
+    PruneMask mask;
+    std::optional<PackedTensor> packed;    // joint mode only
+    double damp_fraction = 0;
+    int64_t dead_columns = 0;
+    bool fell_back = false;                // H could not be factored: plain selection on |w|, no update
+    std::string fallback_reason;
+};
+
+// `weight` [rows, cols] row-major F32, `hessian` cols x cols row-major.
+// `fixed_mask` (rows x cols) replaces the selection when given; `target`
+// is then only used for validation. `quant` turns on joint quantization.
+// Throws sparq::Error naming `tensor` for bad shapes or options, a
+// non-finite weight, or an N:M pattern the columns or block size do not fit.
+SparseGptResult sparsegpt_prune(const float* weight, int64_t rows, int64_t cols, const std::vector<double>& hessian,
+                                const SparsityTarget& target, const std::optional<QuantScheme>& quant,
+                                const SparseGptOptions& options, const std::string& tensor,
+                                const PruneMask* fixed_mask = nullptr);
+
+}  // namespace sparq

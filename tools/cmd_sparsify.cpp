@@ -1,0 +1,212 @@
+// sparq sparsify MODEL -o OUT.sparq (--sparsity S | --pattern N:M) [--method magnitude|wanda|sparsegpt]
+//   [--layer-ratios uniform|owl] [--calib FILE --calib-samples N --calib-len L --seed S --calib-cache H5]
+//   [--bits B --group G --sym|--asym --quant-method rtn|mse|gptq] [--targets R] [--ignore R] [--dry-run]
+#include <chrono>
+#include <filesystem>
+#include <iomanip>
+#include <iostream>
+
+#include "core/error.h"
+#include "core/memory.h"
+#include "passes/sparsify_model.h"
+#include "tools/command.h"
+
+namespace sparq::cli {
+
+namespace {
+
+struct SparsifyArgs {
+    CommonOptions common;
+    std::string model;
+    std::string output;
+    std::string tokenizer;
+    SparsifyOptions options;
+    double sparsity = 0;
+    bool asym = false;
+    bool sym = false;
+    bool dry_run = false;
+    CLI::App* command = nullptr;
+};
+
+nlohmann::json sparsity_metadata(const SparsifyOptions& o, const SparsityTarget& target) {
+    nlohmann::json j = {{"method", o.method},
+                        {"layer_ratios", o.layer_ratios},
+                        {"target", target.name()},
+                        {"kind", target.kind == SparsityTarget::Kind::NM ? "n:m" : "unstructured"},
+                        {"nominal_sparsity", target.nominal_sparsity()}};
+    if (!o.targets.empty()) j["targets"] = o.targets;
+    if (!o.ignore.empty()) j["ignore"] = o.ignore;
+    return j;
+}
+
+int print_dry_run(const SparsifyArgs& args, const ModelSource& model) {
+    const auto plan = plan_sparsification(model, args.options);
+    int64_t bytes = 0, params = 0;
+    for (const auto& p : plan) {
+        bytes += p.tensor.estimated_bytes;
+        params += shape_numel(p.tensor.shape);
+    }
+    nlohmann::json j = {{"dry_run", true},
+                        {"plan", sparse_plan_to_json(plan, args.options)},
+                        {"estimated_weight_bytes", bytes},
+                        {"estimated_file_bits_per_weight", params ? 8.0 * bytes / params : 0.0}};
+    if (args.common.json) {
+        print_json(j);
+        return 0;
+    }
+    for (const auto& p : j["plan"]) {
+        std::cout << std::left << std::setw(48) << p["name"].get<std::string>() << " " << std::setw(14)
+                  << p["scheme"].get<std::string>() << " " << std::setw(15) << p["encoding"].get<std::string>()
+                  << " sparsity " << std::setw(6) << p["sparsity"].get<double>() << " " << p["estimated_bytes"]
+                  << " bytes\n";
+    }
+    std::cout << "estimated " << bytes << " bytes of weights\n";
+    return 0;
+}
+
+int run_sparsify(SparsifyArgs& args) {
+    if (args.asym && args.sym) fail_in({"", "", "--asym"}, "give either --sym or --asym");
+    if (args.command->count("--sparsity")) args.options.sparsity = args.sparsity;
+    args.options.symmetric = !args.asym;
+    args.options.validate();
+    const SparsityTarget target = args.options.target();
+    const auto start = std::chrono::steady_clock::now();
+    LoadOptions load;
+    load.tokenizer_path = args.tokenizer;
+    const ModelSource model = load_model(args.model, load);
+    if (args.dry_run) return print_dry_run(args, model);
+    if (args.output.empty()) fail_in({"", "", "-o"}, "an output file is required");
+    const SparsifyResult r =
+        sparsify_model(model, args.options, [&](const std::string& s) { log_line(args.common, s); });
+    nlohmann::json tensors = nlohmann::json::array();
+    for (const auto& t : r.reports) {
+        tensors.push_back({{"name", t.quant.name},
+                           {"encoding", t.encoding},
+                           {"bits", t.quant.bits},
+                           {"group", t.quant.group},
+                           {"symmetric", t.quant.symmetric},
+                           {"pruned", t.pruned},
+                           {"sparsity", t.sparsity},
+                           {"sqnr_db", finite_or_null(t.quant.sqnr_db)}});
+        if (t.calibration) {
+            // "before": magnitude pruning (+ RTN when quantizing) at the same target.
+            tensors.back()["weighted_error_magnitude"] = finite_or_null(t.calibration->weighted_error_rtn);
+            tensors.back()["weighted_error"] = finite_or_null(t.calibration->weighted_error);
+            tensors.back()["damp"] = t.calibration->damp;
+            tensors.back()["dead_inputs"] = t.calibration->dead_inputs;
+            tensors.back()["fallback"] = t.calibration->fell_back_to_rtn
+                                             ? nlohmann::json(t.calibration->fallback_reason)
+                                             : nlohmann::json(nullptr);
+        }
+    }
+    nlohmann::json sparsity = sparsity_metadata(args.options, target);
+    sparsity["sparsity"] = r.sparsity;
+    nlohmann::json calibration = nullptr;
+    if (r.calibration) {
+        const CalibrationSummary& c = *r.calibration;
+        calibration = {{"samples", c.samples}, {"len", c.len},       {"tokens", c.tokens},
+                       {"seed", args.options.seed}, {"sequential", c.sequential}, {"cache", c.cache},
+                       {"seconds", c.seconds}, {"block_seconds", c.block_seconds}, {"warnings", c.warnings}};
+        if (!args.options.calib.empty()) calibration["data"] = args.options.calib;
+        if (!args.options.calib_cache.empty()) calibration["cache_path"] = args.options.calib_cache;
+        // The file records the plan and how it was calibrated, no timings.
+        nlohmann::json record = calibration;
+        record.erase("seconds");
+        record.erase("block_seconds");
+        record.erase("cache");
+        sparsity["calibration"] = record;
+        if (args.options.method == "sparsegpt" || args.options.quant_method == "gptq") {
+            sparsity["damp"] = args.options.damp;
+            sparsity["block_size"] = args.options.block_size;
+        }
+    }
+    if (!r.layer_sparsity.empty()) sparsity["layer_sparsity"] = r.layer_sparsity;
+    if (!r.outlier_ratios.empty()) {
+        sparsity["owl"] = {{"m", args.options.owl_m}, {"lambda", args.options.owl_lambda},
+                           {"outlier_ratios", r.outlier_ratios}};
+    }
+    nlohmann::json metadata = {{"command", invocation()},
+                               {"source", {{"path", model.path}, {"format", model.format}}},
+                               {"sparsity", sparsity}};
+    const std::string scheme =
+        args.options.quantizes() ? args.options.quantize_options().linear_scheme().name() : std::string("dense");
+    if (args.options.quantizes()) {
+        metadata["quantization"] = {{"method", args.options.quant_method},
+                                    {"scheme", scheme},
+                                    {"embed_bits", args.options.embed_bits},
+                                    {"head_bits", args.options.head_bits},
+                                    {"bits_per_weight", r.bits_per_weight},
+                                    {"file_bits_per_weight", r.file_bits_per_weight}};
+    }
+    write_sparq_model(args.output, model.config, *model.tokenizer, r.tensors, metadata);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    nlohmann::json j = {{"output", args.output},
+                        {"bits_per_weight", r.bits_per_weight},
+                        {"file_bits_per_weight", r.file_bits_per_weight},
+                        {"sparsity", r.sparsity},
+                        {"weight_bytes", r.weight_bytes},
+                        {"source_weight_bytes", r.source_weight_bytes},
+                        {"file_bytes", std::filesystem::file_size(args.output)},
+                        {"seconds", seconds},
+                        {"peak_rss_bytes", peak_rss_bytes()},
+                        {"method", args.options.method},
+                        {"target", target.name()},
+                        {"scheme", scheme},
+                        {"tensors", tensors}};
+    if (args.options.quantizes()) j["quant_method"] = args.options.quant_method;
+    if (r.calibration) j["calibration"] = calibration;
+    if (!r.layer_sparsity.empty()) j["layer_sparsity"] = r.layer_sparsity;
+    if (!r.outlier_ratios.empty()) j["outlier_ratios"] = r.outlier_ratios;
+    if (args.common.json) {
+        print_json(j);
+    } else {
+        std::cout << "wrote " << args.output << ": sparsity " << std::fixed << std::setprecision(3) << r.sparsity
+                  << " (" << target.name() << "), " << r.bits_per_weight << " bits/weight in block linears, "
+                  << r.file_bits_per_weight << " over all parameters, " << r.weight_bytes << " bytes (from "
+                  << r.source_weight_bytes << ") in " << std::setprecision(2) << seconds << " s\n";
+    }
+    return 0;
+}
+
+}  // namespace
+
+void register_sparsify(CLI::App& app) {
+    static SparsifyArgs args;
+    CLI::App* cmd = app.add_subcommand("sparsify", "Prune a model's weights (optionally with quantization) into a .sparq file");
+    args.command = cmd;
+    cmd->add_option("MODEL", args.model, "Model directory or file")->required();
+    cmd->add_option("-o,--output", args.output, "Output .sparq file");
+    cmd->add_option("--sparsity", args.sparsity, "Fraction of each row's weights to prune (unstructured), in [0, 1)");
+    cmd->add_option("--pattern", args.options.pattern, "N:M structured sparsity, e.g. 2:4");
+    cmd->add_option("--method", args.options.method,
+                    "magnitude (default), wanda (|w| x input norm) or sparsegpt (OBS reconstruction); the last two "
+                    "need --calib");
+    cmd->add_option("--layer-ratios", args.options.layer_ratios,
+                    "uniform (default) or owl (blocks with more activation outliers keep more; needs --calib)");
+    cmd->add_option("--owl-m", args.options.owl_m, "OWL outlier multiple M (default 5, the paper's)");
+    cmd->add_option("--owl-lambda", args.options.owl_lambda, "OWL sparsity spread lambda (default 0.08, the paper's)");
+    cmd->add_option("--calib", args.options.calib, "Calibration text, or JSON lines with a \"text\" field (.jsonl)");
+    cmd->add_option("--calib-samples", args.options.calib_samples, "Calibration samples (default 128)");
+    cmd->add_option("--calib-len", args.options.calib_len, "Tokens per calibration sample (default 512)");
+    cmd->add_option("--seed", args.options.seed, "Seed drawing the calibration samples (default 0)");
+    cmd->add_option("--calib-cache", args.options.calib_cache,
+                    "Calibration statistics (HDF5, from sparq calibrate): used when it matches, else recomputed");
+    cmd->add_option("--damp", args.options.damp, "SparseGPT/GPTQ dampening, x the mean Hessian diagonal (default 0.01)");
+    cmd->add_option("--block-size", args.options.block_size,
+                    "SparseGPT columns per block: mask choice and lazy updates (default 128)");
+    cmd->add_option("--bits", args.options.bits, "Quantize the kept weights too: 8, 4, 3 or 2");
+    cmd->add_option("--group", args.options.group, "Group size in dense columns (0 = per output channel); needs --bits");
+    cmd->add_flag("--sym", args.sym, "Symmetric codes (default)");
+    cmd->add_flag("--asym", args.asym, "Asymmetric codes with a zero point");
+    cmd->add_option("--quant-method", args.options.quant_method, "Quantizer for --bits: rtn (default), mse, or gptq (in the pruning pass, keeping the mask; needs --calib)");
+    cmd->add_option("--embed-bits", args.options.embed_bits, "Token embedding bits with --bits (16 keeps FP16)");
+    cmd->add_option("--head-bits", args.options.head_bits, "Output head bits with --bits (16 keeps FP16)");
+    cmd->add_option("--targets", args.options.targets, "Regex on whole tensor names to prune (default: block linears)");
+    cmd->add_option("--ignore", args.options.ignore, "Regex on whole tensor names to leave alone (wins over --targets)");
+    cmd->add_option("--tokenizer", args.tokenizer, "Tokenizer file (llama2.c checkpoints)");
+    cmd->add_flag("--dry-run", args.dry_run, "Print the plan and write nothing");
+    add_common_options(cmd, args.common);
+    set_command_body(cmd, args.common, [] { return run_sparsify(args); });
+}
+
+}  // namespace sparq::cli
