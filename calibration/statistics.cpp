@@ -98,29 +98,34 @@ void StatisticsAccumulator::add(const float* x, int64_t n) {
     for (size_t i = 0; i < d * d; ++i) hessian_sum_[i] += product_[i];
 }
 
-ActivationStatistics StatisticsAccumulator::finish() const {
+ActivationStatistics StatisticsAccumulator::finish() {
     ActivationStatistics s;
     s.dim = dim_;
     s.tokens = tokens_;
     const double inv = tokens_ > 0 ? 1.0 / static_cast<double>(tokens_) : 0.0;
-    s.mean_abs.resize(abs_sum_.size());
-    s.mean_square.resize(square_sum_.size());
-    for (size_t i = 0; i < abs_sum_.size(); ++i) {
-        s.mean_abs[i] = abs_sum_[i] * inv;
-        s.mean_square[i] = square_sum_[i] * inv;
-    }
-    s.max_abs = max_abs_;
+    s.mean_abs = std::move(abs_sum_);
+    s.mean_square = std::move(square_sum_);
+    for (double& v : s.mean_abs) v *= inv;
+    for (double& v : s.mean_square) v *= inv;
+    s.max_abs = std::move(max_abs_);
     if (with_hessian_) {
-        s.hessian.resize(hessian_sum_.size());
-        // The SIMD product may round (i, j) and (j, i) differently; solvers
-        // factor one triangle, so keep the matrix exactly symmetric.
+        // In place. The SIMD product may round (i, j) and (j, i)
+        // differently; solvers factor one triangle, so make it exactly
+        // symmetric.
+        s.hessian = std::move(hessian_sum_);
         const size_t d = static_cast<size_t>(dim_);
         for (size_t i = 0; i < d; ++i) {
-            for (size_t j = 0; j < d; ++j) {
-                s.hessian[i * d + j] = 0.5 * (hessian_sum_[i * d + j] + hessian_sum_[j * d + i]) * inv;
+            s.hessian[i * d + i] *= inv;
+            for (size_t j = i + 1; j < d; ++j) {
+                const double v = 0.5 * (s.hessian[i * d + j] + s.hessian[j * d + i]) * inv;
+                s.hessian[i * d + j] = v;
+                s.hessian[j * d + i] = v;
             }
         }
     }
+    tokens_ = 0;
+    std::vector<float>().swap(transposed_);
+    std::vector<float>().swap(product_);
     return s;
 }
 

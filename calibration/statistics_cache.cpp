@@ -280,6 +280,7 @@ StatisticsCacheWriter::StatisticsCacheWriter(std::string path, const CacheHeader
     write_string_attribute(root, "model_checksum", h.key.model_checksum, p);
     write_string_attribute(root, "data_checksum", h.key.data_checksum, p);
     write_int_attribute(root, "samples", h.key.samples, p);
+    write_int_attribute(root, "samples_drawn", h.samples_drawn, p);
     write_int_attribute(root, "len", h.key.len, p);
     write_uint_attribute(root, "seed", h.key.seed, p);
     write_int_attribute(root, "tokens", h.tokens, p);
@@ -357,6 +358,7 @@ StatisticsCacheReader::StatisticsCacheReader(std::string path) : impl_(std::make
     h.key.model_checksum = read_string_attribute(root, "model_checksum", p, "");
     h.key.data_checksum = read_string_attribute(root, "data_checksum", p, "");
     h.key.samples = read_integer_attribute<int64_t>(root, "samples", H5T_NATIVE_INT64, p, "");
+    h.samples_drawn = read_integer_attribute<int64_t>(root, "samples_drawn", H5T_NATIVE_INT64, p, "");
     h.key.len = read_integer_attribute<int64_t>(root, "len", H5T_NATIVE_INT64, p, "");
     h.key.seed = read_integer_attribute<uint64_t>(root, "seed", H5T_NATIVE_UINT64, p, "");
     h.tokens = read_integer_attribute<int64_t>(root, "tokens", H5T_NATIVE_INT64, p, "");
@@ -365,6 +367,12 @@ StatisticsCacheReader::StatisticsCacheReader(std::string path) : impl_(std::make
     h.intermediate_size = read_integer_attribute<int64_t>(root, "intermediate_size", H5T_NATIVE_INT64, p, "");
     h.q_dim = read_integer_attribute<int64_t>(root, "q_dim", H5T_NATIVE_INT64, p, "");
     h.data_path = read_string_attribute(root, "data_path", p, "");
+    if (h.key.samples < 1 || h.key.len < 1 || h.samples_drawn < 1 || h.samples_drawn > h.key.samples ||
+        h.tokens != h.samples_drawn * h.key.len || h.num_layers < 1 || h.hidden_size < 1 ||
+        h.intermediate_size < 1 || h.q_dim < 1) {
+        fail_in({p, "", ""}, "inconsistent root attributes (samples ", h.key.samples, ", drawn ", h.samples_drawn,
+                ", len ", h.key.len, ", tokens ", h.tokens, ")");
+    }
 }
 
 StatisticsCacheReader::~StatisticsCacheReader() = default;

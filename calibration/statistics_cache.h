@@ -4,7 +4,8 @@
 // match. Layout (docs/calibration.md shows it as h5dump prints it):
 //
 //   /                      attributes: format, version, model_checksum,
-//                          data_checksum, samples, len, seed, tokens,
+//                          data_checksum, samples, samples_drawn, len,
+//                          seed, tokens,
 //                          num_layers, hidden_size, intermediate_size,
 //                          q_dim, data_path, created_by
 //   /layers/<l>/<space>    one group per block l and input space
@@ -50,8 +51,9 @@ std::optional<std::string> calibration_key_mismatch(const CalibrationKey& found,
 std::string model_checksum(const ModelSource& model);
 
 struct CacheHeader {
-    CalibrationKey key;
-    int64_t tokens = 0;
+    CalibrationKey key;         // samples: as asked (a short text gives fewer)
+    int64_t samples_drawn = 0;
+    int64_t tokens = 0;         // samples_drawn x len
     int64_t num_layers = 0, hidden_size = 0, intermediate_size = 0, q_dim = 0;
     std::string data_path;
 };

@@ -66,7 +66,7 @@ StatisticsOutcome visit_statistics(const ModelSource& model, const StatisticsReq
             if (log) log("calibration: using the statistics cached in " + request.cache_path);
             visit_cache(*reader, config, visit);
             outcome.cache = "hit";
-            outcome.samples = header.key.samples;
+            outcome.samples = header.samples_drawn;
             outcome.len = header.key.len;
             outcome.tokens = header.tokens;
             return outcome;
@@ -87,6 +87,7 @@ StatisticsOutcome visit_statistics(const ModelSource& model, const StatisticsReq
     if (!request.cache_path.empty()) {
         CacheHeader header;
         header.key = *wanted;
+        header.samples_drawn = outcome.samples;
         header.tokens = outcome.tokens;
         header.num_layers = config.num_layers;
         header.hidden_size = config.hidden_size;

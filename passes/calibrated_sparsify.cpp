@@ -71,6 +71,8 @@ public:
             target.sparsity = layer_sparsity_.at(static_cast<size_t>(layer));
         }
         CalibratedPrunedTensor out;
+        // Without H (Wanda alone collects none) the errors are unknown: NaN, null in the report.
+        out.report.weighted_error = out.report.weighted_error_rtn = NAN;
         std::optional<SparseGptResult> solved;
         if (!job.prune) {
             PruneMask all;

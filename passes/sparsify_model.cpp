@@ -47,7 +47,26 @@ bool SparsifyOptions::calibrated() const {
 
 void SparsifyOptions::validate() const {
     if (sparsity && !pattern.empty()) fail_in({"", "", "--pattern"}, "give either --sparsity S or --pattern N:M, not both");
-    if (!sparsity && pattern.empty()) fail_in({"", "", "--sparsity"}, "give --sparsity S or --pattern N:M");
+    if (!sparsity && pattern.empty() && structured.empty()) {
+        fail_in({"", "", "--sparsity"}, "give --sparsity S, --pattern N:M or --structured mlp=F,heads=F");
+    }
+    if (!structured.empty()) {
+        parse_structured_spec(structured, "--structured");
+        // Without unstructured pruning these would be silently ignored.
+        if (!prunes_weights() && method != "magnitude") {
+            fail_in({"", "", "--method"}, "applies to --sparsity / --pattern; structured pruning scores with --calib");
+        }
+        if (!prunes_weights() && layer_ratios != "uniform") {
+            fail_in({"", "", "--layer-ratios"}, "applies to --sparsity / --pattern");
+        }
+        if (!calib.empty()) {
+            if (calib_samples < 1) fail_in({"", "", "--calib-samples"}, "must be >= 1, got ", calib_samples);
+            if (calib_len < 2) fail_in({"", "", "--calib-len"}, "must be >= 2, got ", calib_len);
+            if (!(damp > 0) || !std::isfinite(damp)) fail_in({"", "", "--damp"}, "must be > 0, got ", damp);
+        }
+    } else if (!structured_reconstruct) {
+        fail_in({"", "", "--no-reconstruct"}, "applies to --structured");
+    }
     const SparsityTarget t = target();
     t.validate(sparsity ? "--sparsity" : "--pattern");
     parse_prune_method(method, "--method");
@@ -72,6 +91,8 @@ void SparsifyOptions::validate() const {
         if (block_size < 1 || (t.kind == SparsityTarget::Kind::NM && block_size % t.m != 0)) {
             fail_in({"", "", "block_size"}, "must be >= 1 and a multiple of M for N:M, got ", block_size);
         }
+    } else if (!structured.empty() && calib_cache.empty()) {
+        // --calib drives the structured importance scores and reconstruction.
     } else if (!calib.empty() || !calib_cache.empty()) {
         // Calibration that nothing reads would be silently ignored.
         fail_in({"", "", calib.empty() ? "--calib-cache" : "--calib"},
@@ -105,7 +126,8 @@ SparsifyOptions parse_sparsify_options(const nlohmann::json& j) {
     static const std::set<std::string> known = {
         "sparsity",   "pattern",   "method",      "layer_ratios", "targets",   "ignore",    "bits",
         "group",      "symmetric", "quant_method", "embed_bits",  "head_bits", "calib",     "calib_samples",
-        "calib_len",  "seed",      "calib_cache", "damp",         "block_size", "owl_m",    "owl_lambda"};
+        "calib_len",  "seed",      "calib_cache", "damp",         "block_size", "owl_m",    "owl_lambda",
+        "structured", "structured_reconstruct"};
     if (!j.is_object()) fail_in({"", "", "sparsify"}, "options must be an object");
     for (const auto& [key, value] : j.items()) {
         if (!known.count(key)) fail_in({"", "", key}, "unknown option of the sparsify pass");
@@ -133,6 +155,8 @@ SparsifyOptions parse_sparsify_options(const nlohmann::json& j) {
         if (j.contains("block_size")) o.block_size = j["block_size"].get<int64_t>();
         if (j.contains("owl_m")) o.owl_m = j["owl_m"].get<double>();
         if (j.contains("owl_lambda")) o.owl_lambda = j["owl_lambda"].get<double>();
+        if (j.contains("structured")) o.structured = j["structured"].get<std::string>();
+        if (j.contains("structured_reconstruct")) o.structured_reconstruct = j["structured_reconstruct"].get<bool>();
     } catch (const nlohmann::json::exception& e) {
         fail_in({"", "", "sparsify"}, "an option has the wrong type: ", e.what());
     }
@@ -205,7 +229,7 @@ std::vector<SparsePlannedTensor> plan_sparsification(const ModelSource& model, c
         SparsePlannedTensor p;
         const DType source_dtype = model.tensors.get(b.name).dtype;
         const std::string b_name = b.name;
-        p.prune = b.shape.size() == 2 && selection.selected(b.name);
+        p.prune = options.prunes_weights() && b.shape.size() == 2 && selection.selected(b.name);
         p.tensor = std::move(b);
         const PlannedTensor& t = p.tensor;
         if (t.action == TensorAction::Quantize) {
@@ -383,8 +407,12 @@ std::vector<float> prune_scores(PruneMethod method, const Tensor& weight, const 
 
 }  // namespace
 
-SparsifyResult sparsify_model(const ModelSource& model, const SparsifyOptions& options,
-                              const std::function<void(const std::string&)>& log) {
+namespace {
+
+// The unstructured / N:M / joint pass on `model` (already structurally
+// pruned when --structured is given).
+SparsifyResult sparsify_source(const ModelSource& model, const SparsifyOptions& options,
+                               const std::function<void(const std::string&)>& log) {
     const auto plan = plan_sparsification(model, options);
     const SparsityTarget target = options.target();
     const PruneMethod prune_method = parse_prune_method(options.method, "--method");
@@ -506,6 +534,29 @@ SparsifyResult sparsify_model(const ModelSource& model, const SparsifyOptions& o
     result.bits_per_weight = 8.0 * ratio(linear_bytes, linear_params);
     result.file_bits_per_weight = 8.0 * ratio(result.weight_bytes, result.n_params);
     result.sparsity = ratio(linear_zeros, linear_params);
+    return result;
+}
+
+}  // namespace
+
+SparsifyResult sparsify_model(const ModelSource& model, const SparsifyOptions& options,
+                              const std::function<void(const std::string&)>& log) {
+    if (options.structured.empty()) return sparsify_source(model, options, log);
+    options.validate();
+    StructuredOptions s;
+    s.spec = parse_structured_spec(options.structured, "--structured");
+    s.reconstruct = options.structured_reconstruct;
+    s.calib = options.calib;
+    s.calib_samples = options.calib_samples;
+    s.calib_len = options.calib_len;
+    s.seed = options.seed;
+    s.damp = options.damp;
+    auto pruned = std::make_shared<StructuredResult>(prune_structured(model, s, log));
+    SparsifyResult result = sparsify_source(pruned->model, options, log);
+    // Bytes the output is compared with: the model as given, before any cut.
+    result.source_weight_bytes = 0;
+    for (const auto& [name, t] : model.tensors.all()) result.source_weight_bytes += static_cast<int64_t>(t.nbytes);
+    result.structured = std::move(pruned);
     return result;
 }
 

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -22,6 +23,7 @@
 #include <nlohmann/json.hpp>
 
 #include "passes/quantize_model.h"
+#include "passes/structured_prune.h"
 #include "sparsity/mask_selection.h"
 
 namespace sparq {
@@ -56,6 +58,14 @@ struct SparsifyOptions {
     int64_t block_size = 128;     // SparseGPT columns per block (mask choice and lazy updates)
     double owl_m = 5.0;           // OWL outlier multiple M (paper default)
     double owl_lambda = 0.08;     // OWL sparsity spread lambda (paper default)
+    // Structured pruning "mlp=F,heads=F" (passes/structured_prune.h), run
+    // first; --sparsity / --pattern then optional. --calib (if given) drives
+    // its importance scores and reconstruction too.
+    std::string structured;
+    bool structured_reconstruct = true;
+
+    // Unstructured or N:M pruning requested (else structured only).
+    bool prunes_weights() const { return sparsity.has_value() || !pattern.empty(); }
 
     bool quantizes() const { return bits != 0; }
     // Wanda, SparseGPT, OWL ratios or GPTQ: statistics from calibration.
@@ -70,7 +80,7 @@ struct SparsifyOptions {
 // From JSON (recipes): keys sparsity, pattern, method, layer_ratios, targets,
 // ignore, bits, group, symmetric, quant_method, embed_bits, head_bits, calib,
 // calib_samples, calib_len, seed, calib_cache, damp, block_size, owl_m,
-// owl_lambda. An
+// owl_lambda, structured, structured_reconstruct. An
 // unknown key or a wrong type is a sparq::Error naming the key.
 SparsifyOptions parse_sparsify_options(const nlohmann::json& j);
 
@@ -111,6 +121,9 @@ struct SparsifyResult {
     std::optional<CalibrationSummary> calibration;
     std::vector<double> layer_sparsity;
     std::vector<double> outlier_ratios;
+    // Structured pruning (options.structured): what was cut; its model's
+    // config is the one to write.
+    std::shared_ptr<const StructuredResult> structured;
 };
 
 SparsifyResult sparsify_model(const ModelSource& model, const SparsifyOptions& options,

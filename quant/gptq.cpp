@@ -86,7 +86,7 @@ GptqResult gptq_quantize(const float* weight, int64_t rows, int64_t cols, const 
     if (options.act_order) order = descending_diagonal_order(hessian, cols);
     std::string failure;
     const std::optional<InverseHessianFactor> factor = inverse_hessian_factor(
-        options.act_order ? permute_symmetric(hessian, cols, order) : hessian, cols, options.damping, &failure);
+        hessian, cols, options.act_order ? order : std::vector<int64_t>{}, options.damping, &failure);
     if (!factor) {
         Tensor view;
         view.dtype = DType::F32;

@@ -22,70 +22,104 @@ void check_size(const std::vector<double>& hessian, int64_t n) {
     }
 }
 
-// Upper factor of (A)^-1 by two Cholesky factorizations, as GPTQ does
-// (cholesky, cholesky_inverse, cholesky upper). False when either fails.
-bool factor_inverse(const RowMatrix& a, RowMatrix& upper) {
-    const int64_t n = a.rows();
-    Eigen::LLT<Eigen::MatrixXd> first(a);
-    if (first.info() != Eigen::Success) return false;
-    Eigen::MatrixXd inverse = first.solve(Eigen::MatrixXd::Identity(n, n));
-    // The solve leaves rounding asymmetry; the second factorization reads
-    // one triangle only, so make both agree.
-    inverse = (0.5 * (inverse + inverse.transpose())).eval();
-    Eigen::LLT<Eigen::MatrixXd> second(inverse);
-    if (second.info() != Eigen::Success) return false;
-    upper = second.matrixU();
-    for (int64_t i = 0; i < n; ++i) {
-        const double d = upper(i, i);
-        if (!(d > 0.0) || !std::isfinite(d)) return false;
+using ColMatrix = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>;
+
+// Inverts the lower triangle of a column-major n x n matrix in place
+// (LAPACK's unblocked dtrti2): column j of L^-1 is -L^-1[j+1:, j+1:]
+// L[j+1:, j] / L_jj, the trailing block being already inverted. The strict
+// upper triangle is left alone.
+void invert_lower_in_place(double* m, int64_t n) {
+    for (int64_t j = n - 1; j >= 0; --j) {
+        double* column = m + j * n;
+        column[j] = 1.0 / column[j];
+        const double scale = -column[j];
+        // x = T x with T = the inverted trailing block (lower): columns of T
+        // are contiguous; going from the last column up, each x_k is read
+        // before it is overwritten.
+        for (int64_t k = n - 1; k > j; --k) {
+            const double* t = m + k * n;
+            const double xk = column[k];
+            column[k] = t[k] * xk;
+            for (int64_t i = k + 1; i < n; ++i) column[i] += t[i] * xk;
+        }
+        for (int64_t i = j + 1; i < n; ++i) column[i] *= scale;
     }
-    return upper.allFinite();
+}
+
+// Fills `work` (column-major) with J P^T H P J: the reordered H with its
+// order reversed, dead inputs decoupled, dampening added.
+void fill_reversed(const std::vector<double>& h, int64_t n, const std::vector<int64_t>& order,
+                   const std::vector<uint8_t>& dead, double dead_diagonal, double damp, std::vector<double>& work) {
+    const auto source = [&](int64_t i) { return order.empty() ? i : order[static_cast<size_t>(i)]; };
+    for (int64_t j = 0; j < n; ++j) {
+        const int64_t sj = source(n - 1 - j);
+        double* column = work.data() + j * n;
+        for (int64_t i = 0; i < n; ++i) {
+            const int64_t si = source(n - 1 - i);
+            column[i] = dead[static_cast<size_t>(si)] || dead[static_cast<size_t>(sj)] ? 0.0 : h[static_cast<size_t>(si * n + sj)];
+        }
+        column[j] = (dead[static_cast<size_t>(sj)] ? dead_diagonal : h[static_cast<size_t>(sj * n + sj)]) + damp;
+    }
 }
 
 }  // namespace
 
 std::optional<InverseHessianFactor> inverse_hessian_factor(const std::vector<double>& hessian, int64_t n,
+                                                           const std::vector<int64_t>& order,
                                                            const DampingOptions& damping, std::string* failure) {
     check_size(hessian, n);
+    if (!order.empty() && static_cast<int64_t>(order.size()) != n) fail("a column order of ", order.size(), " for ", n);
     auto failed = [&](const std::string& why) -> std::optional<InverseHessianFactor> {
         if (failure) *failure = why;
         return std::nullopt;
     };
-    RowMatrix h = Eigen::Map<const RowMatrix>(hessian.data(), n, n);
-    if (!h.allFinite()) return failed("the Hessian has non-finite entries");
+    for (double v : hessian) {
+        if (!std::isfinite(v)) return failed("the Hessian has non-finite entries");
+    }
     double live_sum = 0;
     int64_t live = 0;
+    std::vector<uint8_t> dead(static_cast<size_t>(n), 0);
     for (int64_t i = 0; i < n; ++i) {
-        const double d = h(i, i);
+        const double d = hessian[static_cast<size_t>(i * n + i)];
         if (d < 0) return failed("the Hessian has a negative diagonal entry at column " + std::to_string(i));
         if (d > 0) {
             live_sum += d;
             ++live;
+        } else {
+            dead[static_cast<size_t>(i)] = 1;
         }
     }
     InverseHessianFactor out;
     out.n = n;
     out.dead_columns = n - live;
     const double mean_diagonal = live > 0 ? live_sum / static_cast<double>(live) : 1.0;
-    for (int64_t i = 0; i < n; ++i) {
-        if (h(i, i) > 0) continue;
-        // A zero diagonal in a PSD matrix means a zero row and column; clear
-        // any rounding residue so the column stays uncoupled.
-        h.row(i).setZero();
-        h.col(i).setZero();
-        h(i, i) = mean_diagonal;
-    }
     std::vector<double> fractions = {damping.fraction};
     fractions.insert(fractions.end(), damping.fallback.begin(), damping.fallback.end());
-    RowMatrix upper;
+    std::vector<double> work(static_cast<size_t>(n * n));
     std::ostringstream tried;
     for (double fraction : fractions) {
         ++out.attempts;
-        RowMatrix damped = h;
-        damped.diagonal().array() += fraction * mean_diagonal;
-        if (factor_inverse(damped, upper)) {
+        fill_reversed(hessian, n, order, dead, mean_diagonal, fraction * mean_diagonal, work);
+        Eigen::Map<ColMatrix> a(work.data(), n, n);
+        const Eigen::LLT<Eigen::Ref<ColMatrix>> llt(a);  // M in the lower triangle, in place
+        bool ok = llt.info() == Eigen::Success;
+        for (int64_t i = 0; ok && i < n; ++i) ok = work[static_cast<size_t>(i * n + i)] > 0.0;
+        if (ok) {
+            invert_lower_in_place(work.data(), n);
+            // U = J M^-1 J: clear the strict upper triangle (left over from
+            // the input), turn the matrix by 180 degrees (reversing the
+            // column-major array reverses both indices), then transpose to
+            // row-major.
+            for (int64_t j = 1; j < n; ++j) std::fill(work.begin() + j * n, work.begin() + j * n + j, 0.0);
+            std::reverse(work.begin(), work.end());
+            for (int64_t i = 0; i < n; ++i)
+                for (int64_t j = i + 1; j < n; ++j) std::swap(work[static_cast<size_t>(i * n + j)], work[static_cast<size_t>(j * n + i)]);
+            for (double v : work) ok = ok && std::isfinite(v);
+            for (int64_t i = 0; ok && i < n; ++i) ok = work[static_cast<size_t>(i * n + i)] > 0.0;
+        }
+        if (ok) {
             out.damp_fraction = fraction;
-            out.upper.assign(upper.data(), upper.data() + n * n);
+            out.upper = std::move(work);
             return out;
         }
         tried << (out.attempts > 1 ? ", " : "") << fraction;

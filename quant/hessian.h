@@ -33,14 +33,27 @@ struct InverseHessianFactor {
     double at(int64_t r, int64_t c) const { return upper[static_cast<size_t>(r * n + c)]; }
 };
 
-// Factors H (n x n, row-major). Inputs never active in calibration (diagonal
-// 0) get the mean live diagonal and no coupling, so their rounding error is
-// not propagated to other columns. Returns nullopt, with the reason in
-// `failure`, when H has a non-finite or negative diagonal or no damping
-// level gives a positive definite matrix. Single-threaded, deterministic.
+// Factors P^T H P, H n x n row-major and P the column order `order`
+// (empty: as is), so act-order needs no permuted copy. Inputs never active
+// in calibration (diagonal 0) get the mean live diagonal and no coupling,
+// so their rounding error is not propagated to other columns. Returns
+// nullopt, with the reason in `failure`, when H has a non-finite or
+// negative diagonal or no damping level gives a positive definite matrix.
+// Memory: one n x n working matrix, which becomes the factor (the Cholesky
+// of the column-reversed matrix and its triangular inverse, in place:
+// U = J M^-1 J where J A J = M M^T and J reverses the order).
+// Single-threaded, deterministic.
 std::optional<InverseHessianFactor> inverse_hessian_factor(const std::vector<double>& hessian, int64_t n,
+                                                           const std::vector<int64_t>& order,
                                                            const DampingOptions& damping,
                                                            std::string* failure = nullptr);
+
+// The same in the given order.
+inline std::optional<InverseHessianFactor> inverse_hessian_factor(const std::vector<double>& hessian, int64_t n,
+                                                                  const DampingOptions& damping,
+                                                                  std::string* failure = nullptr) {
+    return inverse_hessian_factor(hessian, n, {}, damping, failure);
+}
 
 // Column order by descending diagonal (GPTQ's act-order); ties keep the
 // lower index first, so the order is deterministic.

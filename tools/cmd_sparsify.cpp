@@ -1,6 +1,7 @@
 // sparq sparsify MODEL -o OUT.sparq (--sparsity S | --pattern N:M) [--method magnitude|wanda|sparsegpt]
 //   [--layer-ratios uniform|owl] [--calib FILE --calib-samples N --calib-len L --seed S --calib-cache H5]
 //   [--bits B --group G --sym|--asym --quant-method rtn|mse|gptq] [--targets R] [--ignore R] [--dry-run]
+//   [--structured mlp=F,heads=F [--no-reconstruct]]
 #include <chrono>
 #include <filesystem>
 #include <iomanip>
@@ -25,8 +26,34 @@ struct SparsifyArgs {
     bool asym = false;
     bool sym = false;
     bool dry_run = false;
+    bool no_reconstruct = false;
     CLI::App* command = nullptr;
 };
+
+// What structured pruning cut, for the file's metadata and the JSON report.
+nlohmann::json structured_report(const SparsifyOptions& o, const StructuredResult& s) {
+    nlohmann::json layers = nlohmann::json::array();
+    for (const auto& l : s.layers) {
+        layers.push_back({{"kept_heads", l.kept_heads},
+                          {"kept_kv_heads", l.kept_kv_heads},
+                          {"mlp_error_pruned", finite_or_null(l.mlp_error_pruned)},
+                          {"mlp_error_reconstructed", finite_or_null(l.mlp_error_reconstructed)},
+                          {"mlp_reconstructed", l.mlp_reconstructed},
+                          {"attn_error_pruned", finite_or_null(l.attn_error_pruned)},
+                          {"attn_error_reconstructed", finite_or_null(l.attn_error_reconstructed)},
+                          {"attn_reconstructed", l.attn_reconstructed}});
+    }
+    return {{"spec", o.structured},
+            {"reconstruct", o.structured_reconstruct && s.calibrated},
+            {"importance", s.calibrated ? "calibration" : "weights"},
+            {"intermediate_size", {s.intermediate_before, s.intermediate_after}},
+            {"num_attention_heads", s.model.config.num_heads},
+            {"num_key_value_heads", s.model.config.num_kv_heads},
+            {"head_removal", s.heads.whole_groups ? "whole_kv_groups" : "per_kv_group"},
+            {"mlp_weight_bytes", {s.mlp_weight_bytes_before, s.mlp_weight_bytes_after}},
+            {"attn_weight_bytes", {s.attn_weight_bytes_before, s.attn_weight_bytes_after}},
+            {"layers", layers}};
+}
 
 nlohmann::json sparsity_metadata(const SparsifyOptions& o, const SparsityTarget& target) {
     nlohmann::json j = {{"method", o.method},
@@ -68,12 +95,16 @@ int run_sparsify(SparsifyArgs& args) {
     if (args.asym && args.sym) fail_in({"", "", "--asym"}, "give either --sym or --asym");
     if (args.command->count("--sparsity")) args.options.sparsity = args.sparsity;
     args.options.symmetric = !args.asym;
+    args.options.structured_reconstruct = !args.no_reconstruct;
     args.options.validate();
     const SparsityTarget target = args.options.target();
     const auto start = std::chrono::steady_clock::now();
     LoadOptions load;
     load.tokenizer_path = args.tokenizer;
     const ModelSource model = load_model(args.model, load);
+    if (args.dry_run && !args.options.structured.empty()) {
+        fail_in({"", "", "--dry-run"}, "is not available with --structured yet (the plan depends on the pruned shapes)");
+    }
     if (args.dry_run) return print_dry_run(args, model);
     if (args.output.empty()) fail_in({"", "", "-o"}, "an output file is required");
     const SparsifyResult r =
@@ -138,7 +169,9 @@ int run_sparsify(SparsifyArgs& args) {
                                     {"bits_per_weight", r.bits_per_weight},
                                     {"file_bits_per_weight", r.file_bits_per_weight}};
     }
-    write_sparq_model(args.output, model.config, *model.tokenizer, r.tensors, metadata);
+    if (r.structured) metadata["structured"] = structured_report(args.options, *r.structured);
+    write_sparq_model(args.output, r.structured ? r.structured->model.config : model.config, *model.tokenizer,
+                      r.tensors, metadata);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     nlohmann::json j = {{"output", args.output},
                         {"bits_per_weight", r.bits_per_weight},
@@ -155,6 +188,7 @@ int run_sparsify(SparsifyArgs& args) {
                         {"tensors", tensors}};
     if (args.options.quantizes()) j["quant_method"] = args.options.quant_method;
     if (r.calibration) j["calibration"] = calibration;
+    if (r.structured) j["structured"] = metadata["structured"];
     if (!r.layer_sparsity.empty()) j["layer_sparsity"] = r.layer_sparsity;
     if (!r.outlier_ratios.empty()) j["outlier_ratios"] = r.outlier_ratios;
     if (args.common.json) {
@@ -203,6 +237,10 @@ void register_sparsify(CLI::App& app) {
     cmd->add_option("--head-bits", args.options.head_bits, "Output head bits with --bits (16 keeps FP16)");
     cmd->add_option("--targets", args.options.targets, "Regex on whole tensor names to prune (default: block linears)");
     cmd->add_option("--ignore", args.options.ignore, "Regex on whole tensor names to leave alone (wins over --targets)");
+    cmd->add_option("--structured", args.options.structured,
+                    "Remove MLP channels / attention heads: mlp=F,heads=F (fractions; with --calib, scored on "
+                    "calibration activations and the next layer refit by least squares)");
+    cmd->add_flag("--no-reconstruct", args.no_reconstruct, "With --structured: skip the least-squares refit");
     cmd->add_option("--tokenizer", args.tokenizer, "Tokenizer file (llama2.c checkpoints)");
     cmd->add_flag("--dry-run", args.dry_run, "Print the plan and write nothing");
     add_common_options(cmd, args.common);

@@ -54,9 +54,12 @@ namespace hn = hwy::HWY_NAMESPACE;
 
 inline constexpr bool kHasIntDot = true;
 
-// Register tile: token vectors x rows (2 x 12 int32 accumulators, 2
-// activation vectors and a broadcast: within 32 registers).
-inline constexpr int kDotVectors = 2;
+// Register tile: token vectors x rows, TM x TN int32 accumulators (at
+// most 3 x 8 = 24, with TM activation vectors and a broadcast: within 32
+// registers). Rows are prepared in groups of kDotGroupRows = 16.
+inline constexpr int kDotVectors = 3;
+inline constexpr int kDotTileRows = 8;
+static_assert(kDotGroupRows == 16, "a group is one 16 x 16 transpose wide");
 
 // Unpacks one whole row to byte codes in block order (codes + b * 32 for
 // block b). int4 takes 4 blocks (64 packed bytes) per step: low and high
@@ -92,36 +95,128 @@ HWY_INLINE int GroupZero(const uint8_t* zero_row, int64_t g) {
     return kSym ? (1 << (kBits - 1)) : ZeroPoint<kBits>(zero_row, g);
 }
 
-// Row n of a group of kDotRows rows as the kernel reads it, interleaved
-// with the others step by step (out[(k * kDotRows + n) * 4 ..], so one
-// pointer walks every row of a tile): Q8, byte codes u; Q16, int16 levels
-// u - z. `bytes` (stride bytes) and `wide` (2 * stride) are row buffers.
-// Then per activation block a: the scale of its group and minus its zero
-// point (a block lies in one group).
+// Row r as the kernel's steps read it, into `out` (row_bytes, padded with
+// zeros to a multiple of 64): Q8, byte codes u; Q16, int16 levels u - z
+// (via `bytes`, one row of codes). Then per activation block a: the scale
+// of its group and minus its zero point (a block lies in one group).
 template <int kBits, bool kSym, bool kWide>
-HWY_INLINE void PrepareDotRow(const DenseWeights& w, int64_t r, int64_t n, int64_t act_block, int64_t act_blocks,
-                              uint8_t* HWY_RESTRICT bytes, int16_t* HWY_RESTRICT wide, uint8_t* HWY_RESTRICT out,
+HWY_INLINE void PrepareDotRow(const DenseWeights& w, int64_t r, int64_t act_block, int64_t act_blocks,
+                              uint8_t* HWY_RESTRICT bytes, uint8_t* HWY_RESTRICT out, int64_t padded_bytes,
                               float* HWY_RESTRICT row_scales, float* HWY_RESTRICT d, int32_t* HWY_RESTRICT neg_z) {
     const uint8_t* zero_row = kSym ? nullptr : w.view.zeros + r * w.zero_row_bytes;
-    UnpackCodeRow<kBits, kSym>(w, r, bytes);
     const int64_t stride = w.blocks * kBlock;
-    const uint8_t* row = bytes;
+    int64_t row_bytes = stride;
     if constexpr (kWide) {
+        UnpackCodeRow<kBits, kSym>(w, r, bytes);
         const int64_t blocks_per_group = block_count(w.group_span);
-        for (int64_t b = 0; b < w.blocks; ++b) {
+        // Counters, not divisions: this runs for every block of every row.
+        for (int64_t b = 0, g = 0, in_group = 0; b < w.blocks; ++b) {
             const __m512i u = _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(bytes + b * kBlock)));
-            const __m512i z = _mm512_set1_epi16(static_cast<int16_t>(GroupZero<kBits, kSym>(zero_row, b / blocks_per_group)));
-            _mm512_storeu_si512(wide + b * kBlock, _mm512_sub_epi16(u, z));
+            const __m512i z = _mm512_set1_epi16(static_cast<int16_t>(GroupZero<kBits, kSym>(zero_row, g)));
+            _mm512_storeu_si512(out + b * kBlock * 2, _mm512_sub_epi16(u, z));
+            if (++in_group == blocks_per_group) {
+                ++g;
+                in_group = 0;
+            }
         }
-        row = reinterpret_cast<const uint8_t*>(wide);
+        row_bytes = 2 * stride;
+    } else {
+        UnpackCodeRow<kBits, kSym>(w, r, out);
     }
-    const int64_t steps = stride / (kWide ? 2 : 4);
-    for (int64_t k = 0; k < steps; ++k) std::memcpy(out + (k * kDotRows + n) * 4, row + 4 * k, 4);
+    std::memset(out + row_bytes, 0, static_cast<size_t>(padded_bytes - row_bytes));
     ConvertRowScales(w.view.scales + 2 * r * w.groups_per_row, w.groups_per_row, row_scales);
-    for (int64_t a = 0; a < act_blocks; ++a) {
-        const int64_t g = a * act_block / w.group_span;
+    // Groups hold whole activation blocks (one group per row holds all).
+    const int64_t acts_per_group = w.groups_per_row == 1 ? act_blocks : std::max<int64_t>(1, w.group_span / act_block);
+    for (int64_t a = 0, g = 0, in_group = 0; a < act_blocks; ++a) {
         d[a] = row_scales[g];
         neg_z[a] = -GroupZero<kBits, kSym>(zero_row, g);
+        if (++in_group == acts_per_group) {
+            ++g;
+            in_group = 0;
+        }
+    }
+}
+
+// Transposes 16 x 16 int32: row n (src + n * src_stride, 64 bytes) to
+// dst + k * 64 for each step k: lanes within 128 bits for 4 rows at a time,
+// then 128-bit blocks across the 4 quarters. Named registers throughout:
+// GCC spills arrays of vectors.
+HWY_INLINE void Transpose16x16(const uint8_t* HWY_RESTRICT src, int64_t src_stride, uint8_t* HWY_RESTRICT dst) {
+    // u<q><i>: rows 4q..4q+3, step 4L + i in 128-bit block L.
+#define SPARQ_QUARTER(q)                                                                 \
+    __m512i u##q##0, u##q##1, u##q##2, u##q##3;                                          \
+    {                                                                                    \
+        const __m512i r0 = _mm512_loadu_si512(src + (4 * q + 0) * src_stride);           \
+        const __m512i r1 = _mm512_loadu_si512(src + (4 * q + 1) * src_stride);           \
+        const __m512i r2 = _mm512_loadu_si512(src + (4 * q + 2) * src_stride);           \
+        const __m512i r3 = _mm512_loadu_si512(src + (4 * q + 3) * src_stride);           \
+        const __m512i t0 = _mm512_unpacklo_epi32(r0, r1), t1 = _mm512_unpackhi_epi32(r0, r1); \
+        const __m512i t2 = _mm512_unpacklo_epi32(r2, r3), t3 = _mm512_unpackhi_epi32(r2, r3); \
+        u##q##0 = _mm512_unpacklo_epi64(t0, t2);                                         \
+        u##q##1 = _mm512_unpackhi_epi64(t0, t2);                                         \
+        u##q##2 = _mm512_unpacklo_epi64(t1, t3);                                         \
+        u##q##3 = _mm512_unpackhi_epi64(t1, t3);                                         \
+    }
+    SPARQ_QUARTER(0)
+    SPARQ_QUARTER(1)
+    SPARQ_QUARTER(2)
+    SPARQ_QUARTER(3)
+#undef SPARQ_QUARTER
+    // Step 4L + i gathers block L of u0i, u1i, u2i, u3i.
+#define SPARQ_STEPS(i)                                                                   \
+    {                                                                                    \
+        const __m512i ab_even = _mm512_shuffle_i32x4(u0##i, u1##i, 0x88); /* A0 A2 B0 B2 */ \
+        const __m512i ab_odd = _mm512_shuffle_i32x4(u0##i, u1##i, 0xDD);  /* A1 A3 B1 B3 */ \
+        const __m512i cd_even = _mm512_shuffle_i32x4(u2##i, u3##i, 0x88);                \
+        const __m512i cd_odd = _mm512_shuffle_i32x4(u2##i, u3##i, 0xDD);                 \
+        _mm512_storeu_si512(dst + (0 + i) * 64, _mm512_shuffle_i32x4(ab_even, cd_even, 0x88));  \
+        _mm512_storeu_si512(dst + (4 + i) * 64, _mm512_shuffle_i32x4(ab_odd, cd_odd, 0x88));    \
+        _mm512_storeu_si512(dst + (8 + i) * 64, _mm512_shuffle_i32x4(ab_even, cd_even, 0xDD));  \
+        _mm512_storeu_si512(dst + (12 + i) * 64, _mm512_shuffle_i32x4(ab_odd, cd_odd, 0xDD));   \
+    }
+    SPARQ_STEPS(0)
+    SPARQ_STEPS(1)
+    SPARQ_STEPS(2)
+    SPARQ_STEPS(3)
+#undef SPARQ_STEPS
+}
+
+inline constexpr int64_t kPrefetchRows = 4;
+
+HWY_INLINE void PrefetchCodeRow(const DenseWeights& w, int64_t r) {
+    const char* row = reinterpret_cast<const char*>(w.view.code_row(r));
+    for (int64_t i = 0; i < w.code_row_bytes; i += 64) _mm_prefetch(row + i, _MM_HINT_T0);
+}
+
+// Prepares rows [r, r + rows) (rows <= 16) as one group, interleaved step by
+// step: group + k * 64 holds the 16 rows' 4 bytes of step k (rows past
+// `rows` zero), so one pointer walks every row of a tile. Rows up to r_end
+// follow (prefetched).
+template <int kBits, bool kSym, bool kWide>
+HWY_INLINE void PrepareDotGroup(const DenseWeights& w, int64_t r, int64_t rows, int64_t r_end, int64_t steps,
+                                int64_t act_block,
+                                int64_t act_blocks, uint8_t* HWY_RESTRICT temp, uint8_t* HWY_RESTRICT bytes,
+                                uint8_t* HWY_RESTRICT group, float* HWY_RESTRICT row_scales, float* HWY_RESTRICT d,
+                                int32_t* HWY_RESTRICT neg_z) {
+    const int64_t padded = (steps * 4 + 63) / 64 * 64;
+    for (int64_t n = 0; n < kDotGroupRows; ++n) {
+        uint8_t* row = temp + n * padded;
+        // The codes come from DRAM (each matrix is read once per call):
+        // fetch a few rows ahead, or every row waits on its first misses.
+        if (r + n + kPrefetchRows < r_end) PrefetchCodeRow(w, r + n + kPrefetchRows);
+        if (n < rows) {
+            PrepareDotRow<kBits, kSym, kWide>(w, r + n, act_block, act_blocks, bytes, row, padded, row_scales,
+                                              d + n * act_blocks, neg_z + n * act_blocks);
+        } else {
+            std::memset(row, 0, static_cast<size_t>(padded));
+        }
+    }
+    int64_t k0 = 0;
+    for (; k0 + 16 <= steps; k0 += 16) Transpose16x16(temp + k0 * 4, padded, group + k0 * 64);
+    if (k0 < steps) {  // a last partial slab (Q8 rows of an odd number of blocks)
+        alignas(64) uint8_t slab[16 * 64];
+        Transpose16x16(temp + k0 * 4, padded, slab);
+        std::memcpy(group + k0 * 64, slab, static_cast<size_t>((steps - k0) * 64));
     }
 }
 
@@ -158,55 +253,66 @@ HWY_INLINE void DotFinish(float* facc, __m512i acc, __m512 dx, float d) {
 // Every row index of a register tile, for the macros below: the tile's
 // accumulators are named variables, as GCC keeps arrays of vectors in
 // memory; rows past TN compile to nothing.
-#define SPARQ_DOT_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
-static_assert(kDotRows == 12, "SPARQ_DOT_ROWS lists kDotRows rows");
+#define SPARQ_DOT_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
+static_assert(kDotTileRows == 8, "SPARQ_DOT_ROWS lists kDotTileRows rows");
 
-// Rows [n0, n0 + TN) of the prepared group (`codes` interleaved, params at
-// d + n * act_blocks) times token vectors [v0, v0 + TM); writes the outputs
-// of rows r + n. `facc` holds TM * TN float vectors.
+// Rows [n0, n0 + TN) of a prepared group (`codes` = group + n0 * 4, params
+// at d + n * act_blocks) times token vectors [v0, v0 + TM); writes the
+// outputs of rows r + n. `facc` holds TM * TN float vectors.
 template <int TM, int TN, bool kSym, bool kWide>
 HWY_INLINE void DotTile(const IntDotActivations& x, int64_t v0, const uint8_t* HWY_RESTRICT codes,
                         const float* HWY_RESTRICT d, const int32_t* HWY_RESTRICT neg_z, float* y, int64_t y_stride,
                         int64_t r, float* facc) {
-    static_assert(TM >= 1 && TM <= 2 && TN >= 1 && TN <= kDotRows, "tile shape");
+    static_assert(TM >= 1 && TM <= kDotVectors && TN >= 1 && TN <= kDotTileRows, "tile shape");
     const int64_t ab = x.act_blocks;
     const int64_t steps_per_act = x.act_block / (kWide ? 2 : 4);
-    const uint8_t* xq0 = x.q + v0 * x.steps * 64;
-    const uint8_t* xq1 = xq0 + (TM == 2 ? x.steps * 64 : 0);
+    const int64_t vector_bytes = x.steps * 64;
+    const uint8_t* xq0 = x.q + v0 * vector_bytes;
+    const uint8_t* xq1 = xq0 + (TM >= 2 ? vector_bytes : 0);
+    const uint8_t* xq2 = xq0 + (TM >= 3 ? 2 * vector_bytes : 0);
     for (int i = 0; i < TM * TN; ++i) _mm512_storeu_ps(facc + i * kTokenLanes, _mm512_setzero_ps());
     for (int64_t a = 0; a < ab; ++a) {
         const int32_t* sums0 = x.sums + (v0 * ab + a) * kTokenLanes;
-        const int32_t* sums1 = sums0 + ab * kTokenLanes;
-#define SPARQ_DOT_START(n)                                                                        \
-    [[maybe_unused]] __m512i acc0_##n, acc1_##n;                                                  \
-    if constexpr (n < TN) {                                                                       \
-        acc0_##n = DotStart<kWide>(sums0, neg_z[(kSym ? 0 : n) * ab + a]);                        \
-        if constexpr (TM == 2) acc1_##n = DotStart<kWide>(sums1, neg_z[(kSym ? 0 : n) * ab + a]); \
+        const int32_t* sums1 = sums0 + (TM >= 2 ? ab * kTokenLanes : 0);
+        const int32_t* sums2 = sums0 + (TM >= 3 ? 2 * ab * kTokenLanes : 0);
+#define SPARQ_DOT_START(n)                                                     \
+    [[maybe_unused]] __m512i acc0_##n, acc1_##n, acc2_##n;                     \
+    if constexpr (n < TN) {                                                    \
+        const int32_t z = neg_z[(kSym ? 0 : n) * ab + a];                      \
+        acc0_##n = DotStart<kWide>(sums0, z);                                  \
+        if constexpr (TM >= 2) acc1_##n = DotStart<kWide>(sums1, z);           \
+        if constexpr (TM >= 3) acc2_##n = DotStart<kWide>(sums2, z);           \
     }
         SPARQ_DOT_ROWS(SPARQ_DOT_START)
 #undef SPARQ_DOT_START
         const int64_t k1 = std::min(x.steps, (a + 1) * steps_per_act);
         for (int64_t k = a * steps_per_act; k < k1; ++k) {
-            const __m512i v0q = _mm512_loadu_si512(xq0 + k * 64);
-            const __m512i v1q = _mm512_loadu_si512(xq1 + k * 64);
-            const uint8_t* wk = codes + k * kDotRows * 4;
-#define SPARQ_DOT_STEP(n)                                          \
-    if constexpr (n < TN) {                                        \
-        int32_t step;                                              \
-        std::memcpy(&step, wk + 4 * n, 4);                         \
-        const __m512i wb = _mm512_set1_epi32(step);                \
-        DotStep<kWide>(acc0_##n, wb, v0q);                         \
-        if constexpr (TM == 2) DotStep<kWide>(acc1_##n, wb, v1q);  \
+            const __m512i x0 = _mm512_loadu_si512(xq0 + k * 64);
+            [[maybe_unused]] __m512i x1, x2;
+            if constexpr (TM >= 2) x1 = _mm512_loadu_si512(xq1 + k * 64);
+            if constexpr (TM >= 3) x2 = _mm512_loadu_si512(xq2 + k * 64);
+            const uint8_t* wk = codes + k * 64;
+#define SPARQ_DOT_STEP(n)                                         \
+    if constexpr (n < TN) {                                       \
+        int32_t step;                                             \
+        std::memcpy(&step, wk + 4 * n, 4);                        \
+        const __m512i wb = _mm512_set1_epi32(step);               \
+        DotStep<kWide>(acc0_##n, wb, x0);                         \
+        if constexpr (TM >= 2) DotStep<kWide>(acc1_##n, wb, x1);  \
+        if constexpr (TM >= 3) DotStep<kWide>(acc2_##n, wb, x2);  \
     }
             SPARQ_DOT_ROWS(SPARQ_DOT_STEP)
 #undef SPARQ_DOT_STEP
         }
-        const __m512 dx0 = _mm512_loadu_ps(x.scales + (v0 * ab + a) * kTokenLanes);
-        const __m512 dx1 = _mm512_loadu_ps(x.scales + ((v0 + TM - 1) * ab + a) * kTokenLanes);
-#define SPARQ_DOT_FINISH(n)                                                                      \
-    if constexpr (n < TN) {                                                                      \
-        DotFinish(facc + n * kTokenLanes, acc0_##n, dx0, d[n * ab + a]);                         \
-        if constexpr (TM == 2) DotFinish(facc + (TN + n) * kTokenLanes, acc1_##n, dx1, d[n * ab + a]); \
+        const float* dx = x.scales + (v0 * ab + a) * kTokenLanes;
+        const __m512 dx0 = _mm512_loadu_ps(dx);
+        const __m512 dx1 = _mm512_loadu_ps(dx + (TM >= 2 ? ab * kTokenLanes : 0));
+        const __m512 dx2 = _mm512_loadu_ps(dx + (TM >= 3 ? 2 * ab * kTokenLanes : 0));
+#define SPARQ_DOT_FINISH(n)                                                                              \
+    if constexpr (n < TN) {                                                                              \
+        DotFinish(facc + n * kTokenLanes, acc0_##n, dx0, d[n * ab + a]);                                 \
+        if constexpr (TM >= 2) DotFinish(facc + (TN + n) * kTokenLanes, acc1_##n, dx1, d[n * ab + a]);     \
+        if constexpr (TM >= 3) DotFinish(facc + (2 * TN + n) * kTokenLanes, acc2_##n, dx2, d[n * ab + a]); \
     }
         SPARQ_DOT_ROWS(SPARQ_DOT_FINISH)
 #undef SPARQ_DOT_FINISH
@@ -221,22 +327,21 @@ HWY_INLINE void DotTile(const IntDotActivations& x, int64_t v0, const uint8_t* H
     }
 }
 
-// All `rows` prepared rows (at most kDotRows) times token vectors
-// [v0, v0 + TM): whole tiles of 12 rows, then 8, 4, 2, 1.
+// The `rows` rows of a prepared group times token vectors [v0, v0 + TM):
+// tiles of 8 rows, then 4, 2, 1.
 template <int TM, bool kSym, bool kWide>
-HWY_INLINE void DotTileRows(int64_t rows, const IntDotActivations& x, int64_t v0, const uint8_t* codes,
-                            const float* d, const int32_t* neg_z, float* y, int64_t y_stride, int64_t r,
-                            float* facc) {
+HWY_INLINE void DotGroupTiles(int64_t rows, const IntDotActivations& x, int64_t v0, const uint8_t* group,
+                              const float* d, const int32_t* neg_z, float* y, int64_t y_stride, int64_t r,
+                              float* facc) {
     const int64_t ab = x.act_blocks;
     int64_t n = 0;
     const auto tile = [&](auto tn) HWY_ATTR {
         constexpr int TN = decltype(tn)::value;
         for (; n + TN <= rows; n += TN) {
-            DotTile<TM, TN, kSym, kWide>(x, v0, codes + n * 4, d + n * ab, neg_z + n * ab, y, y_stride, r + n,
+            DotTile<TM, TN, kSym, kWide>(x, v0, group + n * 4, d + n * ab, neg_z + n * ab, y, y_stride, r + n,
                                          facc);
         }
     };
-    tile(std::integral_constant<int, 12>());
     tile(std::integral_constant<int, 8>());
     tile(std::integral_constant<int, 4>());
     tile(std::integral_constant<int, 2>());
@@ -244,38 +349,46 @@ HWY_INLINE void DotTileRows(int64_t rows, const IntDotActivations& x, int64_t v0
 }
 
 // Token vectors per pass over the chunk's rows: their activations (16 *
-// steps * 4 bytes each) stay within about half of a 1 MiB L2; rows are
-// prepared once per pass.
+// steps * 4 bytes each) stay within about half of a 1 MiB L2.
 HWY_INLINE int64_t DotVectorsPerPass(int64_t steps) {
     const int64_t fit = (int64_t{512} * 1024) / std::max<int64_t>(kTokenLanes * 4 * steps, 1);
-    return std::max<int64_t>(kDotVectors, fit / kDotVectors * kDotVectors);
+    return std::max<int64_t>(kDotVectors, fit);
 }
 
+// Rows [r0, r1) are prepared once, in groups of 16, then every token
+// vector passes over them.
 template <int kBits, bool kSym, bool kWide>
 HWY_INLINE void DenseRowsByIntDotFor(const DenseCall& c, int64_t r0, int64_t r1, const KernelScratch& s) {
     const IntDotActivations& x = c.dot;
-    const int64_t stride = c.w.blocks * kBlock;
     const int64_t ab = x.act_blocks;
-    // The scratch layout of int_dot_scratch_floats (kernel_args.h).
-    float* facc = s.weight_tile;
-    uint8_t* codes = reinterpret_cast<uint8_t*>(facc + kDotVectors * kDotRows * kTokenLanes);
-    int16_t* wide = reinterpret_cast<int16_t*>(codes + kDotRows * 2 * stride);
-    uint8_t* bytes = reinterpret_cast<uint8_t*>(wide + stride);
-    float* d = reinterpret_cast<float*>(bytes + stride);
-    int32_t* neg_z = reinterpret_cast<int32_t*>(d + kDotRows * ab);
+    const IntDotScratch layout(c.w.blocks * kBlock, ab, r1 - r0);
+    uint8_t* base = reinterpret_cast<uint8_t*>(s.weight_tile);
+    float* facc = reinterpret_cast<float*>(base + layout.facc);
+    uint8_t* prepared = base + layout.prepared;
+    uint8_t* temp = base + layout.temp;
+    uint8_t* bytes = base + layout.bytes;
+    float* d = reinterpret_cast<float*>(base + layout.scales);
+    int32_t* neg_z = reinterpret_cast<int32_t*>(base + layout.zeros);
+    const int64_t group_bytes = x.steps * 64;
+    for (int64_t r = r0; r < std::min(r1, r0 + kPrefetchRows); ++r) PrefetchCodeRow(c.w, r);
+    for (int64_t r = r0, g = 0; r < r1; r += kDotGroupRows, ++g) {
+        PrepareDotGroup<kBits, kSym, kWide>(c.w, r, std::min<int64_t>(kDotGroupRows, r1 - r), r1, x.steps, x.act_block, ab,
+                                            temp, bytes, prepared + g * group_bytes, s.row_scales,
+                                            d + (r - r0) * ab, neg_z + (r - r0) * ab);
+    }
     const int64_t per_pass = DotVectorsPerPass(x.steps);
     for (int64_t v0 = 0; v0 < x.vectors; v0 += per_pass) {
         const int64_t v1 = std::min(x.vectors, v0 + per_pass);
-        for (int64_t r = r0; r < r1; r += kDotRows) {
-            const int64_t rows = std::min<int64_t>(kDotRows, r1 - r);
-            for (int64_t n = 0; n < rows; ++n) {
-                PrepareDotRow<kBits, kSym, kWide>(c.w, r + n, n, x.act_block, ab, bytes, wide, codes, s.row_scales,
-                                                  d + n * ab, neg_z + n * ab);
-            }
+        for (int64_t r = r0, g = 0; r < r1; r += kDotGroupRows, ++g) {
+            const int64_t rows = std::min<int64_t>(kDotGroupRows, r1 - r);
+            const uint8_t* group = prepared + g * group_bytes;
+            const float* gd = d + (r - r0) * ab;
+            const int32_t* gz = neg_z + (r - r0) * ab;
             int64_t v = v0;
             for (; v + kDotVectors <= v1; v += kDotVectors)
-                DotTileRows<kDotVectors, kSym, kWide>(rows, x, v, codes, d, neg_z, c.y, c.y_stride, r, facc);
-            for (; v < v1; ++v) DotTileRows<1, kSym, kWide>(rows, x, v, codes, d, neg_z, c.y, c.y_stride, r, facc);
+                DotGroupTiles<kDotVectors, kSym, kWide>(rows, x, v, group, gd, gz, c.y, c.y_stride, r, facc);
+            if (v1 - v == 2) DotGroupTiles<2, kSym, kWide>(rows, x, v, group, gd, gz, c.y, c.y_stride, r, facc);
+            if (v1 - v == 1) DotGroupTiles<1, kSym, kWide>(rows, x, v, group, gd, gz, c.y, c.y_stride, r, facc);
         }
     }
 }

@@ -113,15 +113,29 @@ struct IntDotActivations {
     const int32_t* sums = nullptr;     // Q8: vectors x act_blocks x 16, sum of q over the block
 };
 
-// Rows the integer-dot prefill prepares at a time (its widest register
-// tile), and the scratch floats it needs for rows of `stride` columns and
-// `act_blocks` activation blocks: float accumulators (2 token vectors x
-// kDotRows x 16), the prepared rows (int16 at most), one row as int16 and
-// as bytes, per-block scales and zero points.
-inline constexpr int64_t kDotRows = 12;
-inline int64_t int_dot_scratch_floats(int64_t stride, int64_t act_blocks) {
-    return 2 * kDotRows * kTokenLanes + (kDotRows * 2 * stride + 3 * stride) / 4 + 2 * kDotRows * act_blocks + 16;
-}
+// The integer-dot prefill prepares a chunk's rows in groups of
+// kDotGroupRows, interleaved step by step. Its scratch, in bytes from a
+// 64-byte boundary, for rows of `stride` columns, `act_blocks` activation
+// blocks and `rows` rows: float accumulators (3 token vectors x 8 rows x
+// 16 lanes), the prepared groups (int16 levels at most), 16 padded rows
+// before transposition, one row of byte codes, per-row-and-block scales
+// and zero points.
+inline constexpr int64_t kDotGroupRows = 16;
+struct IntDotScratch {
+    int64_t facc, prepared, temp, bytes, scales, zeros, total;
+    IntDotScratch(int64_t stride, int64_t act_blocks, int64_t rows) {
+        const auto up = [](int64_t n) { return (n + 63) / 64 * 64; };
+        const int64_t groups = (rows + kDotGroupRows - 1) / kDotGroupRows;
+        const int64_t row_bytes = up(2 * stride);
+        facc = 0;
+        prepared = up(3 * 8 * kTokenLanes * 4);
+        temp = prepared + groups * kDotGroupRows * row_bytes;
+        bytes = temp + kDotGroupRows * row_bytes;
+        scales = bytes + up(stride);
+        zeros = scales + up(groups * kDotGroupRows * act_blocks * 4);
+        total = zeros + up(groups * kDotGroupRows * act_blocks * 4);
+    }
+};
 
 // Tokens at which dequantizing a tile beats decoding each row per token.
 inline constexpr int64_t kMinTileTokens = 2;

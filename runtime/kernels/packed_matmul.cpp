@@ -252,17 +252,20 @@ void packed_matmul(const PackedView& w, const float* x, int64_t tokens, float* y
     call.x = buffers.view;
     call.dot = buffers.dot;
     call.mode = buffers.kernel_mode;
+    const int64_t chunk = rows_per_chunk(call.w);
+    const int64_t dot_bytes = call.dot.q ? IntDotScratch(call.x.stride, call.dot.act_blocks, chunk).total : 0;
+    // Row scales, then the tile buffer from a 64-byte boundary.
+    const int64_t tile_offset = (call.w.groups_per_row + 16 + 15) / 16 * 16;
     const size_t scratch_floats = static_cast<size_t>(
-        call.w.groups_per_row + 16 +
-        std::max(kMaxTileRows * call.x.stride,
-                 call.dot.q ? int_dot_scratch_floats(call.x.stride, call.dot.act_blocks) : 0));
-    parallel_for(0, w.rows, rows_per_chunk(call.w), [&](int64_t r0, int64_t r1) {
+        tile_offset + 16 + std::max(kMaxTileRows * call.x.stride, (dot_bytes + 3) / 4));
+    parallel_for(0, w.rows, chunk, [&](int64_t r0, int64_t r1) {
         // Chunks never nest parallel loops, so a per-thread buffer is safe.
         thread_local std::vector<float> scratch;
         if (scratch.size() < scratch_floats) scratch.resize(scratch_floats);
         KernelScratch s;
         s.row_scales = scratch.data();
-        s.weight_tile = scratch.data() + call.w.groups_per_row + 16;
+        const auto misalign = reinterpret_cast<uintptr_t>(scratch.data() + tile_offset) % 64;
+        s.weight_tile = scratch.data() + tile_offset + (misalign ? (64 - misalign) / 4 : 0);
         HWY_DYNAMIC_DISPATCH(DenseRows)(call, r0, r1, s);
     });
 }

@@ -63,7 +63,10 @@ TEST(StatisticsCache, HitAndMissOnModelDataSeedAndSamples) {
     EXPECT_EQ(visit(model, f.data, cache, &computed).cache, "written");
     EXPECT_EQ(std::filesystem::status(cache).permissions() & std::filesystem::perms::others_read,
               std::filesystem::perms::others_read);
-    EXPECT_EQ(visit(model, f.data, cache, &cached).cache, "hit");
+    const StatisticsOutcome hit = visit(model, f.data, cache, &cached);
+    EXPECT_EQ(hit.cache, "hit");
+    EXPECT_EQ(hit.samples, 4);
+    EXPECT_EQ(hit.tokens, 4 * 32);
     expect_close(computed, cached);
     // Without data, a cache of this model is used.
     EXPECT_EQ(visit(model, std::nullopt, cache).cache, "hit");
