@@ -159,6 +159,12 @@ RunnerReport run_calibration(const ModelSource& model, const CalibrationSamples&
     }
 
     RunnerReport report;
+    if (len > c.max_position_embeddings) {
+        report.warnings.push_back("calibration samples of " + std::to_string(len) +
+                                  " tokens exceed the model's max_position_embeddings " +
+                                  std::to_string(c.max_position_embeddings));
+        if (options.log) options.log("warning: " + report.warnings.back());
+    }
     report.samples = n_samples;
     report.tokens = n_samples * len;
     std::vector<float> scratch(options.sequential ? static_cast<size_t>(len * d) : 0);

@@ -71,6 +71,7 @@ struct RunnerReport {
     int64_t tokens = 0;
     std::vector<double> block_seconds;
     double seconds = 0;
+    std::vector<std::string> warnings;  // also logged
 };
 
 // Called once per (block, space), in forward order within each block.

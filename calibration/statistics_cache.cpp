@@ -179,8 +179,12 @@ std::vector<float> read_dataset(hid_t group, const char* name, const std::vector
     if (found != dims) {
         std::string f, e;
         for (size_t i = 0; i < dims.size(); ++i) {
-            f += (i ? ", " : "") + std::to_string(found[i]);
-            e += (i ? ", " : "") + std::to_string(dims[i]);
+            if (i) {
+                f += ", ";
+                e += ", ";
+            }
+            f += std::to_string(found[i]);
+            e += std::to_string(dims[i]);
         }
         fail_in(context, "has shape [", f, "], expected [", e, "] for this model");
     }
@@ -307,7 +311,10 @@ void StatisticsCacheWriter::write(int64_t layer, InputSpace space, const Activat
     write_int_attribute(group.get(), "tokens", s.tokens, p);
     write_int_attribute(group.get(), "dim", s.dim, p);
     std::string linears;
-    for (const std::string& l : input_space_linears(space)) linears += (linears.empty() ? "" : ",") + l;
+    for (const std::string& l : input_space_linears(space)) {
+        if (!linears.empty()) linears += ",";
+        linears += l;
+    }
     write_string_attribute(group.get(), "linears", linears, p);
     const hsize_t d = static_cast<hsize_t>(s.dim);
     if (!s.hessian.empty()) write_dataset(group.get(), "hessian", s.hessian, {d, d}, p, where);

@@ -72,7 +72,8 @@ StatisticsOutcome visit_statistics(const ModelSource& model, const StatisticsReq
             return outcome;
         }
     } else if (!request.data) {
-        fail_in({request.cache_path, "", ""}, "no calibration data: give --calib FILE (and optionally --calib-cache)");
+        if (request.cache_path.empty()) fail_in({"", "", "--calib"}, "no calibration data: give --calib FILE");
+        fail_in({request.cache_path, "", ""}, "the calibration cache does not exist; give --calib FILE to compute it");
     }
 
     const CalibrationSamples samples = draw_calibration_samples(*request.data, *model.tokenizer);
@@ -103,6 +104,7 @@ StatisticsOutcome visit_statistics(const ModelSource& model, const StatisticsReq
                                       if (writer) writer->write(block.layer(), space, s);
                                       visit(block.layer(), space, s);
                                   });
+    outcome.warnings.insert(outcome.warnings.end(), outcome.run.warnings.begin(), outcome.run.warnings.end());
     if (writer) {
         writer->commit();
         outcome.cache = why_not_used.empty() ? "written" : "recomputed: " + why_not_used;

@@ -131,13 +131,6 @@ CalibratedQuantization quantize_calibrated(const ModelSource& model, const Quant
     data.samples = options.calib_samples;
     data.len = options.calib_len;
     data.seed = options.seed;
-    if (!options.calib.empty() && options.calib_len > model.config.max_position_embeddings) {
-        const std::string w = "--calib-len " + std::to_string(options.calib_len) +
-                              " exceeds the model's max_position_embeddings " +
-                              std::to_string(model.config.max_position_embeddings);
-        out.summary.warnings.push_back(w);
-        if (log) log("warning: " + w);
-    }
 
     if (options.method == "gptq" && options.calib_cache.empty()) {
         // Sequential: each stage sees the already-quantized linears.
@@ -167,6 +160,7 @@ CalibratedQuantization quantize_calibrated(const ModelSource& model, const Quant
         out.summary.sequential = true;
         out.summary.cache = "none";
         out.summary.block_seconds = report.block_seconds;
+        out.summary.warnings.insert(out.summary.warnings.end(), report.warnings.begin(), report.warnings.end());
     } else {
         StatisticsRequest request;
         if (!options.calib.empty()) request.data = data;

@@ -56,7 +56,7 @@ void QuantizeOptions::validate() const {
         }
     } else if (method != "rtn" && method != "mse") {
         if (method == "awq" || method == "smoothquant") {
-            fail_in({"", "", "--method"}, "'", method, "' needs calibration, which this build does not have yet");
+            fail_in({"", "", "--method"}, "'", method, "' is not available yet (calibrated methods: imatrix, gptq)");
         }
         fail_in({"", "", "--method"}, "must be rtn, mse, imatrix, gptq, awq or smoothquant, got '", method, "'");
     }

@@ -5,26 +5,26 @@
 // kHasIntDot false and the dispatcher never calls here.
 //
 // Lanes are tokens. One instruction adds, for 16 tokens at once, the
-// products of one step of a row's weights (broadcast) with those tokens'
-// activations at the same positions:
+// products of one step of a row's weights (4 bytes, broadcast) with those
+// tokens' activations at the same positions:
 //   Q8  (vpdpbusd): 4 unsigned codes u x 4 int8 levels q per lane;
 //   Q16 (vpdpwssd): 2 int16 levels u - z x 2 int16 levels q per lane.
-// So weights are read in their natural row order (unpacked once per row and
-// pass, in block order) and need no transposition; the activations are laid
-// out once per call as [token vector][step][16 tokens][4 bytes]
-// (kernel_args.h, IntDotActivations). Per activation block the int32 sums
-// are exact; then one convert and one FMA with d * dx per block:
+// The activations are laid out once per call as [token vector][step][16
+// tokens][4 bytes] (kernel_args.h, IntDotActivations). A chunk's rows are
+// unpacked once per call and transposed in groups of 16 rows to [step][16
+// rows][4 bytes], so one pointer walks all the rows of a register tile.
+// Per activation block the int32 sums are exact; then one convert and one
+// FMA with d * dx per block:
 //     y[t] = sum_a d_g(a) * dx[t][a] * sum_{c in a} (u_c - z_g(a)) q_c
 // Q8 takes the zero point out in integers (the accumulator starts at
 // -z * sum q, as vpdpbusd needs unsigned codes); Q16 widens u - z itself.
 // Bounds: |u - z| <= 255 and |q| <= 32767 over at most 256 columns stay
 // below 2^31.
-// A register tile is kDotVectors token vectors x kDotRows rows of int32
-// accumulators: per step, 2 vector loads and 12 broadcasts feed 24 dot
-// instructions, so each activation byte fetched from L2 serves 12 rows (the
-// float accumulators wait in L1 between activation blocks). Each output
-// lane sees the same operations whatever tile computes it, so results do
-// not depend on tile shapes, chunking or threads.
+// A register tile is 3 token vectors x 8 rows of int32 accumulators: per
+// step, 3 vector loads and 8 broadcasts feed 24 dot instructions; the float
+// accumulators wait in L1 between activation blocks. Each output lane sees
+// the same operations whatever tile computes it, so results do not depend
+// on tile shapes, chunking or threads.
 
 #if defined(SPARQ_RUNTIME_KERNELS_INT_DOT_TILES_INL_H_) == defined(HWY_TARGET_TOGGLE)
 #ifdef SPARQ_RUNTIME_KERNELS_INT_DOT_TILES_INL_H_

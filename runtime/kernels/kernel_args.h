@@ -147,7 +147,9 @@ inline constexpr int64_t kMinIntDotTokens = 8;
 // Per-thread buffers the kernels may use, sized by the dispatcher.
 struct KernelScratch {
     float* row_scales = nullptr;   // groups_per_row + 16
-    float* weight_tile = nullptr;  // kMaxTileRows x (blocks * 32), dequantized rows
+    // 64-byte aligned: kMaxTileRows x (blocks * 32) dequantized rows, or
+    // the integer-dot prefill's IntDotScratch, whichever is larger.
+    float* weight_tile = nullptr;
 };
 inline constexpr int64_t kMaxTileRows = 4;
 

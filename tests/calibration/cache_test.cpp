@@ -60,6 +60,13 @@ TEST(StatisticsCache, HitAndMissOnModelDataSeedAndSamples) {
     const ModelSource model = testing::tiny_model();
     const std::string cache = f.dir + "/calibration.h5";
     StatisticsMap computed, cached;
+    try {
+        visit(model, std::nullopt, cache);
+        FAIL() << "a missing cache without data was accepted";
+    } catch (const Error& e) {
+        EXPECT_EQ(e.context().file, cache);
+        EXPECT_NE(e.message().find("does not exist"), std::string::npos) << e.message();
+    }
     EXPECT_EQ(visit(model, f.data, cache, &computed).cache, "written");
     EXPECT_EQ(std::filesystem::status(cache).permissions() & std::filesystem::perms::others_read,
               std::filesystem::perms::others_read);

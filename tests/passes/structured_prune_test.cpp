@@ -12,6 +12,7 @@
 #include "models/sparq_model.h"
 #include "passes/sparsify_model.h"
 #include "passes/structured_prune.h"
+#include "tokenizer/tokenizer.h"
 
 namespace sparq {
 namespace {
@@ -167,6 +168,24 @@ TEST(StructuredPrune, BadSpecsAreClearErrors) {
     EXPECT_NO_THROW(parse_sparsify_options(nlohmann::json{{"structured", "mlp=0.5"}, {"structured_reconstruct", false}}));
 }
 
+// A llama2.c tokenizer.bin of `vocab` distinct pieces, so the file can store
+// a tokenizer (the test byte tokenizer has no file form).
+std::string llama2c_tokenizer_bytes(int vocab) {
+    std::string out;
+    auto put = [&](const void* p, size_t n) { out.append(static_cast<const char*>(p), n); };
+    const int32_t max_len = 8;
+    put(&max_len, 4);
+    for (int i = 0; i < vocab; ++i) {
+        const std::string piece = i == 0 ? "<unk>" : i == 1 ? "<s>" : i == 2 ? "</s>" : "t" + std::to_string(i);
+        const float score = -static_cast<float>(i);
+        const auto len = static_cast<int32_t>(piece.size());
+        put(&score, 4);
+        put(&len, 4);
+        put(piece.data(), piece.size());
+    }
+    return out;
+}
+
 // Through the sparsify pass with joint int4: the output file holds the
 // pruned config and loads into a runnable model.
 TEST(StructuredPrune, SparsifyWritesALoadableSmallerModel) {
@@ -179,13 +198,14 @@ TEST(StructuredPrune, SparsifyWritesALoadableSmallerModel) {
     ASSERT_TRUE(r.structured);
     EXPECT_EQ(r.structured->mlp_weight_bytes_after * 2, r.structured->mlp_weight_bytes_before);
     const std::string path = testing::temp_dir("structured-write") + "/pruned.sparq";
-    write_sparq_model(path, r.structured->model.config, *m.tokenizer, r.tensors, nlohmann::json::object());
-    LoadOptions load;
-    load.require_tokenizer = false;
-    const ModelSource back = load_model(path, load);
+    const auto tokenizer = load_tokenizer_from_bytes(llama2c_tokenizer_bytes(static_cast<int>(m.config.vocab_size)),
+                                                     "llama2c", static_cast<int>(m.config.vocab_size), "tiny");
+    write_sparq_model(path, r.structured->model.config, *tokenizer, r.tensors, nlohmann::json::object());
+    const ModelSource back = load_sparq_model(path, true);
     EXPECT_EQ(back.config.intermediate_size, 32);
     EXPECT_EQ(back.config.num_heads, 2);
     EXPECT_EQ(back.config.head_dim, m.config.head_dim);
+    for (float v : logits_of(back.config, back.tensors, {1, 5, 9})) ASSERT_TRUE(std::isfinite(v));
 }
 
 }  // namespace
