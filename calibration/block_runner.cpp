@@ -130,6 +130,71 @@ struct BlockAssembly {
     }
 };
 
+namespace {
+
+// Feeds one observed stage: runs `step` for every sample, tolerating the
+// observer's early stop.
+template <typename Step>
+void for_each_sample(int64_t samples, const Step& step) {
+    for (int64_t s = 0; s < samples; ++s) {
+        try {
+            step(s);
+        } catch (const StopBlock&) {
+        }
+    }
+}
+
+// The sequential mode for one block (see block_runner.h). Attention runs
+// once: the heads' output (o_proj's input) is kept for all samples, so the
+// later stages need only o_proj and the MLP. `hidden` leaves as the block's
+// output.
+void run_sequential_block(const LlamaTransformer& transformer, BlockWeights& block, BlockAssembly& assembly,
+                          size_t layer_index, InferenceState& state, const CalibrationSamples& samples,
+                          std::vector<float>& hidden, const RunnerOptions& options, const SpaceCallback& callback) {
+    const ModelConfig& c = transformer.config();
+    const int64_t d = c.hidden_size, qd = c.q_dim(), len = samples.len, n_samples = samples.samples;
+    const auto x = [&](int64_t s) { return hidden.data() + s * len * d; };
+    const auto stage = [&](InputSpace space, const auto& step) {
+        StatisticsAccumulator accumulator(input_space_dim(c, space), options.collect_hessian);
+        std::array<StatisticsAccumulator*, 4> observe{};
+        for (size_t i = 0; i < kInputSpaces.size(); ++i) {
+            if (kInputSpaces[i] == space && space != InputSpace::AttnOutput) observe[i] = &accumulator;
+        }
+        const LlamaWeights::Layer layer = assembly.layer(block, observe, true);
+        for_each_sample(n_samples, [&](int64_t s) { step(layer, accumulator, s); });
+        callback(space, accumulator.finish(), block);
+    };
+    std::vector<float> scratch(static_cast<size_t>(len * qd));
+    stage(InputSpace::AttnInput, [&](const LlamaWeights::Layer& layer, StatisticsAccumulator&, int64_t s) {
+        transformer.forward_attention_heads(layer, layer_index, state, len, x(s), scratch.data());
+    });
+    std::vector<float> attended(static_cast<size_t>(n_samples * len * qd));
+    stage(InputSpace::AttnOutput, [&](const LlamaWeights::Layer& layer, StatisticsAccumulator& acc, int64_t s) {
+        float* a = attended.data() + s * len * qd;
+        transformer.forward_attention_heads(layer, layer_index, state, len, x(s), a);
+        acc.add(a, len);
+    });
+    {
+        // o_proj is final now: hidden becomes the attention residual.
+        const LlamaWeights::Layer layer = assembly.layer(block, {}, false);
+        for (int64_t s = 0; s < n_samples; ++s) {
+            transformer.forward_attention_residual(layer, len, attended.data() + s * len * qd, x(s));
+        }
+        std::vector<float>().swap(attended);
+    }
+    // The observers stop the MLP before its residual add, so hidden stays
+    // the MLP's input through both stages.
+    for (InputSpace space : {InputSpace::MlpInput, InputSpace::MlpHidden}) {
+        stage(space, [&](const LlamaWeights::Layer& layer, StatisticsAccumulator&, int64_t s) {
+            transformer.forward_mlp(layer, len, x(s));
+        });
+    }
+    const LlamaWeights::Layer layer = assembly.layer(block, {}, false);
+    for (int64_t s = 0; s < n_samples; ++s) transformer.forward_mlp(layer, len, x(s));
+}
+
+}  // namespace
+
 RunnerReport run_calibration(const ModelSource& model, const CalibrationSamples& samples,
                              const RunnerOptions& options, const SpaceCallback& callback) {
     const ModelConfig& c = model.config;
@@ -167,7 +232,6 @@ RunnerReport run_calibration(const ModelSource& model, const CalibrationSamples&
     }
     report.samples = n_samples;
     report.tokens = n_samples * len;
-    std::vector<float> scratch(options.sequential ? static_cast<size_t>(len * d) : 0);
     for (int64_t l = 0; l < c.num_layers; ++l) {
         const auto block_start = std::chrono::steady_clock::now();
         BlockWeights block(model, l);
@@ -189,25 +253,7 @@ RunnerReport run_calibration(const ModelSource& model, const CalibrationSamples&
                 callback(kInputSpaces[s], accumulators[s].finish(), block);
             }
         } else {
-            for (size_t space = 0; space < kInputSpaces.size(); ++space) {
-                StatisticsAccumulator accumulator(input_space_dim(c, kInputSpaces[space]), options.collect_hessian);
-                std::array<StatisticsAccumulator*, 4> observe{};
-                observe[space] = &accumulator;
-                const LlamaWeights::Layer layer = assembly.layer(block, observe, true);
-                for (int64_t s = 0; s < n_samples; ++s) {
-                    std::memcpy(scratch.data(), hidden.data() + s * len * d, scratch.size() * sizeof(float));
-                    try {
-                        transformer.forward_block(layer, layer_index, *state, len, scratch.data());
-                    } catch (const StopBlock&) {
-                    }
-                }
-                callback(kInputSpaces[space], accumulator.finish(), block);
-            }
-            // The rewritten block's outputs feed the next block.
-            const LlamaWeights::Layer layer = assembly.layer(block, {}, false);
-            for (int64_t s = 0; s < n_samples; ++s) {
-                transformer.forward_block(layer, layer_index, *state, len, hidden.data() + s * len * d);
-            }
+            run_sequential_block(transformer, block, assembly, layer_index, *state, samples, hidden, options, callback);
         }
         const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - block_start).count();
         report.block_seconds.push_back(seconds);

@@ -17,8 +17,10 @@
 //     callback has already rewritten (e.g. quantized), and after the last,
 //     the rewritten block's output feeds the next block. So every method
 //     sees the inputs the compressed model will really give it, and errors
-//     are compensated sequentially, as GPTQ does. A stage stops the block
-//     right after the linear it observes.
+//     are compensated sequentially, as GPTQ does. Attention runs once per
+//     block (its output, o_proj's input, is kept for all samples: one more
+//     samples x len x q_dim buffer while o_proj is handled), and MLP stages
+//     stop right after the linear they observe.
 #pragma once
 
 #include <cstdint>

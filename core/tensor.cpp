@@ -68,4 +68,24 @@ Tensor make_f32_tensor(Shape shape, std::vector<float> values) {
     return t;
 }
 
+Tensor make_tensor_from_f32(Shape shape, std::vector<float> values, DType dtype) {
+    if (dtype == DType::F32) return make_f32_tensor(std::move(shape), std::move(values));
+    if (dtype != DType::F16 && dtype != DType::BF16) {
+        fail("cannot store a tensor as ", dtype_name(dtype), " (expected F32, F16 or BF16)");
+    }
+    auto storage = std::make_shared<std::vector<uint16_t>>(values.size());
+    if (dtype == DType::BF16) {
+        fp32_to_bf16_row(values.data(), storage->data(), values.size());
+    } else {
+        fp32_to_fp16_row(values.data(), storage->data(), values.size());
+    }
+    Tensor t;
+    t.dtype = dtype;
+    t.shape = std::move(shape);
+    t.data = reinterpret_cast<const uint8_t*>(storage->data());
+    t.nbytes = storage->size() * sizeof(uint16_t);
+    t.owner = storage;
+    return t;
+}
+
 }  // namespace sparq

@@ -137,6 +137,13 @@ void add_residual(float* x, const std::vector<float>& branch, float multiplier) 
 
 void LlamaTransformer::attention(const LlamaWeights::Layer& layer, size_t layer_index, KvState& state, int64_t n,
                                  float* x) const {
+    std::vector<float> out(static_cast<size_t>(n * config_.q_dim()));
+    attention_heads(layer, layer_index, state, n, x, out.data());
+    attention_residual(layer, n, out.data(), x);
+}
+
+void LlamaTransformer::attention_heads(const LlamaWeights::Layer& layer, size_t layer_index, KvState& state, int64_t n,
+                                       const float* x, float* out) const {
     const int64_t d = config_.hidden_size, qd = config_.q_dim(), kvd = config_.kv_dim();
     const int64_t hd = config_.head_dim, heads = config_.num_heads;
     const int64_t group = config_.num_heads / config_.num_kv_heads;
@@ -157,7 +164,6 @@ void LlamaTransformer::attention(const LlamaWeights::Layer& layer, size_t layer_
     apply_rope(q.data(), n, heads, hd, pos, inv_freq_, qd);
     apply_rope(keys + pos * kvd, n, config_.num_kv_heads, hd, pos, inv_freq_, kvd);
 
-    std::vector<float> out(static_cast<size_t>(n * qd));
     const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
     parallel_for(0, heads, 1, [&](int64_t h_begin, int64_t h_end) {
         std::vector<float> scores(static_cast<size_t>(pos + n));
@@ -184,7 +190,7 @@ void LlamaTransformer::attention(const LlamaWeights::Layer& layer, size_t layer_
                     sum += scores[s];
                 }
                 const float inv_sum = static_cast<float>(1.0 / sum);
-                float* o = out.data() + t * qd + h * hd;
+                float* o = out + t * qd + h * hd;
                 std::fill(o, o + hd, 0.0f);
                 for (int64_t s = 0; s < span; ++s) {
                     const float p = scores[s] * inv_sum;
@@ -194,8 +200,12 @@ void LlamaTransformer::attention(const LlamaWeights::Layer& layer, size_t layer_
             }
         }
     });
+}
+
+void LlamaTransformer::attention_residual(const LlamaWeights::Layer& layer, int64_t n, const float* out, float* x) const {
+    const int64_t d = config_.hidden_size;
     std::vector<float> projected(static_cast<size_t>(n * d));
-    layer.wo->forward(out.data(), n, projected.data(), d);
+    layer.wo->forward(out, n, projected.data(), d);
     if (layer.bo) add_bias(projected.data(), n, d, layer.bo, d);
     add_residual(x, projected, static_cast<float>(config_.residual_multiplier()));
 }
@@ -225,6 +235,29 @@ void LlamaTransformer::forward_block(const LlamaWeights::Layer& layer, size_t la
     }
     attention(layer, layer_index, state, n, x);
     mlp(layer, n, x);
+}
+
+void LlamaTransformer::forward_attention_heads(const LlamaWeights::Layer& layer, size_t layer_index,
+                                               InferenceState& base_state, int64_t n, const float* x,
+                                               float* attended) const {
+    auto& state = dynamic_cast<KvState&>(base_state);
+    if (layer_index >= static_cast<size_t>(config_.num_layers)) {
+        fail("block ", layer_index, " is outside the model's ", config_.num_layers, " layers");
+    }
+    if (n <= 0) return;
+    if (state.position() + n > state.capacity()) {
+        fail("context overflow: ", state.position() + n, " tokens do not fit a context of ", state.capacity());
+    }
+    attention_heads(layer, layer_index, state, n, x, attended);
+}
+
+void LlamaTransformer::forward_attention_residual(const LlamaWeights::Layer& layer, int64_t n, const float* attended,
+                                                  float* x) const {
+    if (n > 0) attention_residual(layer, n, attended, x);
+}
+
+void LlamaTransformer::forward_mlp(const LlamaWeights::Layer& layer, int64_t n, float* x) const {
+    if (n > 0) mlp(layer, n, x);
 }
 
 void LlamaTransformer::forward(InferenceState& base_state, std::span<const int32_t> tokens, float* logits,

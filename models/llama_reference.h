@@ -64,10 +64,22 @@ public:
     // advanced (a fresh state per sequence starts at 0).
     void forward_block(const LlamaWeights::Layer& layer, size_t layer_index, InferenceState& state, int64_t n,
                        float* x) const;
+    // forward_block in its three steps, so the runner can keep the heads'
+    // output (o_proj's input, n x q_dim) instead of recomputing attention:
+    // heads (norm, q/k/v, RoPE, softmax . V), then x += o_proj(attended),
+    // then x += MLP(x). forward_block(x) == heads, residual, mlp.
+    void forward_attention_heads(const LlamaWeights::Layer& layer, size_t layer_index, InferenceState& state,
+                                 int64_t n, const float* x, float* attended) const;
+    void forward_attention_residual(const LlamaWeights::Layer& layer, int64_t n, const float* attended,
+                                    float* x) const;
+    void forward_mlp(const LlamaWeights::Layer& layer, int64_t n, float* x) const;
 
 private:
     void attention(const LlamaWeights::Layer& layer, size_t layer_index, class KvState& state, int64_t n,
                    float* x) const;
+    void attention_heads(const LlamaWeights::Layer& layer, size_t layer_index, class KvState& state, int64_t n,
+                         const float* x, float* out) const;
+    void attention_residual(const LlamaWeights::Layer& layer, int64_t n, const float* out, float* x) const;
     void mlp(const LlamaWeights::Layer& layer, int64_t n, float* x) const;
 
     ModelConfig config_;

@@ -86,11 +86,11 @@ public:
         std::vector<float> dequantized = dequantize_tensor(result.packed);
         const std::vector<float> rtn =
             dequantize_tensor(quantize_tensor(f32_view(w, rows, cols), scheme, QuantMethod::Rtn, nullptr, name));
-        const double energy = hessian_weighted_error(w, nullptr, rows, cols, stats.hessian);
-        if (energy > 0) {
-            result.report.weighted_error_rtn = hessian_weighted_error(w, rtn.data(), rows, cols, stats.hessian) / energy;
-            result.report.weighted_error =
-                hessian_weighted_error(w, dequantized.data(), rows, cols, stats.hessian) / energy;
+        const std::vector<double> errors =
+            hessian_weighted_errors(w, {rtn.data(), dequantized.data()}, rows, cols, stats.hessian);
+        if (errors[0] > 0) {
+            result.report.weighted_error_rtn = errors[1] / errors[0];
+            result.report.weighted_error = errors[2] / errors[0];
         }
         result.sqnr_db = sqnr_db_of(w, dequantized);
         if (log_) {

@@ -146,56 +146,9 @@ nlohmann::json plan_to_json(const std::vector<PlannedTensor>& plan) {
 
 namespace {
 
-// SQNR of a packed tensor against its source, computed in fixed row chunks
-// (no full-size copies: a 1B model's tensors are tens of MB each).
-double packed_sqnr_db(const Tensor& source, const PackedTensor& packed) {
-    const PackedView view = packed.view();
-    const PackedGeometry g = view.geometry();
-    const int64_t rows = packed.rows, cols = packed.cols;
-    const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, cols));
-    const size_t chunks = static_cast<size_t>((rows + grain - 1) / grain);
-    std::vector<double> signal(chunks), noise(chunks);
-    parallel_for(0, rows, grain, [&](int64_t b, int64_t e) {
-        std::vector<float> original(static_cast<size_t>((e - b) * cols));
-        source.rows_to_f32(b, e, original.data());
-        PackedView part = view;
-        part.rows = e - b;
-        part.codes = view.codes + b * g.code_row_bytes;
-        part.scales = view.scales + 2 * b * g.groups_per_row;
-        if (view.zeros) part.zeros = view.zeros + b * g.zero_row_bytes;
-        const std::vector<float> restored = dequantize_tensor(part);
-        double s = 0, n = 0;
-        for (size_t i = 0; i < original.size(); ++i) {
-            const double d = static_cast<double>(original[i]) - restored[i];
-            s += static_cast<double>(original[i]) * original[i];
-            n += d * d;
-        }
-        signal[static_cast<size_t>(b / grain)] = s;
-        noise[static_cast<size_t>(b / grain)] = n;
-    });
-    double s = 0, n = 0;
-    for (size_t i = 0; i < chunks; ++i) {
-        s += signal[i];
-        n += noise[i];
-    }
-    if (n == 0) return INFINITY;
-    if (s == 0) return -INFINITY;
-    return 10.0 * std::log10(s / n);
-}
-
 Tensor to_dtype(const Tensor& t, DType dtype) {
     if (t.dtype == dtype) return t;
-    std::vector<float> f = t.to_f32();
-    if (dtype == DType::F32) return make_f32_tensor(t.shape, std::move(f));
-    auto storage = std::make_shared<std::vector<uint16_t>>(f.size());
-    fp32_to_fp16_row(f.data(), storage->data(), f.size());
-    Tensor out;
-    out.dtype = DType::F16;
-    out.shape = t.shape;
-    out.data = reinterpret_cast<const uint8_t*>(storage->data());
-    out.nbytes = storage->size() * 2;
-    out.owner = storage;
-    return out;
+    return make_tensor_from_f32(t.shape, t.to_f32(), dtype);
 }
 
 }  // namespace

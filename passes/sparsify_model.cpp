@@ -367,21 +367,8 @@ void force_pruned_to_zero_point(PackedTensor& packed, const PruneMask& mask) {
 }
 
 Tensor dense_in_dtype(const Shape& shape, std::vector<float> values, DType dtype) {
-    if (dtype == DType::F32) return make_f32_tensor(shape, std::move(values));
-    auto storage = std::make_shared<std::vector<uint16_t>>(values.size());
-    if (dtype == DType::BF16) {
-        fp32_to_bf16_row(values.data(), storage->data(), values.size());
-    } else {
-        fp32_to_fp16_row(values.data(), storage->data(), values.size());
-        dtype = DType::F16;
-    }
-    Tensor out;
-    out.dtype = dtype;
-    out.shape = shape;
-    out.data = reinterpret_cast<const uint8_t*>(storage->data());
-    out.nbytes = storage->size() * 2;
-    out.owner = storage;
-    return out;
+    const DType stored = dtype == DType::F32 || dtype == DType::BF16 ? dtype : DType::F16;
+    return make_tensor_from_f32(shape, std::move(values), stored);
 }
 
 int64_t count_zeros(const std::vector<float>& values) {

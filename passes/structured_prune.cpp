@@ -19,20 +19,8 @@ const std::string kOut = "self_attn.o_proj.weight";
 // Stores pruned values in the source's dtype, so pruning alone never grows
 // the file (an F16 model stays F16).
 Tensor in_dtype(const Shape& shape, std::vector<float> values, DType dtype) {
-    if (dtype != DType::F16 && dtype != DType::BF16) return make_f32_tensor(shape, std::move(values));
-    auto storage = std::make_shared<std::vector<uint16_t>>(values.size());
-    if (dtype == DType::BF16) {
-        fp32_to_bf16_row(values.data(), storage->data(), values.size());
-    } else {
-        fp32_to_fp16_row(values.data(), storage->data(), values.size());
-    }
-    Tensor out;
-    out.dtype = dtype;
-    out.shape = shape;
-    out.data = reinterpret_cast<const uint8_t*>(storage->data());
-    out.nbytes = storage->size() * 2;
-    out.owner = storage;
-    return out;
+    const DType stored = dtype == DType::F16 || dtype == DType::BF16 ? dtype : DType::F32;
+    return make_tensor_from_f32(shape, std::move(values), stored);
 }
 
 // What one block keeps: chosen on calibration activations or weights alone.

@@ -174,4 +174,36 @@ double hessian_weighted_error(const float* a, const float* b, int64_t rows, int6
     return total;
 }
 
+std::vector<double> hessian_weighted_errors(const float* w, const std::vector<const float*>& approximations,
+                                            int64_t rows, int64_t cols, const std::vector<double>& hessian) {
+    check_size(hessian, cols);
+    using FloatMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+    FloatMatrix h(cols, cols);
+    for (int64_t i = 0; i < cols * cols; ++i) h.data()[i] = static_cast<float>(hessian[static_cast<size_t>(i)]);
+    const size_t terms = 1 + approximations.size();
+    const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, cols));
+    const size_t chunks = static_cast<size_t>((rows + grain - 1) / grain);
+    std::vector<double> partial(chunks * terms, 0.0);
+    parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
+        FloatMatrix d(end - begin, cols);
+        for (size_t k = 0; k < terms; ++k) {
+            const float* b = k == 0 ? nullptr : approximations[k - 1];
+            for (int64_t r = begin; r < end; ++r) {
+                for (int64_t c = 0; c < cols; ++c) {
+                    const size_t i = static_cast<size_t>(r * cols + c);
+                    d(r - begin, c) = b ? w[i] - b[i] : w[i];
+                }
+            }
+            const FloatMatrix dh = d * h;
+            double sum = 0;
+            for (int64_t r = 0; r < end - begin; ++r) sum += static_cast<double>(dh.row(r).dot(d.row(r)));
+            partial[static_cast<size_t>(begin / grain) * terms + k] = sum;
+        }
+    });
+    std::vector<double> out(terms, 0.0);
+    for (size_t c = 0; c < chunks; ++c)
+        for (size_t k = 0; k < terms; ++k) out[k] += partial[c * terms + k];
+    return out;
+}
+
 }  // namespace sparq

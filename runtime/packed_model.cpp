@@ -21,7 +21,13 @@ void PackedLinear::forward(const float* x, int64_t tokens, float* y, int64_t y_s
             return;
         }
     }
-    packed_matmul(view_, x, tokens, y, y_stride, mode_);
+    // Prefill: int16 activations on the integer dot-product tiles where the
+    // CPU has them (VNNI) and the batch is large enough to pay; accurate
+    // enough that `sparq verify` passes (the Q8 tiles are not, see
+    // packed_matmul.h). Decode and small batches stay in the chosen mode.
+    const ActivationMode mode =
+        mode_ == ActivationMode::F32 && packed_int_dot_is_faster(tokens) ? ActivationMode::Q16 : mode_;
+    packed_matmul(view_, x, tokens, y, y_stride, mode);
 }
 
 void PackedLinear::row(int64_t r, float* out) const {

@@ -1,9 +1,16 @@
+#include <malloc.h>
+
 #include <CLI/CLI.hpp>
 #include <iostream>
 
 #include "tools/command.h"
 
 int main(int argc, char** argv) {
+    // The forward allocates MB-sized activation buffers per layer; glibc
+    // would serve each with a fresh mmap and fault its pages in again (a
+    // quarter of prefill time). Keep such blocks on the heap and reuse them.
+    mallopt(M_MMAP_THRESHOLD, 256 << 20);
+    mallopt(M_TRIM_THRESHOLD, 512 << 20);
     CLI::App app{"sparq: compress, measure and run large language models"};
     app.require_subcommand(1);
     sparq::cli::register_inspect(app);

@@ -434,6 +434,12 @@ TEST(Hessian, OrderAndWeightedError) {
     const std::vector<float> b = {0, 2, 3, 3, 5, -1, 1, 1, 0, 0};
     // Row 0: d = (1,0,0,1,0): 2 + 9 = 11. Row 1: d = (0,-1,0,0,2): 7 + 0.
     EXPECT_DOUBLE_EQ(hessian_weighted_error(a.data(), b.data(), 2, n, h), 18.0);
+    // The reports' float version gives the same energy and error here (small
+    // integers are exact in float).
+    const std::vector<double> report = hessian_weighted_errors(a.data(), {b.data()}, 2, n, h);
+    ASSERT_EQ(report.size(), 2u);
+    EXPECT_DOUBLE_EQ(report[0], hessian_weighted_error(a.data(), nullptr, 2, n, h));
+    EXPECT_DOUBLE_EQ(report[1], 18.0);
 }
 
 }  // namespace

@@ -8,6 +8,9 @@
 #include <random>
 #include <algorithm>
 #include <sstream>
+#include <type_traits>
+
+#include <hwy/targets.h>
 
 #include "core/error.h"
 #include "core/parallel.h"
@@ -239,6 +242,120 @@ TEST_P(SparseKernels, BitIdenticalForAnyThreadCount) {
         EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float))) << s.name();
         EXPECT_EQ(0, std::memcmp(c.data(), d.data(), c.size() * sizeof(float))) << s.name();
     }
+}
+
+// The Q8-activation kernels against their twin (tight: same quantized
+// activations, integer block sums), and the twin against the FP32 twin
+// within the activation rounding (|x - dx q| <= dx / 2, dx = amax / 127),
+// so sum |w| dx / 2 bounds the difference.
+template <class View, class Fast, class Twin, class F32Twin>
+void expect_q8_matches(const View& w, int64_t tokens, uint32_t seed, Fast fast_fn, Twin twin_fn, F32Twin f32_fn,
+                       const std::string& what) {
+    const auto x = random_normal(static_cast<size_t>(tokens * w.cols), seed);
+    const int64_t stride = w.rows + 1;
+    std::vector<float> fast(static_cast<size_t>(tokens * stride), -3.0f), twin(fast.size(), -3.0f),
+        exact(fast.size(), -3.0f);
+    fast_fn(w, x.data(), tokens, fast.data(), stride);
+    twin_fn(w, x.data(), tokens, twin.data(), stride);
+    f32_fn(w, x.data(), tokens, exact.data(), stride);
+    const PackedTensor dense = [&] {
+        if constexpr (std::is_same_v<View, NmSparseView>) return unpack_nm_sparse(w);
+        else return unpack_bitmask_sparse(w);
+    }();
+    const auto bounds = magnitude_bounds(dense.view(), x.data(), tokens, ActivationMode::F32);
+    // Each activation moves by at most half a step, amax / 254 of its block.
+    std::vector<float> steps(x.size());
+    for (int64_t t = 0; t < tokens; ++t) {
+        for (int64_t b = 0; b * 32 < w.cols; ++b) {
+            float amax = 0.0f;
+            for (int64_t c = 32 * b; c < std::min(w.cols, 32 * b + 32); ++c) amax = std::max(amax, std::fabs(x[t * w.cols + c]));
+            for (int64_t c = 32 * b; c < std::min(w.cols, 32 * b + 32); ++c) steps[t * w.cols + c] = amax / 254.0f;
+        }
+    }
+    const auto rounding = magnitude_bounds(dense.view(), steps.data(), tokens, ActivationMode::F32);
+    // The kernels sum u q in float and take z sum q out per group, so their
+    // rounding scales with sum |d| z |x| too (asymmetric z up to 255).
+    std::vector<double> zero_terms(static_cast<size_t>(tokens * w.rows), 0.0);
+    const int64_t span = dense.view().scheme.group_span(w.cols);
+    for (int64_t t = 0; t < tokens; ++t)
+        for (int64_t r = 0; r < w.rows; ++r)
+            for (int64_t c = 0; c < w.cols; ++c) {
+                const GroupParams p = read_group_params(dense.view(), r, c / span);
+                zero_terms[t * w.rows + r] += std::fabs(p.scale_value()) * p.zero * std::fabs(x[t * w.cols + c]);
+            }
+    for (int64_t t = 0; t < tokens; ++t) {
+        for (int64_t r = 0; r < stride; ++r) {
+            const size_t i = static_cast<size_t>(t * stride + r);
+            if (r >= w.rows) {
+                ASSERT_EQ(fast[i], -3.0f) << what << " wrote past the rows";
+                continue;
+            }
+            const double bound = bounds[t * w.rows + r];
+            ASSERT_LE(std::fabs(static_cast<double>(fast[i]) - twin[i]), 1e-5 * (bound + zero_terms[t * w.rows + r]) + 1e-30)
+                << what << " token " << t << " row " << r << " simd " << fast[i] << " twin " << twin[i];
+            ASSERT_LE(std::fabs(static_cast<double>(twin[i]) - exact[i]),
+                      1.001 * rounding[t * w.rows + r] + 1e-5 * bound + 1e-30)
+                << what << " token " << t << " row " << r << " q8 twin " << twin[i] << " f32 " << exact[i];
+        }
+    }
+}
+
+TEST_P(SparseKernels, Q8MatchesTwin) {
+    for (const QuantScheme& s : sparse_schemes({0, 32, 64, 128})) {
+        for (int64_t rows : {1, 17, 64}) {
+            for (int64_t cols : {64, 192, 2048, 40}) {  // 40: not a multiple of 64, the FP32 kernels run
+                for (int64_t tokens : {1, 3}) {
+                    std::ostringstream what;
+                    what << s.name() << " [" << rows << ", " << cols << "] tokens " << tokens;
+                    const PackedTensor nm_dense =
+                        quantize(nm_pruned(rows, cols, 2, 4, static_cast<uint32_t>(rows + cols)), rows, cols, s);
+                    const NmSparseTensor nm = pack_nm_sparse(nm_dense.view(), 2, 4);
+                    expect_q8_matches(nm.view(), tokens, 60 + tokens, nm_sparse_matmul_q8, nm_sparse_matmul_q8_scalar,
+                                      nm_sparse_matmul_scalar, "nm " + what.str());
+                    if (HasFatalFailure()) return;
+                    for (double sparsity : {0.5, 0.9}) {
+                        const PackedTensor bm_dense = quantize(
+                            randomly_pruned(rows, cols, sparsity, static_cast<uint32_t>(rows * 5 + cols)), rows, cols, s);
+                        const BitmaskSparseTensor bm = pack_bitmask_sparse(bm_dense.view());
+                        expect_q8_matches(bm.view(), tokens, 70 + tokens, bitmask_sparse_matmul_q8,
+                                          bitmask_sparse_matmul_q8_scalar, bitmask_sparse_matmul_scalar,
+                                          "bitmask " + what.str());
+                        if (HasFatalFailure()) return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+TEST_P(SparseKernels, Q8BitIdenticalForAnyThreadCount) {
+    const int64_t rows = 333, cols = 2048 + 64;
+    for (const QuantScheme& s : {QuantScheme{8, 0, true}, QuantScheme{4, 32, true}, QuantScheme{8, 128, false}}) {
+        const PackedTensor dense = quantize(nm_pruned(rows, cols, 2, 4, 9), rows, cols, s);
+        const NmSparseTensor nm = pack_nm_sparse(dense.view(), 2, 4);
+        const BitmaskSparseTensor bm = pack_bitmask_sparse(dense.view());
+        const auto x = random_normal(static_cast<size_t>(5 * cols), 14);
+        std::vector<float> a(static_cast<size_t>(5 * rows)), b(a.size()), c(a.size()), d(a.size());
+        {
+            ThreadLimit one(1);
+            nm_sparse_matmul_q8(nm.view(), x.data(), 5, a.data(), rows);
+            bitmask_sparse_matmul_q8(bm.view(), x.data(), 5, c.data(), rows);
+        }
+        {
+            ThreadLimit two(2);
+            nm_sparse_matmul_q8(nm.view(), x.data(), 5, b.data(), rows);
+            bitmask_sparse_matmul_q8(bm.view(), x.data(), 5, d.data(), rows);
+        }
+        EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float))) << s.name();
+        EXPECT_EQ(0, std::memcmp(c.data(), d.data(), c.size() * sizeof(float))) << s.name();
+    }
+}
+
+TEST(SparseQ8, NativeWhereTheCpuHasVnniAndVbmi2) {
+    // Reports which path ran; on this project's AVX3_DL machines the
+    // kernels must be native, elsewhere the twin runs and that is allowed.
+    const bool dl = (hwy::SupportedTargets() & HWY_AVX3_DL) != 0;
+    EXPECT_EQ(sparse_q8_native(), dl);
 }
 
 }  // namespace
