@@ -89,13 +89,20 @@ void StatisticsAccumulator::add(const float* x, int64_t n) {
     tokens_ += n;
     if (!with_hessian_) return;
     // X^T X as the product of X^T with itself: matmul_f32 computes
-    // out[i][j] = sum_t xt[i][t] xt[j][t] with a fixed summation order.
+    // out[i][j] = sum_t xt[i][t] xt[j][t] with a fixed summation order. In
+    // bands of rows, so the float product needs 256 rows, not all of H
+    // (127 MB at width 5632).
     transposed_.resize(d * static_cast<size_t>(n));
     for (int64_t t = 0; t < n; ++t)
         for (size_t i = 0; i < d; ++i) transposed_[i * static_cast<size_t>(n) + t] = x[t * dim_ + i];
-    product_.resize(d * d);
-    matmul_f32(transposed_.data(), dim_, transposed_.data(), dim_, n, product_.data(), dim_);
-    for (size_t i = 0; i < d * d; ++i) hessian_sum_[i] += product_[i];
+    constexpr int64_t kBand = 256;
+    product_.resize(static_cast<size_t>(std::min<int64_t>(kBand, dim_)) * d);
+    for (int64_t first = 0; first < dim_; first += kBand) {
+        const int64_t band = std::min(kBand, dim_ - first);
+        matmul_f32(transposed_.data() + first * n, band, transposed_.data(), dim_, n, product_.data(), dim_);
+        double* sum = hessian_sum_.data() + static_cast<size_t>(first) * d;
+        for (size_t i = 0; i < static_cast<size_t>(band) * d; ++i) sum[i] += product_[i];
+    }
 }
 
 ActivationStatistics StatisticsAccumulator::finish() {

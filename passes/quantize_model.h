@@ -34,7 +34,7 @@ struct QuantizeOptions {
     std::string calib_cache;    // calibration.h5: used when it matches, else (re)computed and written
     double damp = 0.01;         // GPTQ dampening, x mean diagonal of H
     bool act_order = true;      // GPTQ: columns by descending H diagonal, static groups
-    std::string gptq_params = "hessian";  // GPTQ group parameters: rtn, mse, weighted, hessian
+    std::string gptq_params = "weighted";  // GPTQ group parameters: rtn, mse, weighted, hessian
     std::string imatrix_score = "block";   // imatrix clip search score: block (group's H block) or diagonal
 
     QuantScheme linear_scheme() const;

@@ -17,8 +17,10 @@
 //     of the layout, so group boundaries still match the packed layout.
 // Parameters are chosen by RTN, the clip search, the clip search weighted
 // by diag(H) (each input's mean squared activation), or the clip search
-// scored by the group's block of H (quant/imatrix.h), the default: on
-// stories260K it is the best or tied at int4 and int3 (docs/calibration.md).
+// scored by the group's block of H (quant/imatrix.h). The weighted search is
+// the default: on stories260K the block score is no better once GPTQ
+// compensates the errors (docs/calibration.md), and it costs O(group^2)
+// per candidate, most of GPTQ's time on a 1B model.
 //
 // When H cannot be factored even with the stronger dampening of
 // DampingOptions, the layer falls back to RTN and the result says why.
@@ -49,7 +51,7 @@ struct GptqOptions {
     int64_t block_size = 128;  // columns per lazy batch; a power of two >= 8
     bool act_order = true;
     bool static_groups = false;  // implied by act_order
-    GroupParamSearch params = GroupParamSearch::Hessian;
+    GroupParamSearch params = GroupParamSearch::Weighted;
     ClipGrid grid;
 };
 

@@ -24,25 +24,43 @@ void check_size(const std::vector<double>& hessian, int64_t n) {
 
 using ColMatrix = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>;
 
-// Inverts the lower triangle of a column-major n x n matrix in place
-// (LAPACK's unblocked dtrti2): column j of L^-1 is -L^-1[j+1:, j+1:]
-// L[j+1:, j] / L_jj, the trailing block being already inverted. The strict
-// upper triangle is left alone.
-void invert_lower_in_place(double* m, int64_t n) {
+// Inverts the lower triangle of an n x n block (column-major, leading
+// dimension ld) in place, LAPACK's unblocked dtrti2: column j of L^-1 is
+// -L^-1[j+1:, j+1:] L[j+1:, j] / L_jj, the trailing block being already
+// inverted. The strict upper triangle is left alone.
+void invert_lower_unblocked(double* m, int64_t n, int64_t ld) {
     for (int64_t j = n - 1; j >= 0; --j) {
-        double* column = m + j * n;
+        double* column = m + j * ld;
         column[j] = 1.0 / column[j];
         const double scale = -column[j];
         // x = T x with T = the inverted trailing block (lower): columns of T
         // are contiguous; going from the last column up, each x_k is read
         // before it is overwritten.
         for (int64_t k = n - 1; k > j; --k) {
-            const double* t = m + k * n;
+            const double* t = m + k * ld;
             const double xk = column[k];
             column[k] = t[k] * xk;
             for (int64_t i = k + 1; i < n; ++i) column[i] += t[i] * xk;
         }
         for (int64_t i = j + 1; i < n; ++i) column[i] *= scale;
+    }
+}
+
+// The same for the whole matrix, blocked as LAPACK's dtrtri so the bulk of
+// the work is matrix products: with L = [D 0; B T] and T^-1 already in
+// place, the block column below D becomes -T^-1 B D^-1.
+void invert_lower_in_place(double* m, int64_t n) {
+    constexpr int64_t kBlock = 64;
+    Eigen::Map<ColMatrix> a(m, n, n);
+    for (int64_t j = ((n - 1) / kBlock) * kBlock; j >= 0; j -= kBlock) {
+        const int64_t jb = std::min(kBlock, n - j), rest = n - j - jb;
+        if (rest > 0) {
+            ColMatrix below = a.block(j + jb, j + jb, rest, rest).triangularView<Eigen::Lower>() *
+                              a.block(j + jb, j, rest, jb);
+            a.block(j, j, jb, jb).triangularView<Eigen::Lower>().solveInPlace<Eigen::OnTheRight>(below);
+            a.block(j + jb, j, rest, jb) = -below;
+        }
+        invert_lower_unblocked(m + j * n + j, jb, n);
     }
 }
 
@@ -172,38 +190,6 @@ double hessian_weighted_error(const float* a, const float* b, int64_t rows, int6
     double total = 0;
     for (double p : partial) total += p;
     return total;
-}
-
-std::vector<double> hessian_weighted_errors(const float* w, const std::vector<const float*>& approximations,
-                                            int64_t rows, int64_t cols, const std::vector<double>& hessian) {
-    check_size(hessian, cols);
-    using FloatMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-    FloatMatrix h(cols, cols);
-    for (int64_t i = 0; i < cols * cols; ++i) h.data()[i] = static_cast<float>(hessian[static_cast<size_t>(i)]);
-    const size_t terms = 1 + approximations.size();
-    const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, cols));
-    const size_t chunks = static_cast<size_t>((rows + grain - 1) / grain);
-    std::vector<double> partial(chunks * terms, 0.0);
-    parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
-        FloatMatrix d(end - begin, cols);
-        for (size_t k = 0; k < terms; ++k) {
-            const float* b = k == 0 ? nullptr : approximations[k - 1];
-            for (int64_t r = begin; r < end; ++r) {
-                for (int64_t c = 0; c < cols; ++c) {
-                    const size_t i = static_cast<size_t>(r * cols + c);
-                    d(r - begin, c) = b ? w[i] - b[i] : w[i];
-                }
-            }
-            const FloatMatrix dh = d * h;
-            double sum = 0;
-            for (int64_t r = 0; r < end - begin; ++r) sum += static_cast<double>(dh.row(r).dot(d.row(r)));
-            partial[static_cast<size_t>(begin / grain) * terms + k] = sum;
-        }
-    });
-    std::vector<double> out(terms, 0.0);
-    for (size_t c = 0; c < chunks; ++c)
-        for (size_t k = 0; k < terms; ++k) out[k] += partial[c * terms + k];
-    return out;
 }
 
 }  // namespace sparq

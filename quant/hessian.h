@@ -71,12 +71,5 @@ std::vector<double> permute_symmetric(const std::vector<double>& hessian, int64_
 double hessian_weighted_error(const float* a, const float* b, int64_t rows, int64_t cols,
                               const std::vector<double>& hessian);
 
-// For reports: the energy of w and the error of each approximation in
-// `approximations` (all [rows, cols]), in one pass with H converted to float
-// once (float products run twice as fast in a portable build; a report
-// needs no more than float precision). Returns {energy, error_1, ...}.
-// Deterministic for any thread count.
-std::vector<double> hessian_weighted_errors(const float* w, const std::vector<const float*>& approximations,
-                                            int64_t rows, int64_t cols, const std::vector<double>& hessian);
 
 }  // namespace sparq

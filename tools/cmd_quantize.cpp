@@ -160,8 +160,8 @@ void register_quantize(CLI::App& app) {
     cmd->add_option("--damp", args.options.damp, "GPTQ dampening, x the mean Hessian diagonal (default 0.01)");
     cmd->add_flag("--no-act-order", args.no_act_order, "GPTQ: quantize columns in order instead of by activation energy");
     cmd->add_option("--gptq-params", args.options.gptq_params,
-                    "GPTQ group scales: rtn, mse, weighted (clip search weighted by activation energy), "
-                    "hessian (scored by the group's Hessian block; default)");
+                    "GPTQ group scales: rtn, mse, weighted (clip search weighted by activation energy; default), "
+                    "hessian (scored by the group's Hessian block)");
     cmd->add_option("--imatrix-score", args.options.imatrix_score,
                     "imatrix clip search score: block (the group's Hessian block; default) or diagonal (llama.cpp's)");
     cmd->add_option("--targets", args.options.targets, "Regex on whole tensor names to quantize (default: block linears)");

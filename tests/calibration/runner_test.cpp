@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <map>
+#include <random>
 
 #include "calibration/block_runner.h"
 #include "core/parallel.h"
@@ -161,6 +162,27 @@ TEST(Runner, SameStatisticsForAnyThreadCount) {
         EXPECT_EQ(s.hessian, many.at(key).hessian);
         EXPECT_EQ(s.mean_abs, many.at(key).mean_abs);
     }
+}
+
+TEST(Statistics, AccumulatorMatchesADirectSumAcrossBands) {
+    const int64_t dim = 300, n = 37;  // two bands of the product, the last short
+    std::mt19937 rng(4);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    StatisticsAccumulator acc(dim, true);
+    std::vector<double> h(static_cast<size_t>(dim * dim), 0.0);
+    for (int batch = 0; batch < 3; ++batch) {
+        std::vector<float> x(static_cast<size_t>(n * dim));
+        for (float& v : x) v = normal(rng);
+        acc.add(x.data(), n);
+        for (int64_t t = 0; t < n; ++t)
+            for (int64_t i = 0; i < dim; ++i)
+                for (int64_t j = 0; j < dim; ++j) h[i * dim + j] += static_cast<double>(x[t * dim + i]) * x[t * dim + j];
+    }
+    const ActivationStatistics s = acc.finish();
+    EXPECT_EQ(s.tokens, 3 * n);
+    for (size_t i = 0; i < h.size(); ++i) EXPECT_NEAR(s.hessian[i], h[i] / (3 * n), 1e-5);
+    for (int64_t i = 0; i < dim; ++i) EXPECT_EQ(s.hessian[i * dim + 7], s.hessian[7 * dim + i]);  // symmetric
+    EXPECT_EQ(acc.tokens(), 0);  // emptied by finish
 }
 
 TEST(Runner, TokensOutsideTheVocabularyAreErrors) {

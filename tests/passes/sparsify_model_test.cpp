@@ -189,7 +189,10 @@ std::string round_trip(const ModelSource& source, const SparsifyResult& r, const
         scale = std::max(scale, std::abs(static_cast<double>(want[i])));
         worst = std::max(worst, std::abs(static_cast<double>(want[i]) - got[i]));
     }
-    EXPECT_LE(worst, 1e-4 * scale + 1e-5) << "largest logit " << scale;
+    // Dense layers prefill with int16 activations where the CPU has VNNI
+    // (runtime/packed_model.cpp), rounding each activation block to 1/65534
+    // of its largest value: the logits move by ~1e-4 of their scale.
+    EXPECT_LE(worst, 3e-4 * scale + 1e-5) << "largest logit " << scale;
     return path;
 }
 

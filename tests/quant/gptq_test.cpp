@@ -390,9 +390,14 @@ TEST(Gptq, SameBytesForAnyThreadCount) {
     EXPECT_EQ(one.zeros, many.zeros);
 }
 
-TEST(Hessian, FactorIsTheCholeskyOfTheDampedInverse) {
-    const int64_t n = 24;
-    const Matrix h = random_hessian(n, 60, 17);
+class HessianFactor : public ::testing::TestWithParam<int64_t> {};
+
+// 24: one block of the blocked triangular inverse; 150: three, the last short.
+INSTANTIATE_TEST_SUITE_P(Sizes, HessianFactor, ::testing::Values(int64_t{24}, int64_t{150}));
+
+TEST_P(HessianFactor, IsTheCholeskyOfTheDampedInverse) {
+    const int64_t n = GetParam();
+    const Matrix h = random_hessian(n, 3 * n, 17);
     const auto f = inverse_hessian_factor(h, n, {}, DampingOptions{});
     ASSERT_TRUE(f.has_value());
     double mean = 0;
@@ -407,7 +412,7 @@ TEST(Hessian, FactorIsTheCholeskyOfTheDampedInverse) {
             }
             double utu = 0;
             for (int64_t k = 0; k < n; ++k) utu += f->at(k, i) * f->at(k, j);
-            EXPECT_NEAR(utu, inverse[i * n + j], 1e-9 * std::fabs(inverse[i * n + i]));
+            EXPECT_NEAR(utu, inverse[i * n + j], 1e-8 * std::fabs(inverse[i * n + i]));
         }
     }
     // A column order factors the reordered matrix without a permuted copy.
@@ -434,12 +439,6 @@ TEST(Hessian, OrderAndWeightedError) {
     const std::vector<float> b = {0, 2, 3, 3, 5, -1, 1, 1, 0, 0};
     // Row 0: d = (1,0,0,1,0): 2 + 9 = 11. Row 1: d = (0,-1,0,0,2): 7 + 0.
     EXPECT_DOUBLE_EQ(hessian_weighted_error(a.data(), b.data(), 2, n, h), 18.0);
-    // The reports' float version gives the same energy and error here (small
-    // integers are exact in float).
-    const std::vector<double> report = hessian_weighted_errors(a.data(), {b.data()}, 2, n, h);
-    ASSERT_EQ(report.size(), 2u);
-    EXPECT_DOUBLE_EQ(report[0], hessian_weighted_error(a.data(), nullptr, 2, n, h));
-    EXPECT_DOUBLE_EQ(report[1], 18.0);
 }
 
 }  // namespace
