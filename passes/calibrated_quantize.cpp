@@ -146,6 +146,15 @@ private:
 
 }  // namespace
 
+void record_statistics_outcome(const StatisticsOutcome& outcome, CalibrationSummary& summary) {
+    summary.samples = outcome.samples;
+    summary.len = outcome.len;
+    summary.tokens = outcome.tokens;
+    summary.cache = outcome.cache;
+    summary.block_seconds = outcome.run.block_seconds;
+    summary.warnings.insert(summary.warnings.end(), outcome.warnings.begin(), outcome.warnings.end());
+}
+
 CalibratedQuantization quantize_calibrated(const ModelSource& model, const QuantizeOptions& options,
                                            const std::vector<PlannedTensor>& plan,
                                            const std::function<void(const std::string&)>& log) {
@@ -205,12 +214,7 @@ CalibratedQuantization quantize_calibrated(const ModelSource& model, const Quant
                 }
             },
             log);
-        out.summary.samples = outcome.samples;
-        out.summary.len = outcome.len;
-        out.summary.tokens = outcome.tokens;
-        out.summary.cache = outcome.cache;
-        out.summary.block_seconds = outcome.run.block_seconds;
-        out.summary.warnings.insert(out.summary.warnings.end(), outcome.warnings.begin(), outcome.warnings.end());
+        record_statistics_outcome(outcome, out.summary);
     }
     out.tensors = quantizer.take();
     out.summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

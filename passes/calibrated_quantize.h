@@ -18,11 +18,17 @@
 #include <string>
 #include <vector>
 
+#include "calibration/statistics_source.h"
 #include "passes/quantize_model.h"
 
 namespace sparq {
 
 bool is_calibrated_method(const std::string& method);
+
+// Adds what visit_statistics reports (samples, cache use, block times,
+// warnings) to a pass's calibration summary; shared by the calibrated
+// quantize and sparsify passes.
+void record_statistics_outcome(const StatisticsOutcome& outcome, CalibrationSummary& summary);
 
 struct CalibratedTensor {
     PackedTensor packed;

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 
+#include "passes/calibrated_quantize.h"
 #include "calibration/block_runner.h"
 #include "calibration/statistics_source.h"
 #include "core/error.h"
@@ -280,12 +281,7 @@ CalibratedSparsification sparsify_calibrated(const ModelSource& model, const Spa
                 }
             },
             log);
-        out.summary.samples = outcome.samples;
-        out.summary.len = outcome.len;
-        out.summary.tokens = outcome.tokens;
-        out.summary.cache = outcome.cache;
-        out.summary.block_seconds = outcome.run.block_seconds;
-        out.summary.warnings.insert(out.summary.warnings.end(), outcome.warnings.begin(), outcome.warnings.end());
+        record_statistics_outcome(outcome, out.summary);
     }
     out.tensors = pruner.take();
     out.summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
