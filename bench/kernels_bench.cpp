@@ -280,7 +280,7 @@ void register_all() {
                              "int3_g64_asym", "int2_g64_sym",  "int2_g128_asym"};
     for (const char* scheme : schemes) {
         for (auto [rows, cols] : {std::pair<int64_t, int64_t>{5632, 2048}, {2048, 5632}}) {
-            for (ActivationMode mode : {ActivationMode::F32, ActivationMode::Q8}) {
+            for (ActivationMode mode : {ActivationMode::F32, ActivationMode::Q8, ActivationMode::Q16}) {
                 const std::string name = std::string("Matvec/") + scheme + "/" + std::to_string(rows) + "x" +
                                          std::to_string(cols) + "/" + mode_tag(mode);
                 benchmark::RegisterBenchmark(name.c_str(), BM_Matvec, MatvecCase{scheme, rows, cols, mode})

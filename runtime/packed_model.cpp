@@ -15,18 +15,12 @@ PackedLinear::PackedLinear(PackedView view, std::shared_ptr<const void> owner, A
     : view_(view), owner_(std::move(owner)), mode_(mode) {}
 
 void PackedLinear::forward(const float* x, int64_t tokens, float* y, int64_t y_stride) const {
-    if (tokens == 1) {
-        if (y_stride >= view_.rows) {
-            packed_matvec(view_, x, y, mode_);
-            return;
-        }
-    }
-    // Prefill: int16 activations on the integer dot-product tiles where the
-    // CPU has them (VNNI) and the batch is large enough to pay; accurate
-    // enough that `sparq verify` passes (the Q8 tiles are not, see
-    // packed_matmul.h). Decode and small batches stay in the chosen mode.
+    // int16 activations wherever they are faster than FP32 (decode, and
+    // prefill on the integer dot-product tiles where the CPU has them):
+    // accurate enough that `sparq verify` passes (Q8 is not, see
+    // packed_matmul.h). A few tokens stay in the chosen mode.
     const ActivationMode mode =
-        mode_ == ActivationMode::F32 && packed_int_dot_is_faster(tokens) ? ActivationMode::Q16 : mode_;
+        mode_ == ActivationMode::F32 && packed_q16_is_faster(view_.scheme, tokens) ? ActivationMode::Q16 : mode_;
     packed_matmul(view_, x, tokens, y, y_stride, mode);
 }
 

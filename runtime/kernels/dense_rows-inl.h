@@ -18,6 +18,7 @@
 #include "runtime/kernels/dense_row-inl.h"
 #include "runtime/kernels/int_dot_tiles-inl.h"
 #include "runtime/kernels/q8_rows-inl.h"
+#include "runtime/kernels/wide_rows-inl.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace sparq::kernels::HWY_NAMESPACE {
@@ -83,6 +84,13 @@ HWY_NOINLINE void DenseRowsByDot(const DenseCall& c, int64_t r0, int64_t r1, con
         if (!kSym && c.mode == ActivationMode::Q8) {
             for (int64_t g = 0; g < c.w.groups_per_row; ++g) zeros[g] = static_cast<float>(row.Zero(g));
         }
+        if constexpr (kBits == 4 || kBits == 8) {
+            if (x.wide) {
+                PrefetchRowAhead(c.w, r);
+                c.y[r] = RowDotWide(c.w, row, x, zeros, combined);
+                continue;
+            }
+        }
         for (int64_t t = 0; t < x.tokens; ++t) {
             c.y[t * c.y_stride + r] =
                 c.mode == ActivationMode::F32
@@ -130,8 +138,8 @@ HWY_INLINE void DenseRowsFor(const DenseCall& c, int64_t r0, int64_t r1, const K
     // have the instructions. Otherwise many tokens take the float tiles in
     // every mode (Q8 and Q16 activations arrive dequantized: the same values
     // the twin's integer sums see), and so do small groups, which the
-    // reference codec dequantizes. Q16 with few tokens arrives dequantized
-    // too, with the mode set to F32.
+    // reference codec dequantizes. One token takes the row drivers: Q8 and
+    // Q16 levels alike on the integer ones.
     if (c.dot.q != nullptr) {
         DenseRowsByIntDot<kBits, kSym>(c, r0, r1, s);
     } else if (c.small_groups || c.x.tokens >= kMinTileTokens) {

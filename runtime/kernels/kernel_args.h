@@ -55,6 +55,18 @@ void permute_to_block_order(const From* x, int64_t cols, int bits, To* out) {
     }
 }
 
+// Pair order, for the wide int4 decode rows (wide_rows-inl.h): per 64
+// columns (blocks A and B, whole), the even columns of A, of B, then the odd
+// columns of A, of B: out[64 * i + 32 * h + 16 * k + j] = x[64 * i + 32 * k
+// + 2 * j + h]. cols is a multiple of 64.
+template <class From, class To>
+void permute_to_pair_order(const From* x, int64_t cols, To* out) {
+    for (int64_t i = 0; i < cols; i += 2 * kBlock)
+        for (int h = 0; h < 2; ++h)
+            for (int k = 0; k < 2; ++k)
+                for (int j = 0; j < 16; ++j) out[i + 32 * h + 16 * k + j] = static_cast<To>(x[i + 32 * k + 2 * j + h]);
+}
+
 // One weight matrix as the kernels read it, with its derived sizes.
 struct DenseWeights {
     PackedView view;
@@ -90,6 +102,9 @@ struct PreparedActivations {
     // Q8: per token and weight group, sum over the group's activation blocks
     // of dx_a * sum q (tokens x groups_per_row), to take zero points out.
     const float* group_sums = nullptr;
+    // One token for the wide integer rows (wide_rows-inl.h); int4 levels
+    // then come in pair order.
+    bool wide = false;
 };
 
 // Integer activations for the integer-dot prefill (int8_dot_tiles-inl.h),

@@ -19,6 +19,8 @@ int64_t CompiledTarget() { return HWY_TARGET; }
 
 bool HasIntDot() { return kHasIntDot; }
 
+bool UsesWideRows(const DenseWeights& w, int64_t act_block) { return WideRowsApply(w, act_block); }
+
 }  // namespace sparq::kernels::HWY_NAMESPACE
 HWY_AFTER_NAMESPACE();
 
@@ -37,6 +39,7 @@ HWY_EXPORT(DenseRows);
 HWY_EXPORT(QuantizeActivationBlocks);
 HWY_EXPORT(CompiledTarget);
 HWY_EXPORT(HasIntDot);
+HWY_EXPORT(UsesWideRows);
 HWY_EXPORT(QuantizeActivationBlocks16);
 
 namespace {
@@ -119,7 +122,7 @@ struct ActivationBuffers {
             }
             return;
         }
-        if (mode == ActivationMode::Q16 || small_groups || tokens >= kMinTileTokens) {
+        if (small_groups || tokens >= kMinTileTokens) {
             if (mode == ActivationMode::Q16) {
                 prepare_dequantized<int16_t>(w, x, tokens, act, act_blocks, order_bits);
             } else {
@@ -127,17 +130,38 @@ struct ActivationBuffers {
             }
             return;
         }
-        std::vector<int8_t> q(static_cast<size_t>(cols));
+        if (mode == ActivationMode::Q16) {
+            prepare_levels<int16_t>(w, x, tokens, act, act_blocks, order_bits);
+        } else {
+            prepare_levels<int8_t>(w, x, tokens, act, act_blocks, order_bits);
+        }
+    }
+
+    // Levels (int8 or int16 values, held as int16) in block order for the
+    // integer row drivers, with each group's sum of dx * sum q for the zero
+    // points.
+    template <typename T>
+    void prepare_levels(const DenseWeights& w, const float* x, int64_t tokens, int64_t act, int64_t act_blocks,
+                        int order_bits) {
+        const int64_t cols = w.view.cols;
+        const int64_t stride = view.stride;
+        std::vector<T> q(static_cast<size_t>(cols));
         // One vector of slack: kernels read block scales a vector at a time.
         block_scales.resize(static_cast<size_t>(tokens * act_blocks + 16));
         xq.resize(static_cast<size_t>(tokens * stride));
         group_sums.resize(static_cast<size_t>(tokens * w.groups_per_row));
         // Activation blocks per weight group (groups of a whole row hold all).
         const int64_t acts_per_group = w.view.scheme.group == 0 ? act_blocks : w.group_span / act;
+        view.wide = tokens == 1 && HWY_DYNAMIC_DISPATCH(UsesWideRows)(w, act);
+        const bool pair_order = view.wide && w.view.scheme.bits == 4;
         for (int64_t t = 0; t < tokens; ++t) {
             const float* dx = block_scales.data() + t * act_blocks;
             quantize_token(x + t * cols, cols, act, q.data(), block_scales.data() + t * act_blocks);
-            permute_to_block_order(q.data(), cols, order_bits, xq.data() + t * stride);
+            if (pair_order) {
+                permute_to_pair_order(q.data(), cols, xq.data() + t * stride);
+            } else {
+                permute_to_block_order(q.data(), cols, order_bits, xq.data() + t * stride);
+            }
             for (int64_t g = 0; g < w.groups_per_row; ++g) {
                 float sum = 0.0f;
                 const int64_t end = std::min(act_blocks, (g + 1) * acts_per_group);
@@ -152,6 +176,7 @@ struct ActivationBuffers {
         view.xq = xq.data();
         view.block_scales = block_scales.data();
         view.group_sums = group_sums.data();
+        kernel_mode = ActivationMode::Q8;  // the integer row drivers take int8 and int16 levels alike
     }
 
     // Integer levels dequantized to floats for the FP32 kernels: the same
@@ -276,6 +301,11 @@ void packed_matvec(const PackedView& w, const float* x, float* y, ActivationMode
 
 bool packed_int_dot_is_faster(int64_t tokens) {
     return tokens >= kernels::kMinIntDotTokens && HWY_DYNAMIC_DISPATCH(kernels::HasIntDot)();
+}
+
+bool packed_q16_is_faster(const QuantScheme& s, int64_t tokens) {
+    if (packed_int_dot_is_faster(tokens)) return true;
+    return tokens == 1 && !kernels::has_small_groups(s);
 }
 
 const char* packed_kernel_target() {

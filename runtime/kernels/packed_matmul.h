@@ -19,9 +19,13 @@
 //   Q16: the same with int16 levels (dx = max|x| / 32767): 256 times less
 //        activation rounding (up to 0.0015% of the block's max|x|), so a
 //        model keeps its next-token choices, at half Q8's integer rate.
-//        Prefill takes it where integer dot products beat FP32 (see
-//        packed_int_dot_is_faster); elsewhere it runs the FP32 kernels on
-//        the dequantized levels.
+//        The runtime takes it where it beats FP32 (packed_q16_is_faster):
+//        decode (one token: the integer row drivers, whose pairwise int16
+//        multiply-adds do twice the work per instruction of FP32 FMAs and
+//        need no per-weight float conversion) and prefill where the target
+//        has integer dot products. In between (a few tokens, or groups
+//        below 32 columns) it runs the FP32 kernels on the dequantized
+//        levels.
 //
 // Work is cut into fixed chunks of rows (core/parallel.h) whose size depends
 // only on the shape, and each output is summed in an order that does not
@@ -70,9 +74,13 @@ void packed_matmul_scalar(const PackedView& w, const float* x, int64_t tokens, f
 // Whether a product of `tokens` tokens runs faster with integer activations
 // (Q16, and Q8) than with F32 on this CPU: true where the dispatched target
 // has integer dot products (AVX-512 VNNI) and there are enough tokens to
-// fill its token lanes, i.e. for prefill. A runtime may then pick Q16 for
-// such calls (Q8 where a file asks for int8 activations).
+// fill its token lanes, i.e. for prefill.
 bool packed_int_dot_is_faster(int64_t tokens);
+// Whether Q16 beats F32 for `tokens` tokens of weights in scheme s: for
+// prefill as above, and for decode (one token) on every target when the
+// groups hold whole 32-column blocks. A runtime picks Q16 for such calls
+// (Q8 where a file asks for int8 activations).
+bool packed_q16_is_faster(const QuantScheme& s, int64_t tokens);
 
 // The Highway target the kernels dispatch to now ("AVX3", "AVX2", ...).
 const char* packed_kernel_target();

@@ -45,6 +45,31 @@ TEST_P(PackedKernels, RandomMatricesMatchTwin) {
     EXPECT_GT(compared, 100000);
 }
 
+// One token on regular shapes takes the wide integer rows on AVX-512
+// (int4 in pair order, 32-column groups two per vector, groups of 256+ and
+// per-channel rows over several activation blocks): every group size, both
+// symmetries, with a zero group, a zero row and an outlier activation.
+TEST_P(PackedKernels, WideDecodeRowsMatchTwin) {
+    int64_t compared = 0;
+    for (const QuantScheme& s : all_schemes({0, 32, 64, 128, 256, 512})) {
+        if (s.bits != 4 && s.bits != 8) continue;
+        for (int64_t cols : {64, 192, 512, 1024 + 512}) {
+            const int64_t rows = 5;
+            auto values = random_weights(rows, cols, 31 + static_cast<uint32_t>(cols));
+            for (int64_t c = 0; c < cols; ++c) values[2 * cols + c] = 0.0f;  // row 2
+            for (int64_t c = 32; c < 64; ++c) values[3 * cols + c] = 0.0f;   // a zero block in row 3
+            const PackedTensor w = quantize(values, rows, cols, s);
+            auto x = random_normal(static_cast<size_t>(cols), 41 + static_cast<uint32_t>(cols));
+            x[static_cast<size_t>(cols / 3)] = 250.0f;  // an outlier takes one block's scale
+            for (ActivationMode mode : {ActivationMode::Q8, ActivationMode::Q16}) {
+                compared += compare_with_twin(w.view(), x, 1, mode, s.name() + " cols " + std::to_string(cols));
+                if (HasFailure()) return;
+            }
+        }
+    }
+    EXPECT_GT(compared, 500);
+}
+
 TEST_P(PackedKernels, SmallGroupsMatchTwin) {
     for (const QuantScheme& s : all_schemes({8, 16})) {
         for (int64_t cols : {8, 24, 172, 288}) {

@@ -1,0 +1,211 @@
+// Decode (one token) with integer activations at the full width of
+// AVX-512: the row driver for int4 and int8 rows whose shape is regular
+// (every group and activation block whole, int4 rows a whole number of
+// 64-column pairs of blocks). Elsewhere, and on narrower targets, the
+// block-at-a-time drivers of q8_rows-inl.h run (on AVX2 one block already
+// fills a vector).
+//
+// Why a separate driver: decode reads each weight once, so its speed is the
+// instructions per weight byte. One 512-bit vector of int16 lanes holds 32
+// codes. int8: one block of 32 codes, widened, meets 32 activation levels
+// in one pairwise multiply-add (vpdpwssd on VNNI CPUs, vpmaddwd + add
+// before them). int4: 32 packed bytes are two blocks; widening them to
+// int16 lanes and taking the low and the high nibble gives the even and the
+// odd columns of both blocks, so the activations are prepared in "pair
+// order" (per 64 columns: evens of block A, evens of block B, odds of A,
+// odds of B; permute_to_pair_order in kernel_args.h) and each int32 lane
+// of the sums belongs to one block: lanes 0-7 to A, 8-15 to B.
+//
+// Sums are exact integers per activation block (segment s), then
+//     y = sum_s (d_g(s) * dx_s) * I_s  -  zero part
+// as in q8_rows-inl.h; for 32-column groups the two blocks of a pair take
+// their two scales from one lane permutation. Compiled once per SIMD target.
+
+#if defined(SPARQ_RUNTIME_KERNELS_WIDE_ROWS_INL_H_) == defined(HWY_TARGET_TOGGLE)
+#ifdef SPARQ_RUNTIME_KERNELS_WIDE_ROWS_INL_H_
+#undef SPARQ_RUNTIME_KERNELS_WIDE_ROWS_INL_H_
+#else
+#define SPARQ_RUNTIME_KERNELS_WIDE_ROWS_INL_H_
+#endif
+
+#include "runtime/kernels/q8_rows-inl.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace sparq::kernels::HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
+
+inline constexpr bool kHasWideRows = true;
+
+using DW16 = hn::Full512<int16_t>;
+using DW32 = hn::Full512<int32_t>;
+using DWF = hn::Full512<float>;
+
+// acc += pairwise products of a and b (int16 lanes) into int32 lanes, in
+// order (lane k takes lanes 2k and 2k + 1). Inline assembly on VNNI CPUs,
+// as in int_dot_tiles-inl.h: GCC 12 copies intrinsic accumulators around.
+HWY_INLINE hn::Vec<DW32> PairwiseMulAdd(hn::Vec<DW32> acc, hn::Vec<DW16> a, hn::Vec<DW16> b) {
+#if HWY_TARGET == HWY_AVX3_DL
+    __m512i raw = acc.raw;
+    asm("vpdpwssd %2, %1, %0" : "+v"(raw) : "v"(a.raw), "v"(b.raw));
+    return hn::Vec<DW32>{raw};
+#else
+    return hn::Add(acc, hn::Vec<DW32>{_mm512_madd_epi16(a.raw, b.raw)});
+#endif
+}
+
+// Integer sums of one int4 pair of blocks (32 packed bytes at c, 64
+// activation levels in pair order at xq): lanes 0-7 block A, 8-15 block B.
+HWY_INLINE hn::Vec<DW32> Int4PairSums(const uint8_t* HWY_RESTRICT c, const int16_t* HWY_RESTRICT xq,
+                                      hn::Vec<DW32> acc) {
+    const DW16 d16;
+    const hn::Rebind<uint8_t, DW16> d8;
+    const auto v = hn::BitCast(d16, hn::PromoteTo(hn::RebindToUnsigned<DW16>(), hn::LoadU(d8, c)));
+    acc = PairwiseMulAdd(acc, hn::And(v, hn::Set(d16, 0x0F)), hn::LoadU(d16, xq));
+    return PairwiseMulAdd(acc, hn::ShiftRight<4>(v), hn::LoadU(d16, xq + 32));
+}
+
+// Integer sums of one int8 block (32 codes, block order): u, or the signed
+// level for symmetric int8.
+template <bool kSigned>
+HWY_INLINE hn::Vec<DW32> Int8BlockSums(const uint8_t* HWY_RESTRICT c, const int16_t* HWY_RESTRICT xq,
+                                       hn::Vec<DW32> acc) {
+    const DW16 d16;
+    hn::Vec<DW16> v;
+    if constexpr (kSigned) {
+        v = hn::PromoteTo(d16, hn::LoadU(hn::Rebind<int8_t, DW16>(), reinterpret_cast<const int8_t*>(c)));
+    } else {
+        v = hn::BitCast(d16, hn::PromoteTo(hn::RebindToUnsigned<DW16>(), hn::LoadU(hn::Rebind<uint8_t, DW16>(), c)));
+    }
+    return PairwiseMulAdd(acc, v, hn::LoadU(d16, xq));
+}
+
+// Decode streams each weight from DRAM once, and the row loop does enough
+// work per cache line that the hardware prefetcher alone leaves the memory
+// system idle part of the time (the bandwidth probe streams about twice as
+// fast): so each row fetches, ahead of use, the codes and scales of the row
+// about kPrefetchBytes further on.
+inline constexpr int64_t kPrefetchBytes = 4096;
+
+HWY_INLINE void PrefetchRowAhead(const DenseWeights& w, int64_t r) {
+    const int64_t ahead = r + std::max<int64_t>(1, kPrefetchBytes / std::max<int64_t>(w.code_row_bytes, 1));
+    if (ahead >= w.view.rows) return;
+    const char* codes = reinterpret_cast<const char*>(w.view.code_row(ahead));
+    for (int64_t i = 0; i < w.code_row_bytes; i += 64) _mm_prefetch(codes + i, _MM_HINT_T0);
+    const char* scales = reinterpret_cast<const char*>(w.view.scales + 2 * ahead * w.groups_per_row);
+    for (int64_t i = 0; i < 2 * w.groups_per_row; i += 64) _mm_prefetch(scales + i, _MM_HINT_T0);
+}
+
+// One row times one token. `scales` holds the row's group scales as floats,
+// `combined` room for act_blocks + 16 floats, `zeros` the asymmetric
+// row's zero points as floats.
+template <int kBits, bool kSym>
+HWY_INLINE float RowDotWide(const DenseWeights& w, const DenseRow<kBits, kSym>& row, const PreparedActivations& x,
+                            const float* HWY_RESTRICT zeros, float* HWY_RESTRICT combined) {
+    static_assert(kBits == 4 || kBits == 8, "wide rows are int4 and int8");
+    const DWF df;
+    const DW32 d32;
+    const int16_t* HWY_RESTRICT xq = x.xq;
+    const float* HWY_RESTRICT dx = x.block_scales;
+    const uint8_t* HWY_RESTRICT codes = row.blocks.low;
+    const int64_t segments = x.act_blocks;
+    const int64_t blocks_per_segment = x.act_block / kBlock;
+    // d_g(s) * dx_s: groups of >= 256 columns (and per-channel rows) span
+    // several activation blocks of 256.
+    const int64_t segments_per_group = w.group_span / x.act_block;
+    if (segments_per_group == 1) {
+        const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
+        for (int64_t s = 0; s < segments; s += lanes)
+            hn::StoreU(hn::Mul(hn::LoadU(df, dx + s), hn::LoadU(df, row.scales + s)), df, combined + s);
+    } else {
+        for (int64_t s = 0; s < segments; ++s) combined[s] = dx[s] * row.scales[s / segments_per_group];
+    }
+    auto acc0 = hn::Zero(df), acc1 = hn::Zero(df);
+    constexpr int64_t kCodeBytes = kBits == 4 ? 16 : 32;  // per block
+    if (kBits == 4 && blocks_per_segment == 1) {
+        // 32-column groups: a pair is two segments.
+        alignas(64) static constexpr int32_t kHalves[16] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1};
+        const auto halves = hn::SetTableIndices(df, kHalves);
+        int64_t s = 0;
+        for (; s + 4 <= segments; s += 4) {
+            const auto s0 = Int4PairSums(codes + s * kCodeBytes, xq + s * kBlock, hn::Zero(d32));
+            const auto s1 = Int4PairSums(codes + (s + 2) * kCodeBytes, xq + (s + 2) * kBlock, hn::Zero(d32));
+            acc0 = hn::MulAdd(hn::ConvertTo(df, s0), hn::TableLookupLanes(hn::LoadU(df, combined + s), halves), acc0);
+            acc1 = hn::MulAdd(hn::ConvertTo(df, s1), hn::TableLookupLanes(hn::LoadU(df, combined + s + 2), halves),
+                              acc1);
+        }
+        if (s < segments) {
+            const auto s0 = Int4PairSums(codes + s * kCodeBytes, xq + s * kBlock, hn::Zero(d32));
+            acc0 = hn::MulAdd(hn::ConvertTo(df, s0), hn::TableLookupLanes(hn::LoadU(df, combined + s), halves), acc0);
+        }
+    } else {
+        // Segments of >= 2 blocks (int4) or >= 1 block (int8): every lane of
+        // a segment's sums takes the segment's one scale.
+        constexpr int64_t kStep = kBits == 4 ? 2 : 1;  // blocks per vector
+        for (int64_t s = 0; s < segments; ++s) {
+            const int64_t b0 = s * blocks_per_segment, b1 = b0 + blocks_per_segment;
+            auto i0 = hn::Zero(d32), i1 = hn::Zero(d32);
+            int64_t b = b0;
+            for (; b + 2 * kStep <= b1; b += 2 * kStep) {
+                if constexpr (kBits == 4) {
+                    i0 = Int4PairSums(codes + b * kCodeBytes, xq + b * kBlock, i0);
+                    i1 = Int4PairSums(codes + (b + 2) * kCodeBytes, xq + (b + 2) * kBlock, i1);
+                } else {
+                    i0 = Int8BlockSums<kSym>(codes + b * kCodeBytes, xq + b * kBlock, i0);
+                    i1 = Int8BlockSums<kSym>(codes + (b + 1) * kCodeBytes, xq + (b + 1) * kBlock, i1);
+                }
+            }
+            if (b < b1) {
+                if constexpr (kBits == 4) {
+                    i0 = Int4PairSums(codes + b * kCodeBytes, xq + b * kBlock, i0);
+                } else {
+                    i0 = Int8BlockSums<kSym>(codes + b * kCodeBytes, xq + b * kBlock, i0);
+                }
+            }
+            const auto sums = hn::ConvertTo(df, hn::Add(i0, i1));
+            if (s & 1) {
+                acc1 = hn::MulAdd(sums, hn::Set(df, combined[s]), acc1);
+            } else {
+                acc0 = hn::MulAdd(sums, hn::Set(df, combined[s]), acc0);
+            }
+        }
+    }
+    const float sums = hn::GetLane(hn::SumOfLanes(df, hn::Add(acc0, acc1)));
+    if constexpr (!BlockKernels<kBits, kSym>::kUnsignedCodes) return sums;
+    const float* group_sums = x.group_sums;
+    const float zero_part = kSym ? static_cast<float>(1 << (kBits - 1)) *
+                                       DotFloats(row.scales, group_sums, nullptr, w.groups_per_row)
+                                 : DotFloats(row.scales, group_sums, zeros, w.groups_per_row);
+    return sums - zero_part;
+}
+
+#else
+
+inline constexpr bool kHasWideRows = false;
+
+template <int kBits, bool kSym>
+HWY_INLINE float RowDotWide(const DenseWeights&, const DenseRow<kBits, kSym>&, const PreparedActivations&,
+                            const float*, float*) {
+    return 0.0f;  // never called: the dispatcher prepares wide rows only where kHasWideRows
+}
+
+HWY_INLINE void PrefetchRowAhead(const DenseWeights&, int64_t) {}
+
+#endif
+
+// Whether one-token products of w take the wide rows on this target, and
+// then whether their activations come in pair order (int4).
+HWY_INLINE bool WideRowsApply(const DenseWeights& w, int64_t act_block) {
+    const int bits = w.view.scheme.bits;
+    if (!kHasWideRows || (bits != 4 && bits != 8)) return false;
+    const int64_t cols = w.view.cols;
+    const int64_t unit = bits == 4 ? 2 * kBlock : kBlock;
+    return cols % unit == 0 && cols % act_block == 0 && cols % w.group_span == 0 &&
+           (w.group_span % act_block == 0);
+}
+
+}  // namespace sparq::kernels::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#endif  // per-target include guard
