@@ -268,6 +268,9 @@ CalibratedSparsification sparsify_calibrated(const ModelSource& model, const Spa
         out.summary.sequential = true;
         out.summary.cache = "none";
         out.summary.block_seconds = report.block_seconds;
+        // The runner's own warnings (already logged by it) belong in the
+        // summary too, as record_statistics_outcome gives the cached path.
+        out.summary.warnings.insert(out.summary.warnings.end(), report.warnings.begin(), report.warnings.end());
     } else {
         const StatisticsOutcome outcome = visit_statistics(
             model, statistics_request(options),

@@ -2,28 +2,28 @@
 // and the like), giving exactly the ids of Hugging Face's tokenizers:
 //   1. added tokens are split out of the text (leftmost-longest, with their
 //      single_word/lstrip/rstrip rules); plain encode() leaves special ones
-//      in the text as plain text, encode_with_special() splits them out too;
+//      in the text as plain text, encode_with_special() splits them out too
+//      (added_tokens.h);
 //   2. the pre-tokenizer steps (Split and Digits regexes, then ByteLevel's
 //      optional prefix space and GPT-2 regex) cut the rest into words, with
-//      PCRE2 standing in for Oniguruma (see pcre2_regex.h);
+//      PCRE2 standing in for Oniguruma (pre_tokenizer.h, pcre2_regex.h);
 //   3. each word's bytes become GPT-2's byte-level characters and are merged
 //      by rank, lowest first and leftmost among equals, with a priority
-//      queue (O(n log n) per word) as tokenizers' Word::merge_all does.
+//      queue (O(n log n) per word) as tokenizers' Word::merge_all does
+//      (bpe_model.h).
 // Text must be valid UTF-8 (as it must be for Hugging Face): invalid input is
 // refused with a sparq::Error giving the byte offset.
 #pragma once
 
-#include <array>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
-#include "tokenizer/pcre2_regex.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/tokenizer_json.h"
+#include "tokenizer/utf8_text.h"  // find_invalid_utf8, which encode() applies first
 #include "tokenizer/vocabulary.h"
 
 namespace sparq {
@@ -76,9 +76,5 @@ std::shared_ptr<BpeTokenizer> load_hf_tokenizer_json(const std::string& path);
 // labels errors.
 std::shared_ptr<BpeTokenizer> make_hf_tokenizer(std::string bytes, const std::string& name,
                                                 const HfSpecialTokenConfig& config = {});
-
-// Offset of the first byte that is not part of valid UTF-8 (RFC 3629: no
-// overlong forms, surrogates or code points past U+10FFFF), or npos.
-size_t find_invalid_utf8(std::string_view text);
 
 }  // namespace sparq
