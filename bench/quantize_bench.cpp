@@ -8,6 +8,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <algorithm>
 #include <random>
 #include <string>
 #include <vector>
@@ -15,6 +16,7 @@
 #include "core/parallel.h"
 #include "core/tensor.h"
 #include "quant/quantize_tensor.h"
+#include "quant/rtn_fused.h"
 
 namespace sparq {
 namespace {
@@ -40,6 +42,41 @@ void BM_Quantize(benchmark::State& state, QuantScheme scheme, QuantMethod method
     state.counters["Mweights/s"] = benchmark::Counter(static_cast<double>(t.numel()) * state.iterations() / 1e6,
                                                       benchmark::Counter::kIsRate);
 }
+
+// One thread, rows in cache order: the fused SIMD RTN row kernel against
+// its plain per-group twin (the reference path), same data, same process.
+void BM_RtnRows(benchmark::State& state, QuantScheme scheme, bool fused) {
+    const std::vector<float>& w = weights();
+    const int64_t cols = 5632, rows = 256;
+    std::vector<uint8_t> codes(static_cast<size_t>(cols)), zeros(static_cast<size_t>(cols));
+    std::vector<uint16_t> scales(static_cast<size_t>(cols));
+    std::vector<float> scratch(static_cast<size_t>(std::max<int64_t>(cols, rtn_row_scratch_floats(scheme, cols))));
+    double signal = 0, noise = 0;
+    for (auto _ : state) {
+        for (int64_t r = 0; r < rows; ++r) {
+            RtnRowJob job;
+            job.scheme = scheme;
+            job.row = w.data() + r * cols;
+            job.cols = cols;
+            job.codes = codes.data();
+            job.scales = scales.data();
+            job.zeros = zeros.data();
+            job.signal = &signal;
+            job.noise = &noise;
+            job.scratch = scratch.data();
+            benchmark::DoNotOptimize(fused ? quantize_row_rtn(job) : quantize_row_rtn_reference(job));
+        }
+    }
+    state.counters["Mweights/s"] = benchmark::Counter(static_cast<double>(rows * cols) * state.iterations() / 1e6,
+                                                      benchmark::Counter::kIsRate);
+}
+
+BENCHMARK_CAPTURE(BM_RtnRows, int4_g32_fused, QuantScheme{4, 32, true}, true)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_RtnRows, int4_g32_reference, QuantScheme{4, 32, true}, false)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_RtnRows, int8_channel_fused, QuantScheme{8, 0, true}, true)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_RtnRows, int8_channel_reference, QuantScheme{8, 0, true}, false)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_RtnRows, int4_g32_asym_fused, QuantScheme{4, 32, false}, true)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_RtnRows, int4_g32_asym_reference, QuantScheme{4, 32, false}, false)->Unit(benchmark::kMillisecond);
 
 BENCHMARK_CAPTURE(BM_Quantize, int4_g32_rtn, QuantScheme{4, 32, true}, QuantMethod::Rtn)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(BM_Quantize, int4_g128_rtn, QuantScheme{4, 128, true}, QuantMethod::Rtn)->Unit(benchmark::kMillisecond)->UseRealTime();

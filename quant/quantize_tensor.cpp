@@ -12,6 +12,7 @@
 #include "core/vectorize.h"
 #include "quant/reference_codec.h"
 #include "quant/rtn.h"
+#include "quant/rtn_fused.h"
 
 namespace sparq {
 
@@ -88,32 +89,6 @@ bool all_finite(const float* x, size_t n) {
     return any == 0;
 }
 
-// Adds sum w^2 and sum (w - dq)^2 in double, in 8 lanes (lane j takes
-// elements j, j + 8, ...) summed in a fixed order: vectorizes, and gives the
-// same bits everywhere.
-SPARQ_VECTORIZE_CLONES
-void add_error_sums(const float* w, const float* dq, int64_t n, QuantizationError& sums) {
-    constexpr int64_t kLanes = 8;
-    double signal[kLanes] = {}, noise[kLanes] = {};
-    int64_t i = 0;
-    for (; i + kLanes <= n; i += kLanes) {
-        for (int64_t j = 0; j < kLanes; ++j) {
-            const double x = w[i + j], d = x - static_cast<double>(dq[i + j]);
-            signal[j] += x * x;
-            noise[j] += d * d;
-        }
-    }
-    for (int64_t j = 0; i + j < n; ++j) {
-        const double x = w[i + j], d = x - static_cast<double>(dq[i + j]);
-        signal[j] += x * x;
-        noise[j] += d * d;
-    }
-    for (int64_t j = 0; j < kLanes; ++j) {
-        sums.signal += signal[j];
-        sums.noise += noise[j];
-    }
-}
-
 std::string describe_non_finite(float v) {
     if (std::isnan(v)) return "NaN";
     return v > 0 ? "+Inf" : "-Inf";
@@ -141,47 +116,90 @@ PackedTensor quantize_tensor(const Tensor& weight, const QuantScheme& scheme, Qu
     std::vector<std::optional<std::string>> non_finite(chunks), failures(chunks);
     std::vector<QuantizationError> chunk_errors(error ? chunks : 0);
 
+    // F32 weights in a file mapping are read with pread (core/memory.h:
+    // cheaper than faulting the mapping in); others are read in place.
+    const MappedRangeReader mapped_source = weight.dtype == DType::F32 && weight.nbytes >= (size_t{1} << 20)
+                                                ? MappedRangeReader(weight.data, weight.nbytes)
+                                                : MappedRangeReader();
     parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
         const size_t chunk = static_cast<size_t>(begin / grain);
         const size_t count = static_cast<size_t>((end - begin) * cols);
+        // A reused buffer per thread: fresh allocations of this size come
+        // from mmap and fault in zeroed pages for every chunk.
+        thread_local std::vector<float> converted;
         const float* values = aligned_f32_rows(weight, begin, cols);
-        if (values) {
+        if (values && mapped_source.ok()) {
+            if (converted.size() < count) converted.resize(count);
+            if (mapped_source.read(static_cast<size_t>(begin * cols) * sizeof(float), count * sizeof(float),
+                                   converted.data())) {
+                values = converted.data();
+            } else {
+                prefault_for_read(values, count * sizeof(float));
+            }
+        } else if (values) {
             prefault_for_read(values, count * sizeof(float));
         } else {
-            // A reused buffer per thread: fresh allocations of this size
-            // come from mmap and fault in zeroed pages for every chunk.
-            thread_local std::vector<float> converted;
             if (converted.size() < count) converted.resize(count);
             weight.rows_to_f32(begin, end, converted.data());
             values = converted.data();
         }
         std::vector<uint8_t> codes(static_cast<size_t>(cols));
         std::vector<uint8_t> zeros(static_cast<size_t>(geometry.groups_per_row));
-        std::vector<float> scratch(static_cast<size_t>(span));
+        std::vector<float> scratch(static_cast<size_t>(std::max(span, rtn_row_scratch_floats(scheme, cols))));
+        const auto report_non_finite = [&](const float* row, int64_t r) {
+            const int64_t c = std::find_if(row, row + cols, [](float v) { return !std::isfinite(v); }) - row;
+            non_finite[chunk] = "non-finite value " + describe_non_finite(row[c]) + " at row " +
+                                std::to_string(r) + ", column " + std::to_string(c) +
+                                " (quantization needs finite weights)";
+        };
+        const auto pack_row = [&](int64_t r) {
+            pack_code_row(scheme, codes.data(), cols, out.codes.data() + r * geometry.code_row_bytes);
+            if (!scheme.symmetric) {
+                pack_zero_row(scheme, zeros.data(), geometry.groups_per_row,
+                              out.zeros.data() + r * geometry.zero_row_bytes);
+            }
+        };
         // Each row is checked just before it is quantized (so it is read
-        // from memory once). After a group fails, the rest of the chunk is
-        // still checked: a non-finite value anywhere outranks the failure.
+        // from memory once; RTN checks each group in its range pass). After
+        // a group fails, the rest of the chunk is still checked: a
+        // non-finite value anywhere outranks the failure.
         for (int64_t r = begin; r < end; ++r) {
             const float* row = values + (r - begin) * cols;
+            if (method == QuantMethod::Rtn && !failures[chunk]) {
+                RtnRowJob job;
+                job.scheme = scheme;
+                job.row = row;
+                job.cols = cols;
+                job.codes = codes.data();
+                job.scales = out.scales.data() + r * geometry.groups_per_row;
+                job.zeros = zeros.data();
+                job.signal = error ? &chunk_errors[chunk].signal : nullptr;
+                job.noise = error ? &chunk_errors[chunk].noise : nullptr;
+                job.scratch = scratch.data();
+                try {
+                    if (quantize_row_rtn(job) >= 0) {
+                        report_non_finite(row, r);
+                        return;
+                    }
+                    pack_row(r);
+                    continue;
+                } catch (const Error& e) {
+                    failures[chunk] = "row " + std::to_string(r) + ", group " + std::to_string(job.current_group) +
+                                      ": " + e.message();
+                }
+            }
             if (!all_finite(row, cols)) {
-                const int64_t c = std::find_if(row, row + cols, [](float v) { return !std::isfinite(v); }) - row;
-                non_finite[chunk] = "non-finite value " + describe_non_finite(row[c]) + " at row " +
-                                    std::to_string(r) + ", column " + std::to_string(c) +
-                                    " (quantization needs finite weights)";
+                report_non_finite(row, r);
                 return;
             }
-            if (failures[chunk]) continue;
+            if (failures[chunk]) continue;  // the tensor is discarded; keep checking finiteness
             for (int64_t k = 0; k < geometry.groups_per_row; ++k) {
                 const int64_t first = k * span;
                 const int64_t n = std::min(span, cols - first);
                 GroupParams p;
                 try {
-                    p = method == QuantMethod::Rtn
-                            ? quantize_group_rtn(scheme, row + first, n, codes.data() + first,
-                                                 scratch.data())
-                            : quantize_group_mse(scheme, row + first, n,
-                                                 importance ? importance->data() + first : nullptr,
-                                                 grid, codes.data() + first, scratch.data());
+                    p = quantize_group_mse(scheme, row + first, n, importance ? importance->data() + first : nullptr,
+                                           grid, codes.data() + first, scratch.data());
                 } catch (const Error& e) {
                     failures[chunk] = "row " + std::to_string(r) + ", group " + std::to_string(k) +
                                       ": " + e.message();
@@ -191,15 +209,12 @@ PackedTensor quantize_tensor(const Tensor& weight, const QuantScheme& scheme, Qu
                 zeros[static_cast<size_t>(k)] = static_cast<uint8_t>(p.zero);
                 if (error) {
                     dequantize_group(codes.data() + first, n, p, scratch.data());
-                    add_error_sums(row + first, scratch.data(), n, chunk_errors[chunk]);
+                    add_group_error_sums(row + first, scratch.data(), n, &chunk_errors[chunk].signal,
+                                         &chunk_errors[chunk].noise);
                 }
             }
-            if (failures[chunk]) continue;  // the tensor is discarded; keep checking finiteness
-            pack_code_row(scheme, codes.data(), cols, out.codes.data() + r * geometry.code_row_bytes);
-            if (!scheme.symmetric) {
-                pack_zero_row(scheme, zeros.data(), geometry.groups_per_row,
-                              out.zeros.data() + r * geometry.zero_row_bytes);
-            }
+            if (failures[chunk]) continue;
+            pack_row(r);
         }
     });
     for (const auto* errors : {&non_finite, &failures}) {
