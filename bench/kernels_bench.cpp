@@ -221,6 +221,7 @@ struct SparseCase {
     int64_t rows, cols;
     double sparsity;  // < 0: 2:4
     bool from_cache = false;
+    bool integer_activations = false;  // the sparse Q8 kernels (sparse_matmul.h)
 };
 
 void BM_SparseMatvec(benchmark::State& state, SparseCase c) {
@@ -248,7 +249,13 @@ void BM_SparseMatvec(benchmark::State& state, SparseCase c) {
     size_t next = 0;
     const auto start = std::chrono::steady_clock::now();
     for (auto _ : state) {
-        if (c.sparsity < 0) {
+        if (c.integer_activations) {
+            if (c.sparsity < 0) {
+                nm_sparse_matmul_q8(nm[next].view(), x.data(), 1, y.data(), c.rows);
+            } else {
+                bitmask_sparse_matmul_q8(bm[next].view(), x.data(), 1, y.data(), c.rows);
+            }
+        } else if (c.sparsity < 0) {
             nm_sparse_matvec(nm[next].view(), x.data(), y.data());
         } else {
             bitmask_sparse_matvec(bm[next].view(), x.data(), y.data());
@@ -292,12 +299,15 @@ void register_all() {
     for (const char* scheme : {"int8_ch_sym", "int8_g32_sym", "int4_g32_sym", "int4_g128_sym"}) {
         for (auto [rows, cols] : {std::pair<int64_t, int64_t>{5632, 2048}, {2048, 5632}}) {
             for (double sparsity : {-1.0, 0.5, 0.7}) {
-                const std::string kind = sparsity < 0 ? "nm24" : "bitmask" + std::to_string(int(sparsity * 100));
-                const std::string name = "Sparse/" + kind + "/" + scheme + "/" + std::to_string(rows) + "x" +
-                                         std::to_string(cols);
-                benchmark::RegisterBenchmark(name.c_str(), BM_SparseMatvec, SparseCase{scheme, rows, cols, sparsity})
-                    ->UseRealTime()->ComputeStatistics("min", fastest)->ComputeStatistics("max", slowest)
-                    ->Unit(benchmark::kMicrosecond);
+                for (bool integer : {false, true}) {
+                    const std::string kind = sparsity < 0 ? "nm24" : "bitmask" + std::to_string(int(sparsity * 100));
+                    const std::string name = "Sparse/" + kind + "/" + scheme + "/" + std::to_string(rows) + "x" +
+                                             std::to_string(cols) + (integer ? "/q8" : "/f32");
+                    benchmark::RegisterBenchmark(name.c_str(), BM_SparseMatvec,
+                                                 SparseCase{scheme, rows, cols, sparsity, false, integer})
+                        ->UseRealTime()->ComputeStatistics("min", fastest)->ComputeStatistics("max", slowest)
+                        ->Unit(benchmark::kMicrosecond);
+                }
             }
         }
     }

@@ -116,6 +116,7 @@ void write_sparq_model(const std::string& path, const ModelConfig& config, const
         st.encoding = "quant";
         st.shape = {p.rows, p.cols};
         st.params = {{"bits", p.scheme.bits}, {"group", p.scheme.group}, {"symmetric", p.scheme.symmetric}};
+        if (e.act_bits != 0) st.params["act_bits"] = e.act_bits;
         st.planes.push_back({"codes", bytes_of(p.codes.data(), p.codes.size())});
         st.planes.push_back({"scales", bytes_of(p.scales.data(), p.scales.size() * sizeof(uint16_t))});
         if (!p.scheme.symmetric) st.planes.push_back({"zeros", bytes_of(p.zeros.data(), p.zeros.size())});

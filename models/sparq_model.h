@@ -27,6 +27,7 @@ struct ModelTensorEntry {
     std::optional<PackedTensor> packed;
     std::optional<NmSparseTensor> nm_sparse;
     std::optional<BitmaskSparseTensor> bitmask_sparse;
+    int act_bits = 0;  // packed only: 8 writes the act_bits param (int8 activations in the runtime)
 
     bool is_dense() const { return !packed && !nm_sparse && !bitmask_sparse; }
 };

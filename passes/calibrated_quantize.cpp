@@ -4,18 +4,22 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <memory>
 
 #include "calibration/block_runner.h"
 #include "calibration/statistics_source.h"
 #include "core/error.h"
 #include "models/matmul.h"
+#include "passes/scaled_quantize.h"
 #include "quant/gptq.h"
 #include "quant/hessian.h"
 #include "quant/imatrix.h"
 
 namespace sparq {
 
-bool is_calibrated_method(const std::string& method) { return method == "imatrix" || method == "gptq"; }
+bool is_calibrated_method(const std::string& method) {
+    return method == "imatrix" || method == "gptq" || is_channel_scaling_method(method);
+}
 
 namespace {
 
@@ -163,13 +167,24 @@ CalibratedQuantization quantize_calibrated(const ModelSource& model, const Quant
     const auto start = std::chrono::steady_clock::now();
     TensorQuantizer quantizer(options, plan, log);
     CalibratedQuantization out;
+    // awq, smoothquant: the scaler takes every space of a block (folds
+    // cross spaces); the per-tensor quantizer is not used.
+    std::unique_ptr<ScaledBlockQuantizer> scaler;
+    std::unique_ptr<BlockWeights> cached_block;  // the cache path's block (no runner weights)
+    if (is_channel_scaling_method(options.method)) {
+        std::map<std::string, QuantScheme> planned;
+        for (const auto& p : plan) {
+            if (p.action == TensorAction::Quantize && locate_block_linear(p.name)) planned[p.name] = p.scheme;
+        }
+        scaler = std::make_unique<ScaledBlockQuantizer>(model, options, std::move(planned), log);
+    }
     CalibrationDataOptions data;
     data.path = options.calib;
     data.samples = options.calib_samples;
     data.len = options.calib_len;
     data.seed = options.seed;
 
-    if (options.method == "gptq" && options.calib_cache.empty()) {
+    if ((options.method == "gptq" || scaler) && options.calib_cache.empty()) {
         // Sequential: each stage sees the already-quantized linears.
         const CalibrationSamples samples = draw_calibration_samples(data, *model.tokenizer);
         for (const auto& w : samples.warnings) {
@@ -181,6 +196,7 @@ CalibratedQuantization quantize_calibrated(const ModelSource& model, const Quant
         runner.log = log;
         const RunnerReport report = run_calibration(
             model, samples, runner, [&](InputSpace space, const ActivationStatistics& stats, BlockWeights& block) {
+                if (scaler) return scaler->on_space(space, stats, block);
                 for (const std::string& suffix : input_space_linears(space)) {
                     const std::string name = block.tensor_name(suffix);
                     if (!quantizer.planned(name)) continue;
@@ -205,6 +221,13 @@ CalibratedQuantization quantize_calibrated(const ModelSource& model, const Quant
         const StatisticsOutcome outcome = visit_statistics(
             model, request,
             [&](int64_t layer, InputSpace space, const ActivationStatistics& stats) {
+                if (scaler) {
+                    if (space == InputSpace::AttnInput) cached_block = std::make_unique<BlockWeights>(model, layer);
+                    if (!cached_block || cached_block->layer() != layer) {
+                        fail_in({options.calib_cache, "", ""}, "statistics of block ", layer, " arrived without its attn_input");
+                    }
+                    return scaler->on_space(space, stats, *cached_block);
+                }
                 for (const std::string& suffix : input_space_linears(space)) {
                     const std::string name = layer_tensor_name(layer, suffix);
                     if (!quantizer.planned(name)) continue;
@@ -217,6 +240,10 @@ CalibratedQuantization quantize_calibrated(const ModelSource& model, const Quant
         record_statistics_outcome(outcome, out.summary);
     }
     out.tensors = quantizer.take();
+    if (scaler) {
+        out.tensors = scaler->take_tensors();
+        out.rescaled = scaler->take_rescaled();
+    }
     out.summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     return out;
 }

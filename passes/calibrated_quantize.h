@@ -8,6 +8,8 @@
 //     (q/k/v, o, gate/up, down), each stage seeing the outputs of the
 //     already-quantized linears ("sequential"); with a cache, the cached
 //     full-precision Hessians are used.
+//   - awq, smoothquant: per-input-channel scales folded into the preceding
+//     op (passes/scaled_quantize.h), sequential like gptq without a cache.
 // Statistics come from calibration/statistics_source.h (cache rules there).
 // Every quantized tensor reports its H-weighted error before (RTN) and
 // after. Memory stays bounded by one block plus the packed results.
@@ -38,6 +40,9 @@ struct CalibratedTensor {
 
 struct CalibratedQuantization {
     std::map<std::string, CalibratedTensor> tensors;  // by full tensor name
+    // awq, smoothquant: tensors kept dense whose values the channel-scaling
+    // folds changed (norms, v biases, unplanned linears), F32 by full name.
+    std::map<std::string, std::vector<float>> rescaled;
     CalibrationSummary summary;
 };
 

@@ -8,6 +8,7 @@
 #include "core/half.h"
 #include "core/parallel.h"
 #include "passes/calibrated_quantize.h"
+#include "passes/mixed_precision.h"
 #include "passes/tensor_selection.h"
 #include "quant/bits.h"
 
@@ -41,7 +42,21 @@ void QuantizeOptions::validate() const {
     check_bits(embed_bits, "--embed-bits", true);
     check_bits(head_bits, "--head-bits", true);
     validate_quant_scheme(linear_scheme());
-    if (method == "imatrix" || method == "gptq") {
+    if (target_bpw != 0 && !(target_bpw > 0 && std::isfinite(target_bpw))) {
+        fail_in({"", "", "--target-bpw"}, "must be a positive number of bits per weight, got ", target_bpw);
+    }
+    if (mixed_sensitivity != "kl" && mixed_sensitivity != "hessian") {
+        fail_in({"", "", "--mixed-sensitivity"}, "must be kl or hessian, got '", mixed_sensitivity, "'");
+    }
+    if (act_bits != 0 && act_bits != 8) fail_in({"", "", "--act-bits"}, "must be 8 (int8 activations), got ", act_bits);
+    if (method == "imatrix" || method == "gptq" || method == "awq" || method == "smoothquant") {
+        if (awq_grid < 1 || awq_grid > 1000) fail_in({"", "", "--awq-grid"}, "must be 1 to 1000 intervals, got ", awq_grid);
+        if (awq_score != "clip" && awq_score != "rtn") {
+            fail_in({"", "", "--awq-score"}, "must be clip or rtn, got '", awq_score, "'");
+        }
+        if (!(smooth_alpha >= 0 && smooth_alpha <= 1)) {
+            fail_in({"", "", "--smooth-alpha"}, "must be in [0, 1], got ", smooth_alpha);
+        }
         if (calib.empty() && calib_cache.empty()) {
             fail_in({"", "", "--calib"}, "method '", method, "' needs calibration data: --calib FILE or --calib-cache FILE");
         }
@@ -55,9 +70,6 @@ void QuantizeOptions::validate() const {
             fail_in({"", "", "--imatrix-score"}, "must be block or diagonal, got '", imatrix_score, "'");
         }
     } else if (method != "rtn" && method != "mse") {
-        if (method == "awq" || method == "smoothquant") {
-            fail_in({"", "", "--method"}, "'", method, "' is not available yet (calibrated methods: imatrix, gptq)");
-        }
         fail_in({"", "", "--method"}, "must be rtn, mse, imatrix, gptq, awq or smoothquant, got '", method, "'");
     }
 }
@@ -66,7 +78,8 @@ QuantizeOptions parse_quantize_options(const nlohmann::json& j) {
     static const std::set<std::string> known = {"bits", "group", "symmetric", "method", "targets",
                                                 "ignore", "embed_bits", "head_bits", "calib", "calib_samples",
                                                 "calib_len", "seed", "calib_cache", "damp", "act_order", "gptq_params",
-                                                "imatrix_score"};
+                                                "imatrix_score", "target_bpw", "mixed_sensitivity",
+                                                "awq_grid", "awq_score", "smooth_alpha", "act_bits"};
     if (!j.is_object()) fail_in({"", "", "quantize"}, "options must be an object");
     for (const auto& [key, value] : j.items()) {
         if (!known.count(key)) fail_in({"", "", key}, "unknown option of the quantize pass");
@@ -90,6 +103,12 @@ QuantizeOptions parse_quantize_options(const nlohmann::json& j) {
         if (j.contains("act_order")) o.act_order = j["act_order"].get<bool>();
         if (j.contains("gptq_params")) o.gptq_params = j["gptq_params"].get<std::string>();
         if (j.contains("imatrix_score")) o.imatrix_score = j["imatrix_score"].get<std::string>();
+        if (j.contains("target_bpw")) o.target_bpw = j["target_bpw"].get<double>();
+        if (j.contains("mixed_sensitivity")) o.mixed_sensitivity = j["mixed_sensitivity"].get<std::string>();
+        if (j.contains("awq_grid")) o.awq_grid = j["awq_grid"].get<int>();
+        if (j.contains("awq_score")) o.awq_score = j["awq_score"].get<std::string>();
+        if (j.contains("smooth_alpha")) o.smooth_alpha = j["smooth_alpha"].get<double>();
+        if (j.contains("act_bits")) o.act_bits = j["act_bits"].get<int>();
     } catch (const nlohmann::json::exception& e) {
         fail_in({"", "", "quantize"}, "an option has the wrong type: ", e.what());
     }
@@ -155,7 +174,10 @@ Tensor to_dtype(const Tensor& t, DType dtype) {
 
 QuantizeResult quantize_model(const ModelSource& model, const QuantizeOptions& options,
                               const std::function<void(const std::string&)>& log) {
-    const auto plan = plan_quantization(model, options);
+    // Mixed precision chooses each tensor's scheme first (passes/mixed_precision.h).
+    std::optional<MixedPrecisionPlan> mixed;
+    if (options.target_bpw > 0) mixed = plan_mixed_precision(model, options, log);
+    const auto plan = mixed ? mixed->plan : plan_quantization(model, options);
     // Calibrated methods quantize the planned block linears first, one
     // block at a time; the loop below then takes their results.
     const bool calibrated = is_calibrated_method(options.method);
@@ -189,13 +211,21 @@ QuantizeResult quantize_model(const ModelSource& model, const QuantizeOptions& o
             report.bits = p.scheme.bits;
             report.group = p.scheme.group;
             report.symmetric = p.scheme.symmetric;
+            // Only the block linears run as products in the runtime with quantized activations.
+            if (options.activation_bits() == 8 && is_block_linear(p.name)) entry.act_bits = 8;
             if (is_block_linear(p.name)) {
                 linear_params += source.numel();
                 linear_bytes += static_cast<int64_t>(packed_geometry(p.scheme, packed.rows, packed.cols).total_bytes);
             }
             entry.packed = std::move(packed);
         } else {
-            entry.dense = to_dtype(source, p.action == TensorAction::KeepF16 ? DType::F16 : DType::F32);
+            const DType dtype = p.action == TensorAction::KeepF16 ? DType::F16 : DType::F32;
+            if (auto folded = calibrated_tensors.rescaled.find(p.name); folded != calibrated_tensors.rescaled.end()) {
+                // A norm, bias or unplanned linear a channel-scaling fold changed.
+                entry.dense = make_tensor_from_f32(source.shape, std::move(folded->second), dtype);
+            } else {
+                entry.dense = to_dtype(source, dtype);
+            }
             report.bits = p.action == TensorAction::KeepF16 ? 16 : 32;
             report.sqnr_db = INFINITY;
             if (is_block_linear(p.name)) {
@@ -217,6 +247,14 @@ QuantizeResult quantize_model(const ModelSource& model, const QuantizeOptions& o
     }
     result.bits_per_weight = linear_params ? 8.0 * static_cast<double>(linear_bytes) / static_cast<double>(linear_params) : 0;
     result.file_bits_per_weight = result.n_params ? 8.0 * static_cast<double>(result.weight_bytes) / static_cast<double>(result.n_params) : 0;
+    if (mixed) {
+        // The plan counted bytes the way the writer does; a mismatch is a bug, never a file over budget.
+        if (result.weight_bytes != mixed->planned_bytes || result.file_bits_per_weight > options.target_bpw) {
+            fail_in({model.path, "", "--target-bpw"}, "internal: planned ", mixed->planned_bytes, " bytes, stored ",
+                    result.weight_bytes, " (", result.file_bits_per_weight, " bits per weight)");
+        }
+        result.mixed_plan = mixed_plan_to_json(*mixed);
+    }
     return result;
 }
 

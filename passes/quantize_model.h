@@ -36,6 +36,23 @@ struct QuantizeOptions {
     bool act_order = true;      // GPTQ: columns by descending H diagonal, static groups
     std::string gptq_params = "weighted";  // GPTQ group parameters: rtn, mse, weighted, hessian
     std::string imatrix_score = "block";   // imatrix clip search score: block (group's H block) or diagonal
+    // Channel scaling (awq, smoothquant; passes/scaled_quantize.h).
+    int awq_grid = 20;          // AWQ: alpha on k / awq_grid, k = 0 .. awq_grid
+    std::string awq_score = "clip";  // AWQ candidates scored after: clip (the clip search) or rtn (llm-awq's)
+    double smooth_alpha = 0.5;  // SmoothQuant migration strength in [0, 1]
+    // 8: the runtime runs the quantized block linears with int8 activations
+    // (the tensors' act_bits param); 0: float activations. smoothquant implies 8.
+    int act_bits = 0;
+    int activation_bits() const { return method == "smoothquant" ? 8 : act_bits; }
+    // > 0: mixed precision (passes/mixed_precision.h) chooses every quantized
+    // tensor's scheme, embedding and head included, so that the file's
+    // file_bits_per_weight <= target_bpw; bits, group, embed_bits and
+    // head_bits are then not used.
+    double target_bpw = 0;
+    // Mixed precision's loss per tensor: "kl" (each tensor's output-error
+    // curve scaled by the KL measured with it alone quantized; needs --calib
+    // text) or "hessian" (the output errors summed as they are).
+    std::string mixed_sensitivity = "kl";
 
     QuantScheme linear_scheme() const;
     // Scheme for the embedding/head at `bits` (8: per channel; lower: the
@@ -71,6 +88,7 @@ struct CalibratedTensorReport {
     int64_t dead_inputs = 0;       // input channels never active in calibration
     bool fell_back_to_rtn = false;
     std::string fallback_reason;
+    std::optional<double> scale_alpha;  // awq, smoothquant: the alpha of the tensor's input scales
 };
 
 struct QuantizedTensorReport {
@@ -103,6 +121,7 @@ struct QuantizeResult {
     int64_t source_weight_bytes = 0;
     int64_t n_params = 0;
     std::optional<CalibrationSummary> calibration;  // calibrated methods only
+    nlohmann::json mixed_plan;  // target_bpw only: mixed_plan_to_json of the plan used, else null
 };
 
 QuantizeResult quantize_model(const ModelSource& model, const QuantizeOptions& options,

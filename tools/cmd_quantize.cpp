@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/memory.h"
+#include "passes/mixed_precision.h"
 #include "passes/quantize_model.h"
 #include "tools/command.h"
 
@@ -29,7 +30,14 @@ struct QuantizeArgs {
 };
 
 int run_quantize(QuantizeArgs& args) {
-    if (args.target_bpw > 0) fail_in({"", "", "--target-bpw"}, "mixed precision under a size budget is not available yet");
+    if (args.command->count("--target-bpw") > 0) {
+        // The budget chooses bits and groups per tensor, embedding and head included.
+        for (const char* flag : {"--bits", "--group", "--embed-bits", "--head-bits"}) {
+            if (args.command->count(flag) > 0) fail_in({"", "", flag}, "is chosen per tensor by --target-bpw; give one or the other");
+        }
+        if (!(args.target_bpw > 0)) fail_in({"", "", "--target-bpw"}, "must be a positive number, got ", args.target_bpw);
+        args.options.target_bpw = args.target_bpw;
+    }
     if (args.asym && args.sym) fail_in({"", "", "--asym"}, "give either --sym or --asym");
     if (args.command->count("--bits") == 0 && args.target_bpw <= 0) {
         fail_in({"", "", "--bits"}, "give --bits B or --target-bpw X");
@@ -41,6 +49,32 @@ int run_quantize(QuantizeArgs& args) {
     LoadOptions load;
     load.tokenizer_path = args.tokenizer;
     const ModelSource model = load_model(args.model, load);
+    if (args.dry_run && args.options.target_bpw > 0) {
+        // Plans without writing anything (a calibration cache is only read).
+        const MixedPrecisionPlan plan = plan_mixed_precision(
+            model, args.options, [&](const std::string& s) { log_line(args.common, s); }, false);
+        nlohmann::json j = {{"dry_run", true},
+                            {"plan", mixed_plan_to_json(plan)},
+                            {"estimated_weight_bytes", plan.planned_bytes},
+                            {"estimated_file_bits_per_weight", plan.file_bits_per_weight}};
+        if (args.common.json) {
+            print_json(j);
+        } else {
+            std::cout << std::left << std::setw(44) << "tensor" << " " << std::setw(14) << "scheme" << " bits group "
+                      << std::setw(10) << "bytes" << " predicted error (relative)\n";
+            for (const auto& p : j["plan"]["tensors"]) {
+                std::cout << std::left << std::setw(44) << p["name"].get<std::string>() << " " << std::setw(14)
+                          << p["scheme"].get<std::string>() << " " << std::setw(4) << p["bits"] << " " << std::setw(5)
+                          << (p.contains("group") ? std::to_string(p["group"].get<int64_t>()) : std::string("-")) << " " << std::setw(10)
+                          << p["estimated_bytes"] << " " << p["predicted_error"].get<double>() << " ("
+                          << p["relative_error"].get<double>() << ")\n";
+            }
+            std::cout << "planned " << plan.planned_bytes << " bytes of weights: " << plan.file_bits_per_weight
+                      << " bits per weight for a budget of " << plan.target_bpw << " (minimum " << plan.minimum_bpw
+                      << ")\n";
+        }
+        return 0;
+    }
     if (args.dry_run) {
         const auto plan = plan_quantization(model, args.options);
         int64_t bytes = 0, params = 0;
@@ -72,6 +106,7 @@ int run_quantize(QuantizeArgs& args) {
         if (t.calibration) {
             e["weighted_error_rtn"] = finite_or_null(t.calibration->weighted_error_rtn);
             e["weighted_error"] = finite_or_null(t.calibration->weighted_error);
+            if (t.calibration->scale_alpha) e["alpha"] = *t.calibration->scale_alpha;
             if (args.options.method == "gptq") {
                 e["damp"] = t.calibration->damp;
                 e["dead_inputs"] = t.calibration->dead_inputs;
@@ -108,10 +143,18 @@ int run_quantize(QuantizeArgs& args) {
           {"scheme", args.options.linear_scheme().name()},
           {"embed_bits", args.options.embed_bits},
           {"head_bits", args.options.head_bits},
+          {"act_bits", args.options.activation_bits()},
           {"calibration", calibration_record},
           {"bits_per_weight", r.bits_per_weight},
           {"file_bits_per_weight", r.file_bits_per_weight}}},
     };
+    if (!r.mixed_plan.is_null()) {
+        metadata["quantization"]["scheme"] = "mixed";
+        metadata["quantization"]["target_bpw"] = args.options.target_bpw;
+        metadata["quantization"]["plan"] = r.mixed_plan;
+        metadata["quantization"].erase("embed_bits");
+        metadata["quantization"].erase("head_bits");
+    }
     write_sparq_model(args.output, model.config, *model.tokenizer, r.tensors, metadata);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     nlohmann::json j = {{"output", args.output},
@@ -126,6 +169,11 @@ int run_quantize(QuantizeArgs& args) {
                         {"scheme", args.options.linear_scheme().name()},
                         {"tensors", tensors}};
     if (r.calibration) j["calibration"] = calibration;
+    if (!r.mixed_plan.is_null()) {
+        j["scheme"] = "mixed";
+        j["target_bpw"] = args.options.target_bpw;
+        j["plan"] = r.mixed_plan;
+    }
     if (args.common.json) {
         print_json(j);
     } else {
@@ -147,10 +195,19 @@ void register_quantize(CLI::App& app) {
     cmd->add_option("-o,--output", args.output, "Output .sparq file");
     cmd->add_option("--bits", args.options.bits, "Bits per weight: 8, 4, 3 or 2");
     cmd->add_option("--target-bpw", args.target_bpw, "File size budget in bits per parameter (mixed precision)");
+    cmd->add_option("--mixed-sensitivity", args.options.mixed_sensitivity,
+                    "Mixed precision loss per tensor: kl (output error scaled by a measured KL; default, needs --calib) "
+                    "or hessian (output error alone)");
     cmd->add_option("--group", args.options.group, "Group size along the input dimension (0 = per output channel)");
     cmd->add_flag("--sym", args.sym, "Symmetric codes (default)");
     cmd->add_flag("--asym", args.asym, "Asymmetric codes with a zero point");
-    cmd->add_option("--method", args.options.method, "rtn, mse, imatrix, gptq (awq, smoothquant: not yet)");
+    cmd->add_option("--method", args.options.method, "rtn, mse, imatrix, gptq, awq, smoothquant (implies --act-bits 8)");
+    cmd->add_option("--act-bits", args.options.act_bits,
+                    "8: the runtime runs the quantized block linears with int8 activations (any method)");
+    cmd->add_option("--smooth-alpha", args.options.smooth_alpha, "SmoothQuant migration strength in [0, 1] (default 0.5)");
+    cmd->add_option("--awq-grid", args.options.awq_grid, "AWQ: alpha searched on k / N for k = 0..N (default N = 20)");
+    cmd->add_option("--awq-score", args.options.awq_score,
+                    "AWQ: score the alphas after the clip search (clip, default) or after plain RTN (rtn, llm-awq's)");
     cmd->add_option("--calib", args.options.calib, "Calibration text, or JSON lines with a \"text\" field (.jsonl)");
     cmd->add_option("--calib-samples", args.options.calib_samples, "Calibration samples (default 128)");
     cmd->add_option("--calib-len", args.options.calib_len, "Tokens per calibration sample (default 512)");

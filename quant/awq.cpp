@@ -1,0 +1,200 @@
+#include "quant/awq.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/error.h"
+#include "quant/channel_scaling.h"
+#include "quant/hessian.h"
+#include "quant/imatrix.h"
+#include "quant/quantize_tensor.h"
+
+namespace sparq {
+
+namespace {
+
+Tensor f32_view(const float* w, int64_t rows, int64_t cols) {
+    Tensor t;
+    t.dtype = DType::F32;
+    t.shape = {rows, cols};
+    t.data = reinterpret_cast<const uint8_t*>(w);
+    t.nbytes = static_cast<size_t>(rows * cols) * sizeof(float);
+    return t;
+}
+
+void check_statistic(const std::vector<double>& statistic, int64_t cols, const std::string& where) {
+    if (static_cast<int64_t>(statistic.size()) != cols) {
+        fail_in({"", where, "statistic"}, "has ", statistic.size(), " values for ", cols, " input channels");
+    }
+    for (size_t j = 0; j < statistic.size(); ++j) {
+        if (!(statistic[j] >= 0) || !std::isfinite(statistic[j])) {
+            fail_in({"", where, "statistic"}, "channel ", j, " is ", statistic[j], ", expected finite and >= 0");
+        }
+    }
+}
+
+void check_hessian(const std::vector<double>& hessian, int64_t cols, const std::string& where) {
+    if (hessian.size() != static_cast<size_t>(cols) * static_cast<size_t>(cols)) {
+        fail_in({"", where, "hessian"}, "has ", hessian.size(), " values, expected ", cols, " x ", cols);
+    }
+    for (size_t i = 0; i < hessian.size(); ++i) {
+        if (!std::isfinite(hessian[i])) fail_in({"", where, "hessian"}, "has a non-finite value at ", i);
+    }
+}
+
+}  // namespace
+
+std::vector<float> awq_scales(const std::vector<double>& statistic, double alpha) {
+    std::vector<float> s(statistic.size(), 1.0f);
+    const double top = statistic.empty() ? 0.0 : *std::max_element(statistic.begin(), statistic.end());
+    if (!(top > 0) || alpha == 0) return s;
+    const double floor = top * 1e-5;
+    // log(s_j) = alpha (log m_j - (log max + log min) / 2): equal statistics
+    // give exactly 1, and the normalization keeps the scales centred on 1
+    // in log space so neither the weights nor the norm drift in magnitude.
+    double lo = INFINITY, hi = -INFINITY;
+    std::vector<double> logs(statistic.size());
+    for (size_t j = 0; j < statistic.size(); ++j) {
+        logs[j] = std::log(std::max(statistic[j], floor));
+        lo = std::min(lo, logs[j]);
+        hi = std::max(hi, logs[j]);
+    }
+    const double centre = 0.5 * (lo + hi);
+    for (size_t j = 0; j < statistic.size(); ++j) s[j] = static_cast<float>(std::exp(alpha * (logs[j] - centre)));
+    return s;
+}
+
+std::vector<double> awq_weight_statistic(const std::vector<AwqLinear>& linears, int64_t cols) {
+    std::vector<double> out(static_cast<size_t>(std::max<int64_t>(cols, 0)), 0.0);
+    int64_t rows = 0;
+    for (const AwqLinear& l : linears) {
+        const int64_t span = l.scheme.group_span(cols);
+        for (int64_t r = 0; r < l.rows; ++r) {
+            const float* row = l.weight + r * cols;
+            for (int64_t g = 0; g < cols; g += span) {
+                const int64_t end = std::min(cols, g + span);
+                double top = 0;
+                for (int64_t j = g; j < end; ++j) top = std::max(top, static_cast<double>(std::fabs(row[j])));
+                if (top == 0) continue;
+                for (int64_t j = g; j < end; ++j) out[static_cast<size_t>(j)] += std::fabs(row[j]) / top;
+            }
+        }
+        rows += l.rows;
+    }
+    for (double& w : out) w = std::max(rows > 0 ? w / static_cast<double>(rows) : 0.0, 1e-6);
+    return out;
+}
+
+std::vector<float> awq_duo_scales(const std::vector<double>& statistic, const std::vector<double>& weight_statistic,
+                                  double alpha) {
+    std::vector<double> ratio(statistic.size());
+    const double top = statistic.empty() ? 0.0 : *std::max_element(statistic.begin(), statistic.end());
+    const double wtop = weight_statistic.empty() ? 0.0 : *std::max_element(weight_statistic.begin(), weight_statistic.end());
+    if (!(top > 0) || !(wtop > 0)) return std::vector<float>(statistic.size(), 1.0f);
+    for (size_t j = 0; j < ratio.size(); ++j) {
+        ratio[j] = std::pow(std::max(statistic[j], top * 1e-5), alpha) /
+                   std::pow(std::max(weight_statistic[j], wtop * 1e-5), 1.0 - alpha);
+    }
+    return awq_scales(ratio, 1.0);
+}
+
+AwqChoice awq_search(const std::vector<AwqLinear>& linears, int64_t cols, const std::vector<double>& hessian,
+                     const std::vector<double>& statistic, const AwqGrid& grid,
+                     const std::vector<double>* weight_statistic) {
+    if (linears.empty()) fail_in({"", "", "linears"}, "AWQ needs at least one linear to search scales for");
+    const std::string& where = linears.front().name;
+    if (cols < 1) fail_in({"", where, "cols"}, "must be at least 1, got ", cols);
+    if (grid.intervals < 1) fail_in({"", where, "awq_grid"}, "must be at least 1 interval, got ", grid.intervals);
+    check_statistic(statistic, cols, where);
+    check_hessian(hessian, cols, where);
+    for (const AwqLinear& l : linears) {
+        if (!l.weight || l.rows < 1) fail_in({"", l.name, "weight"}, "is empty");
+        try {
+            validate_quant_scheme(l.scheme);
+        } catch (const Error& e) {
+            throw e.with_tensor(l.name);
+        }
+        for (int64_t i = 0; i < l.rows * cols; ++i) {
+            if (!std::isfinite(l.weight[i])) {
+                fail_in({"", l.name, ""}, "non-finite value ", l.weight[i], " at row ", i / cols, ", column ", i % cols);
+            }
+        }
+    }
+    // Phase 1: every candidate scored after plain RTN (cheap).
+    struct Candidate {
+        double alpha;
+        bool duo;
+        std::vector<float> scales;
+    };
+    std::vector<Candidate> candidates;
+    for (int family = 0; family < (weight_statistic ? 2 : 1); ++family) {
+        for (int k = 0; k <= grid.intervals; ++k) {
+            const double alpha = grid.alpha(k);
+            candidates.push_back({alpha, family == 1,
+                                  family == 1 ? awq_duo_scales(statistic, *weight_statistic, alpha)
+                                              : awq_scales(statistic, alpha)});
+        }
+    }
+    std::vector<float> scaled;
+    auto output_error = [&](const std::vector<float>& s, bool clip) {
+        double error = 0;
+        for (const AwqLinear& l : linears) {
+            scaled.assign(l.weight, l.weight + l.rows * cols);
+            scale_columns({scaled.data(), l.rows, cols}, s);
+            std::vector<float> q = dequantize_tensor(
+                clip ? quantize_scaled_clip_search(scaled.data(), l.rows, cols, hessian, s, l.scheme, l.name)
+                     : quantize_tensor(f32_view(scaled.data(), l.rows, cols), l.scheme, QuantMethod::Rtn, nullptr,
+                                       l.name));
+            unscale_columns({q.data(), l.rows, cols}, s);
+            error += hessian_weighted_error(l.weight, q.data(), l.rows, cols, hessian);
+        }
+        return error;
+    };
+    AwqChoice best;
+    for (const Candidate& c : candidates) best.errors.push_back(output_error(c.scales, false));
+    // Ties keep the earlier candidate: smaller alpha, plain before duo.
+    std::vector<size_t> order(candidates.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return best.errors[a] < best.errors[b]; });
+    // Phase 2: the best few, and alpha 0 (no scaling), scored after the clip search.
+    std::vector<size_t> finalists;
+    if (grid.refine > 0) {
+        finalists.push_back(0);
+        for (size_t i = 0; i < order.size() && static_cast<int>(finalists.size()) <= grid.refine; ++i) {
+            if (order[i] != 0) finalists.push_back(order[i]);
+        }
+        std::sort(finalists.begin(), finalists.end());
+    } else {
+        finalists.push_back(order.front());
+    }
+    best.error = INFINITY;
+    for (size_t i : finalists) {
+        const double error = grid.refine > 0 ? output_error(candidates[i].scales, true) : best.errors[i];
+        if (error < best.error) {
+            best.error = error;
+            best.alpha = candidates[i].alpha;
+            best.duo = candidates[i].duo;
+            best.scales = candidates[i].scales;
+        }
+    }
+    return best;
+}
+
+PackedTensor quantize_scaled_clip_search(const float* scaled_weight, int64_t rows, int64_t cols,
+                                         const std::vector<double>& hessian, const std::vector<float>& scales,
+                                         const QuantScheme& scheme, const std::string& tensor_name) {
+    check_hessian(hessian, cols, tensor_name);
+    check_channel_scales(scales, cols, tensor_name);
+    // x' = x / s, so X'^T X' = diag(1/s) H diag(1/s).
+    std::vector<double> scaled_hessian(hessian.size());
+    for (int64_t i = 0; i < cols; ++i) {
+        for (int64_t j = 0; j < cols; ++j) {
+            const size_t at = static_cast<size_t>(i * cols + j);
+            scaled_hessian[at] = hessian[at] / (static_cast<double>(scales[i]) * scales[j]);
+        }
+    }
+    return quantize_importance_weighted(scaled_weight, rows, cols, scaled_hessian, scheme,
+                                        ImportanceWeighting::GroupHessian, tensor_name);
+}
+
+}  // namespace sparq

@@ -1,0 +1,91 @@
+// AWQ (activation-aware weight quantization, Lin et al. 2023): the linears
+// reading one input space get per-input-channel scales s = m^alpha, m the
+// channel's mean |x| over the calibration tokens, normalized so that
+// sqrt(max(s) min(s)) = 1 (as llm-awq does). Each alpha of a grid over
+// [0, 1] is scored by the output error the group would have after
+// quantization, sum over its linears and rows of d^T H d with
+// d = w - Q(w diag(s)) diag(1/s) and H = X^T X / tokens (the exact mean
+// squared output error on the calibration inputs); the smallest wins, ties
+// to the smaller alpha, so alpha = 0 (s = 1, plain RTN) is never beaten by
+// a worse candidate. The scales are folded into the preceding op
+// (quant/channel_scaling.h); the scaled weights are then quantized with the
+// Hessian-scored clip search of quant/imatrix.h on the scaled basis.
+// Two families of candidates: m^alpha (llm-awq) and, given a per-column
+// weight statistic w, m^alpha / w^(1 - alpha) (AutoAWQ's "duo scaling",
+// w the mean of |w| / max|w| of its group). llm-awq scores the candidates
+// after plain RTN and clips afterwards; here the few best by that score
+// are re-scored after the clip search itself (AwqGrid::refine).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "quant/layout.h"
+#include "quant/scheme.h"
+
+namespace sparq {
+
+struct AwqGrid {
+    int intervals = 20;  // alpha = k / intervals for k = 0 .. intervals
+    // Scales chosen by the RTN score alone can lose to no scaling once the
+    // Hessian-scored clip search runs (stories260K int4 g128: +12.5%
+    // perplexity against +9.0% for the clip search alone); the final
+    // choice by the clip-search score, alpha 0 among the finalists, never
+    // loses to the clip search alone on the calibration output error.
+    // The candidates are first scored after plain RTN; the `refine` best of
+    // them and alpha 0 are then scored after the clip search, which picks.
+    // 0: the RTN score picks (llm-awq's way). By default all are rescored:
+    // on stories260K int4 g128 the 3 best by RTN keep 57-60% of RTN's
+    // perplexity increase where all of them keep 51-52%.
+    int refine = 1000;
+    double alpha(int k) const { return static_cast<double>(k) / intervals; }
+};
+
+// One linear of the group: [rows, cols] row-major F32 in the unscaled basis.
+struct AwqLinear {
+    const float* weight = nullptr;
+    int64_t rows = 0;
+    QuantScheme scheme;
+    std::string name;
+};
+
+struct AwqChoice {
+    double alpha = 0;
+    bool duo = false;
+    std::vector<float> scales;     // cols values
+    double error = 0;              // sum d^T H d at the choice (after the clip search when refining)
+    std::vector<double> errors;    // per candidate after RTN: plain alphas, then duo alphas
+};
+
+// Scales for one alpha from a per-channel statistic (finite, >= 0). Values
+// below 1e-5 of the largest are raised to it, so a dead channel gets a
+// bounded scale; an all-zero statistic or alpha 0 gives all ones exactly.
+std::vector<float> awq_scales(const std::vector<double>& statistic, double alpha);
+
+// The grid search. `statistic` (cols values) must already be tied where the
+// fold needs it (quant/channel_scaling.h tie_shared_heads). Throws
+// sparq::Error naming the first linear for bad sizes, a grid below one
+// interval, non-finite weights or statistics.
+AwqChoice awq_search(const std::vector<AwqLinear>& linears, int64_t cols, const std::vector<double>& hessian,
+                     const std::vector<double>& statistic, const AwqGrid& grid = {},
+                     const std::vector<double>* weight_statistic = nullptr);
+
+// AutoAWQ's weight statistic for duo scaling: per column, the mean over
+// all rows of all linears of |w| / max|w| of the row's group, floored at
+// 1e-6 (positive, so it can be tied).
+std::vector<double> awq_weight_statistic(const std::vector<AwqLinear>& linears, int64_t cols);
+
+// AutoAWQ's "duo" scales m^alpha / w^(1 - alpha), w a per-column weight
+// statistic, normalized like awq_scales.
+std::vector<float> awq_duo_scales(const std::vector<double>& statistic, const std::vector<double>& weight_statistic,
+                                  double alpha);
+
+// Quantizes weights already in the scaled basis (w diag(s)) with the clip
+// search scored by the scaled Hessian diag(1/s) H diag(1/s), H the
+// unscaled basis' Hessian: the same output error as in the unscaled basis.
+PackedTensor quantize_scaled_clip_search(const float* scaled_weight, int64_t rows, int64_t cols,
+                                         const std::vector<double>& hessian, const std::vector<float>& scales,
+                                         const QuantScheme& scheme, const std::string& tensor_name);
+
+}  // namespace sparq
