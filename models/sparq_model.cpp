@@ -88,41 +88,54 @@ uint64_t stored_entry_bytes(const ModelTensorEntry& e) {
     return round_up_64(g.code_bytes) + round_up_64(g.scale_bytes) + round_up_64(g.zero_bytes);
 }
 
+SparqModelWriter::SparqModelWriter(const std::string& path, const ModelConfig& config, const Tokenizer& tokenizer)
+    : writer_(std::make_unique<SparqWriter>(path)) {
+    conventional_["config"] = nlohmann::json::parse(config_to_json(config));
+    conventional_["arch"] = arch_short_name(config);
+    conventional_["created_by"] = {{"tool", "sparq"}, {"version", "0.1.0"}};
+    const Vocabulary& vocab = tokenizer.vocabulary();
+    conventional_["tokenizer"] = {{"kind", tokenizer.source_kind()}, {"bos_id", vocab.bos_id},
+                                  {"eos_id", vocab.eos_id}, {"add_bos", vocab.add_bos}};
+    const std::string& tok = tokenizer.source_bytes();
+    writer_->set_tokenizer(tokenizer.source_kind(), bytes_of(tok.data(), tok.size()));
+}
+
+SparqModelWriter::~SparqModelWriter() = default;
+
+void SparqModelWriter::add(const ModelTensorEntry& e) {
+    if (e.nm_sparse || e.bitmask_sparse) {
+        writer_->add_tensor(sparse_stored_tensor(e));
+        return;
+    }
+    if (!e.packed) {
+        writer_->add_dense(e.name, e.dense);
+        return;
+    }
+    const PackedTensor& p = *e.packed;
+    StoredTensor st;
+    st.name = e.name;
+    st.encoding = "quant";
+    st.shape = {p.rows, p.cols};
+    st.params = {{"bits", p.scheme.bits}, {"group", p.scheme.group}, {"symmetric", p.scheme.symmetric}};
+    if (e.act_bits != 0) st.params["act_bits"] = e.act_bits;
+    st.planes.push_back({"codes", bytes_of(p.codes.data(), p.codes.size())});
+    st.planes.push_back({"scales", bytes_of(p.scales.data(), p.scales.size() * sizeof(uint16_t))});
+    if (!p.scheme.symmetric) st.planes.push_back({"zeros", bytes_of(p.zeros.data(), p.zeros.size())});
+    writer_->add_tensor(st);
+}
+
+void SparqModelWriter::commit(nlohmann::json metadata) {
+    if (!metadata.is_object()) metadata = nlohmann::json::object();
+    for (const auto& [key, value] : conventional_.items()) metadata[key] = value;
+    writer_->set_metadata(std::move(metadata));
+    writer_->commit();
+}
+
 void write_sparq_model(const std::string& path, const ModelConfig& config, const Tokenizer& tokenizer,
                        const std::vector<ModelTensorEntry>& tensors, nlohmann::json metadata) {
-    SparqWriter writer(path);
-    if (!metadata.is_object()) metadata = nlohmann::json::object();
-    metadata["config"] = nlohmann::json::parse(config_to_json(config));
-    metadata["arch"] = arch_short_name(config);
-    metadata["created_by"] = {{"tool", "sparq"}, {"version", "0.1.0"}};
-    const Vocabulary& vocab = tokenizer.vocabulary();
-    metadata["tokenizer"] = {{"kind", tokenizer.source_kind()}, {"bos_id", vocab.bos_id}, {"eos_id", vocab.eos_id},
-                             {"add_bos", vocab.add_bos}};
-    writer.set_metadata(metadata);
-    const std::string& tok = tokenizer.source_bytes();
-    writer.set_tokenizer(tokenizer.source_kind(), bytes_of(tok.data(), tok.size()));
-    for (const auto& e : tensors) {
-        if (e.nm_sparse || e.bitmask_sparse) {
-            writer.add_tensor(sparse_stored_tensor(e));
-            continue;
-        }
-        if (!e.packed) {
-            writer.add_dense(e.name, e.dense);
-            continue;
-        }
-        const PackedTensor& p = *e.packed;
-        StoredTensor st;
-        st.name = e.name;
-        st.encoding = "quant";
-        st.shape = {p.rows, p.cols};
-        st.params = {{"bits", p.scheme.bits}, {"group", p.scheme.group}, {"symmetric", p.scheme.symmetric}};
-        if (e.act_bits != 0) st.params["act_bits"] = e.act_bits;
-        st.planes.push_back({"codes", bytes_of(p.codes.data(), p.codes.size())});
-        st.planes.push_back({"scales", bytes_of(p.scales.data(), p.scales.size() * sizeof(uint16_t))});
-        if (!p.scheme.symmetric) st.planes.push_back({"zeros", bytes_of(p.zeros.data(), p.zeros.size())});
-        writer.add_tensor(st);
-    }
-    writer.commit();
+    SparqModelWriter writer(path, config, tokenizer);
+    for (const auto& e : tensors) writer.add(e);
+    writer.commit(std::move(metadata));
 }
 
 QuantScheme tensor_quant_scheme(const SparqTensor& t, const std::string& source) {

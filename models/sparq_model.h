@@ -32,8 +32,24 @@ struct ModelTensorEntry {
     bool is_dense() const { return !packed && !nm_sparse && !bitmask_sparse; }
 };
 
-// Writes a model atomically. `metadata` is merged into the conventional
-// keys (config, arch, created_by) the writer fills in.
+// Writes a model tensor by tensor, so a pass can hand each one over as
+// soon as it is done and free it (a 1B model's packed planes need not all
+// sit in memory before the file is written). commit() adds the metadata,
+// merged into the conventional keys (config, arch, created_by), and
+// renames the file into place; destroyed without commit(), it leaves none.
+class SparqModelWriter {
+public:
+    SparqModelWriter(const std::string& path, const ModelConfig& config, const Tokenizer& tokenizer);
+    ~SparqModelWriter();
+    void add(const ModelTensorEntry& entry);
+    void commit(nlohmann::json metadata);
+
+private:
+    std::unique_ptr<SparqWriter> writer_;
+    nlohmann::json conventional_;
+};
+
+// Writes a model atomically in one call (SparqModelWriter over `tensors`).
 void write_sparq_model(const std::string& path, const ModelConfig& config, const Tokenizer& tokenizer,
                        const std::vector<ModelTensorEntry>& tensors, nlohmann::json metadata);
 

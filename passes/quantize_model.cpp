@@ -173,7 +173,8 @@ Tensor to_dtype(const Tensor& t, DType dtype) {
 }  // namespace
 
 QuantizeResult quantize_model(const ModelSource& model, const QuantizeOptions& options,
-                              const std::function<void(const std::string&)>& log) {
+                              const std::function<void(const std::string&)>& log,
+                              const std::function<void(ModelTensorEntry&&)>& sink) {
     // Mixed precision chooses each tensor's scheme first (passes/mixed_precision.h).
     std::optional<MixedPrecisionPlan> mixed;
     if (options.target_bpw > 0) mixed = plan_mixed_precision(model, options, log);
@@ -234,7 +235,11 @@ QuantizeResult quantize_model(const ModelSource& model, const QuantizeOptions& o
             }
         }
         result.weight_bytes += static_cast<int64_t>(stored_entry_bytes(entry));
-        result.tensors.push_back(std::move(entry));
+        if (sink) {
+            sink(std::move(entry));
+        } else {
+            result.tensors.push_back(std::move(entry));
+        }
         result.reports.push_back(report);
         ++done;
         if (log && (p.action == TensorAction::Quantize)) {

@@ -124,8 +124,11 @@ struct QuantizeResult {
     nlohmann::json mixed_plan;  // target_bpw only: mixed_plan_to_json of the plan used, else null
 };
 
+// With a `sink`, each finished tensor goes to it at once (in plan order)
+// instead of into result.tensors, so its planes can be written and freed.
 QuantizeResult quantize_model(const ModelSource& model, const QuantizeOptions& options,
-                              const std::function<void(const std::string&)>& log = {});
+                              const std::function<void(const std::string&)>& log = {},
+                              const std::function<void(ModelTensorEntry&&)>& sink = {});
 
 // JSON form of the plan (for --dry-run and the metadata).
 nlohmann::json plan_to_json(const std::vector<PlannedTensor>& plan);

@@ -157,7 +157,16 @@ PackedModel load_packed_model(const std::string& path) {
     PackedLoader load{*m.file, m.file, {}};
     LlamaWeights w = build_llama_weights(c, load);
     m.bytes_per_token = w.bytes_per_token();
-    m.model = std::make_unique<LlamaTransformer>(c, std::move(w), packed_path_name());
+    // The path names the int8-activation kernels when a file asks for them
+    // (act_bits 8: W8A8, SmoothQuant), so eval and verify reports say so.
+    bool int8_activations = false;
+    for (const auto& layer : w.layers) {
+        for (const Linear* l : {layer.wq.get(), layer.wk.get(), layer.wv.get(), layer.wo.get(), layer.w_gate.get(),
+                                layer.w_up.get(), layer.w_down.get()}) {
+            if (l && l->kernel_name().find("+q8") != std::string::npos) int8_activations = true;
+        }
+    }
+    m.model = std::make_unique<LlamaTransformer>(c, std::move(w), packed_path_name() + (int8_activations ? "+q8" : ""));
     return m;
 }
 

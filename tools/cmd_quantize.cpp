@@ -98,7 +98,11 @@ int run_quantize(QuantizeArgs& args) {
         return 0;
     }
     if (args.output.empty()) fail_in({"", "", "-o"}, "an output file is required");
-    const QuantizeResult r = quantize_model(model, args.options, [&](const std::string& s) { log_line(args.common, s); });
+    // Each tensor is written as soon as it is quantized and then freed.
+    SparqModelWriter writer(args.output, model.config, *model.tokenizer);
+    const QuantizeResult r = quantize_model(
+        model, args.options, [&](const std::string& s) { log_line(args.common, s); },
+        [&](ModelTensorEntry&& entry) { writer.add(entry); });
     nlohmann::json tensors = nlohmann::json::array();
     for (const auto& t : r.reports) {
         nlohmann::json e = {{"name", t.name}, {"bits", t.bits}, {"group", t.group}, {"symmetric", t.symmetric},
@@ -155,7 +159,7 @@ int run_quantize(QuantizeArgs& args) {
         metadata["quantization"].erase("embed_bits");
         metadata["quantization"].erase("head_bits");
     }
-    write_sparq_model(args.output, model.config, *model.tokenizer, r.tensors, metadata);
+    writer.commit(metadata);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     nlohmann::json j = {{"output", args.output},
                         {"bits_per_weight", r.bits_per_weight},
