@@ -338,10 +338,18 @@ HWY_INLINE int64_t DecodeSparseRow(const SparseCall& c, int64_t r, int64_t* HWY_
                                    float* HWY_RESTRICT weights, uint8_t* HWY_RESTRICT codes) {
     const PackedView params = c.is_nm ? c.nm.group_params() : c.bitmask.group_params();
     int64_t count = 0;
+    // Columns arrive in order, so each group's params are read once.
+    int64_t group = -1;
+    GroupParams p{};
+    float scale = 0.0f;
     const auto put = [&](int64_t col, uint8_t code) {
-        const GroupParams p = read_group_params(params, r, col / c.group_span);
+        if (col / c.group_span != group) {
+            group = col / c.group_span;
+            p = read_group_params(params, r, group);
+            scale = p.scale_value();
+        }
         columns[count] = col;
-        weights[count++] = dequantize_value(code, p.scale_value(), p.zero);
+        weights[count++] = dequantize_value(code, scale, p.zero);
     };
     if (c.is_nm) {
         const NmSparseGeometry& g = c.nm_geometry;
