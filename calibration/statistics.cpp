@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "core/parallel.h"
 #include "models/matmul.h"
 
 namespace sparq {
@@ -74,18 +75,25 @@ StatisticsAccumulator::StatisticsAccumulator(int64_t dim, bool with_hessian)
     square_sum_.assign(d, 0.0);
 }
 
+// Channels per chunk of the elementwise loops below: each chunk owns its
+// channels' sums and keeps the token order, so the sums are the serial
+// ones, bit for bit, on any thread count.
+constexpr int64_t kChannelChunk = 256;
+
 void StatisticsAccumulator::add(const float* x, int64_t n) {
     if (n <= 0) return;
     const size_t d = static_cast<size_t>(dim_);
-    for (int64_t t = 0; t < n; ++t) {
-        const float* row = x + t * dim_;
-        for (size_t i = 0; i < d; ++i) {
-            const double v = row[i];
-            abs_sum_[i] += std::fabs(v);
-            max_abs_[i] = std::max(max_abs_[i], std::fabs(v));
-            square_sum_[i] += v * v;
+    parallel_for(0, dim_, kChannelChunk, [&](int64_t c0, int64_t c1) {
+        for (int64_t t = 0; t < n; ++t) {
+            const float* row = x + t * dim_;
+            for (int64_t i = c0; i < c1; ++i) {
+                const double v = row[i];
+                abs_sum_[i] += std::fabs(v);
+                max_abs_[i] = std::max(max_abs_[i], std::fabs(v));
+                square_sum_[i] += v * v;
+            }
         }
-    }
+    });
     tokens_ += n;
     if (!with_hessian_) return;
     // X^T X as the product of X^T with itself: matmul_f32 computes
@@ -93,15 +101,20 @@ void StatisticsAccumulator::add(const float* x, int64_t n) {
     // bands of rows, so the float product needs 256 rows, not all of H
     // (127 MB at width 5632).
     transposed_.resize(d * static_cast<size_t>(n));
-    for (int64_t t = 0; t < n; ++t)
-        for (size_t i = 0; i < d; ++i) transposed_[i * static_cast<size_t>(n) + t] = x[t * dim_ + i];
+    parallel_for(0, dim_, kChannelChunk, [&](int64_t c0, int64_t c1) {
+        for (int64_t t = 0; t < n; ++t)
+            for (int64_t i = c0; i < c1; ++i) transposed_[static_cast<size_t>(i * n + t)] = x[t * dim_ + i];
+    });
     constexpr int64_t kBand = 256;
     product_.resize(static_cast<size_t>(std::min<int64_t>(kBand, dim_)) * d);
     for (int64_t first = 0; first < dim_; first += kBand) {
         const int64_t band = std::min(kBand, dim_ - first);
         matmul_f32(transposed_.data() + first * n, band, transposed_.data(), dim_, n, product_.data(), dim_);
         double* sum = hessian_sum_.data() + static_cast<size_t>(first) * d;
-        for (size_t i = 0; i < static_cast<size_t>(band) * d; ++i) sum[i] += product_[i];
+        // One addition per element: any chunking gives the same bits.
+        parallel_for(0, band * dim_, int64_t{1} << 16, [&](int64_t b, int64_t e) {
+            for (int64_t i = b; i < e; ++i) sum[i] += product_[static_cast<size_t>(i)];
+        });
     }
 }
 
@@ -120,15 +133,20 @@ ActivationStatistics StatisticsAccumulator::finish() {
         // differently; solvers factor one triangle, so make it exactly
         // symmetric.
         s.hessian = std::move(hessian_sum_);
-        const size_t d = static_cast<size_t>(dim_);
-        for (size_t i = 0; i < d; ++i) {
-            s.hessian[i * d + i] *= inv;
-            for (size_t j = i + 1; j < d; ++j) {
-                const double v = 0.5 * (s.hessian[i * d + j] + s.hessian[j * d + i]) * inv;
-                s.hessian[i * d + j] = v;
-                s.hessian[j * d + i] = v;
+        // Row i owns the pairs (i, j > i) and their mirrors: disjoint
+        // writes, so rows run in parallel.
+        double* h = s.hessian.data();
+        const int64_t d = dim_;
+        parallel_for(0, d, std::max<int64_t>(1, (int64_t{1} << 16) / d), [&](int64_t r0, int64_t r1) {
+            for (int64_t i = r0; i < r1; ++i) {
+                h[i * d + i] *= inv;
+                for (int64_t j = i + 1; j < d; ++j) {
+                    const double v = 0.5 * (h[i * d + j] + h[j * d + i]) * inv;
+                    h[i * d + j] = v;
+                    h[j * d + i] = v;
+                }
             }
-        }
+        });
     }
     tokens_ = 0;
     std::vector<float>().swap(transposed_);

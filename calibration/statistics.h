@@ -45,8 +45,8 @@ struct ActivationStatistics {
 
 // Accumulates statistics from rows of activations. Sums run in double in
 // the order rows arrive, the products per batch with the deterministic
-// matrix product of models/matmul.h, so results are the same for any
-// thread count.
+// matrix product of models/matmul.h, the elementwise work in parallel over
+// fixed channel chunks, so results are the same for any thread count.
 class StatisticsAccumulator {
 public:
     StatisticsAccumulator(int64_t dim, bool with_hessian);

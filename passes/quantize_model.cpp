@@ -69,8 +69,8 @@ void QuantizeOptions::validate() const {
         if (imatrix_score != "block" && imatrix_score != "diagonal") {
             fail_in({"", "", "--imatrix-score"}, "must be block or diagonal, got '", imatrix_score, "'");
         }
-    } else if (method != "rtn" && method != "mse") {
-        fail_in({"", "", "--method"}, "must be rtn, mse, imatrix, gptq, awq or smoothquant, got '", method, "'");
+    } else if (method != "rtn" && method != "mse" && method != "absmax") {
+        fail_in({"", "", "--method"}, "must be rtn, mse, absmax, imatrix, gptq, awq or smoothquant, got '", method, "'");
     }
 }
 

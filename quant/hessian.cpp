@@ -46,38 +46,142 @@ void invert_lower_unblocked(double* m, int64_t n, int64_t ld) {
     }
 }
 
+// Tile edge of the blocked factorizations: panels, and the square tiles
+// their updates are cut into. Fixed, so the tiles, and with them every
+// product's summation order, depend only on n (core/parallel.h's rule:
+// bit-identical for any thread count). 128 keeps each tile's product a
+// real matrix product and gives a 2048-wide Hessian 120 tiles to share.
+constexpr int64_t kTile = 128;
+
+int64_t tile_count(int64_t n) { return (n + kTile - 1) / kTile; }
+
+// Lower Cholesky factor of the column-major n x n matrix, in place (only
+// the lower triangle is read; the strict upper triangle is left as
+// garbage). Right-looking and blocked: factor the diagonal block, solve the
+// panel below it, then subtract the panel's outer product from the
+// trailing matrix, tile by tile in parallel; nearly all the n^3 / 3 flops
+// are in those tiles. Returns false when a pivot is not positive.
+bool cholesky_lower_in_place(double* m, int64_t n) {
+    Eigen::Map<ColMatrix> a(m, n, n);
+    std::vector<std::pair<int64_t, int64_t>> tiles;  // (row tile, column tile), column <= row
+    for (int64_t k = 0; k < n; k += kTile) {
+        const int64_t kb = std::min(kTile, n - k), first = k + kb, rest = n - first;
+        Eigen::Ref<ColMatrix> diagonal(a.block(k, k, kb, kb));
+        const Eigen::LLT<Eigen::Ref<ColMatrix>> llt(diagonal);
+        if (llt.info() != Eigen::Success) return false;
+        for (int64_t i = k; i < first; ++i) {
+            if (!(m[i * n + i] > 0.0)) return false;
+        }
+        if (rest == 0) break;
+        const int64_t row_tiles = tile_count(rest);
+        // L21 = A21 L11^-T; rows are independent.
+        parallel_for(0, row_tiles, 1, [&](int64_t t0, int64_t t1) {
+            for (int64_t t = t0; t < t1; ++t) {
+                const int64_t r = first + t * kTile, rb = std::min(kTile, n - r);
+                a.block(k, k, kb, kb).transpose().triangularView<Eigen::Upper>().solveInPlace<Eigen::OnTheRight>(
+                    a.block(r, k, rb, kb));
+            }
+        });
+        // A22 -= L21 L21^T on the tiles on or below the diagonal. A diagonal
+        // tile is done whole; its strict upper half is garbage nobody reads.
+        tiles.clear();
+        for (int64_t i = 0; i < row_tiles; ++i)
+            for (int64_t j = 0; j <= i; ++j) tiles.emplace_back(i, j);
+        parallel_for(0, static_cast<int64_t>(tiles.size()), 1, [&](int64_t t0, int64_t t1) {
+            for (int64_t t = t0; t < t1; ++t) {
+                const int64_t r = first + tiles[static_cast<size_t>(t)].first * kTile;
+                const int64_t c = first + tiles[static_cast<size_t>(t)].second * kTile;
+                const int64_t rb = std::min(kTile, n - r), cb = std::min(kTile, n - c);
+                a.block(r, c, rb, cb).noalias() -= a.block(r, k, rb, kb) * a.block(c, k, cb, kb).transpose();
+            }
+        });
+    }
+    return true;
+}
+
 // The same for the whole matrix, blocked as LAPACK's dtrtri so the bulk of
 // the work is matrix products: with L = [D 0; B T] and T^-1 already in
-// place, the block column below D becomes -T^-1 B D^-1.
+// place, the block column below D becomes -T^-1 B D^-1, computed in row
+// tiles in parallel (row tile i needs T^-1's rows of tile i: a rectangle
+// left of the diagonal and a triangle on it, since the strict upper
+// triangle of the storage holds garbage).
 void invert_lower_in_place(double* m, int64_t n) {
-    constexpr int64_t kBlock = 64;
     Eigen::Map<ColMatrix> a(m, n, n);
-    for (int64_t j = ((n - 1) / kBlock) * kBlock; j >= 0; j -= kBlock) {
-        const int64_t jb = std::min(kBlock, n - j), rest = n - j - jb;
+    ColMatrix below;
+    for (int64_t j = ((n - 1) / kTile) * kTile; j >= 0; j -= kTile) {
+        const int64_t jb = std::min(kTile, n - j), first = j + jb, rest = n - first;
         if (rest > 0) {
-            ColMatrix below = a.block(j + jb, j + jb, rest, rest).triangularView<Eigen::Lower>() *
-                              a.block(j + jb, j, rest, jb);
-            a.block(j, j, jb, jb).triangularView<Eigen::Lower>().solveInPlace<Eigen::OnTheRight>(below);
-            a.block(j + jb, j, rest, jb) = -below;
+            below.resize(rest, jb);
+            parallel_for(0, tile_count(rest), 1, [&](int64_t t0, int64_t t1) {
+                for (int64_t t = t0; t < t1; ++t) {
+                    const int64_t r = t * kTile, rb = std::min(kTile, rest - r);
+                    auto out = below.middleRows(r, rb);
+                    out.noalias() = a.block(first + r, first + r, rb, rb).triangularView<Eigen::Lower>() *
+                                    a.block(first + r, j, rb, jb);
+                    if (r > 0) out.noalias() += a.block(first + r, first, rb, r) * a.block(first, j, r, jb);
+                    a.block(j, j, jb, jb).triangularView<Eigen::Lower>().solveInPlace<Eigen::OnTheRight>(out);
+                }
+            });
+            // Only now: every tile above read this block column's old values.
+            a.block(first, j, rest, jb) = -below;
         }
         invert_lower_unblocked(m + j * n + j, jb, n);
     }
 }
 
+// U(r, c) = M^-1(n-1-r, n-1-c) for c >= r and 0 below the diagonal, row-major,
+// from M^-1 in the lower triangle of the column-major `m`: that storage
+// index of U(r, c) holds M^-1's (n-1-c, n-1-r), so it is an in-place swap
+// of mirror pairs across the anti-diagonal. Each pair belongs to the row
+// of its upper-left member, so row chunks run in parallel on disjoint pairs.
+void reverse_transpose_to_upper(double* m, int64_t n) {
+    parallel_for(0, n, std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, n)), [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) {
+            for (int64_t c = 0; c + r <= n - 1; ++c) {
+                const size_t p = static_cast<size_t>(r * n + c);
+                const size_t q = static_cast<size_t>((n - 1 - c) * n + (n - 1 - r));
+                // The mirror of (r, c) is (n-1-c, n-1-r): below the diagonal
+                // exactly when (r, c) is.
+                const bool lower = c < r;
+                const double at_p = m[p], at_q = m[q];
+                m[p] = lower ? 0.0 : at_q;
+                m[q] = lower ? 0.0 : at_p;
+            }
+        }
+    });
+}
+
+// Whether every value is finite; chunks in parallel (an n^2 scan per
+// factor would otherwise be serial).
+bool all_finite(const double* v, size_t count) {
+    constexpr int64_t kChunk = int64_t{1} << 18;
+    const int64_t total = static_cast<int64_t>(count);
+    std::vector<uint8_t> bad(static_cast<size_t>((total + kChunk - 1) / kChunk), 0);
+    parallel_for(0, total, kChunk, [&](int64_t b, int64_t e) {
+        bool finite = true;
+        for (int64_t i = b; i < e; ++i) finite = finite && std::isfinite(v[i]);
+        bad[static_cast<size_t>(b / kChunk)] = !finite;
+    });
+    return std::find(bad.begin(), bad.end(), uint8_t{1}) == bad.end();
+}
+
 // Fills `work` (column-major) with J P^T H P J: the reordered H with its
 // order reversed, dead inputs decoupled, dampening added.
 void fill_reversed(const std::vector<double>& h, int64_t n, const std::vector<int64_t>& order,
-                   const std::vector<uint8_t>& dead, double dead_diagonal, double damp, std::vector<double>& work) {
+                   const std::vector<uint8_t>& dead, double dead_diagonal, double damp, FactorStorage& work) {
     const auto source = [&](int64_t i) { return order.empty() ? i : order[static_cast<size_t>(i)]; };
-    for (int64_t j = 0; j < n; ++j) {
-        const int64_t sj = source(n - 1 - j);
-        double* column = work.data() + j * n;
-        for (int64_t i = 0; i < n; ++i) {
-            const int64_t si = source(n - 1 - i);
-            column[i] = dead[static_cast<size_t>(si)] || dead[static_cast<size_t>(sj)] ? 0.0 : h[static_cast<size_t>(si * n + sj)];
+    // Columns in parallel: the strided reads of H dominate at width 5632.
+    parallel_for(0, n, std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, n)), [&](int64_t j0, int64_t j1) {
+        for (int64_t j = j0; j < j1; ++j) {
+            const int64_t sj = source(n - 1 - j);
+            double* column = work.data() + j * n;
+            for (int64_t i = 0; i < n; ++i) {
+                const int64_t si = source(n - 1 - i);
+                column[i] = dead[static_cast<size_t>(si)] || dead[static_cast<size_t>(sj)] ? 0.0 : h[static_cast<size_t>(si * n + sj)];
+            }
+            column[j] = (dead[static_cast<size_t>(sj)] ? dead_diagonal : h[static_cast<size_t>(sj * n + sj)]) + damp;
         }
-        column[j] = (dead[static_cast<size_t>(sj)] ? dead_diagonal : h[static_cast<size_t>(sj * n + sj)]) + damp;
-    }
+    });
 }
 
 }  // namespace
@@ -91,9 +195,7 @@ std::optional<InverseHessianFactor> inverse_hessian_factor(const std::vector<dou
         if (failure) *failure = why;
         return std::nullopt;
     };
-    for (double v : hessian) {
-        if (!std::isfinite(v)) return failed("the Hessian has non-finite entries");
-    }
+    if (!all_finite(hessian.data(), hessian.size())) return failed("the Hessian has non-finite entries");
     double live_sum = 0;
     int64_t live = 0;
     std::vector<uint8_t> dead(static_cast<size_t>(n), 0);
@@ -113,26 +215,16 @@ std::optional<InverseHessianFactor> inverse_hessian_factor(const std::vector<dou
     const double mean_diagonal = live > 0 ? live_sum / static_cast<double>(live) : 1.0;
     std::vector<double> fractions = {damping.fraction};
     fractions.insert(fractions.end(), damping.fallback.begin(), damping.fallback.end());
-    std::vector<double> work(static_cast<size_t>(n * n));
+    FactorStorage work(static_cast<size_t>(n * n));  // uninitialized: fill_reversed writes it all
     std::ostringstream tried;
     for (double fraction : fractions) {
         ++out.attempts;
         fill_reversed(hessian, n, order, dead, mean_diagonal, fraction * mean_diagonal, work);
-        Eigen::Map<ColMatrix> a(work.data(), n, n);
-        const Eigen::LLT<Eigen::Ref<ColMatrix>> llt(a);  // M in the lower triangle, in place
-        bool ok = llt.info() == Eigen::Success;
-        for (int64_t i = 0; ok && i < n; ++i) ok = work[static_cast<size_t>(i * n + i)] > 0.0;
+        bool ok = cholesky_lower_in_place(work.data(), n);  // M in the lower triangle
         if (ok) {
             invert_lower_in_place(work.data(), n);
-            // U = J M^-1 J: clear the strict upper triangle (left over from
-            // the input), turn the matrix by 180 degrees (reversing the
-            // column-major array reverses both indices), then transpose to
-            // row-major.
-            for (int64_t j = 1; j < n; ++j) std::fill(work.begin() + j * n, work.begin() + j * n + j, 0.0);
-            std::reverse(work.begin(), work.end());
-            for (int64_t i = 0; i < n; ++i)
-                for (int64_t j = i + 1; j < n; ++j) std::swap(work[static_cast<size_t>(i * n + j)], work[static_cast<size_t>(j * n + i)]);
-            for (double v : work) ok = ok && std::isfinite(v);
+            reverse_transpose_to_upper(work.data(), n);  // U = J M^-1 J, row-major
+            ok = all_finite(work.data(), work.size());
             for (int64_t i = 0; ok && i < n; ++i) ok = work[static_cast<size_t>(i * n + i)] > 0.0;
         }
         if (ok) {

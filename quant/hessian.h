@@ -10,7 +10,9 @@
 
 #include <cstdint>
 #include <optional>
+#include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace sparq {
@@ -22,10 +24,35 @@ struct DampingOptions {
     std::vector<double> fallback = {0.1, 1.0};
 };
 
+// An allocator whose resize() leaves doubles uninitialized: the factor's
+// n x n buffer (254 MB at width 5632) is then first touched by the parallel
+// fill that overwrites it anyway, not zeroed (and page-faulted) serially,
+// which was a visible serial slice of a 2-thread GPTQ run.
+template <class T>
+struct UninitializedAllocator : std::allocator<T> {
+    template <class U>
+    struct rebind {
+        using other = UninitializedAllocator<U>;
+    };
+    UninitializedAllocator() = default;
+    template <class U>
+    UninitializedAllocator(const UninitializedAllocator<U>&) noexcept {}
+    template <class U>
+    void construct(U* p) noexcept {
+        ::new (static_cast<void*>(p)) U;
+    }
+    template <class U, class... Args>
+    void construct(U* p, Args&&... args) {
+        ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+    }
+};
+
+using FactorStorage = std::vector<double, UninitializedAllocator<double>>;
+
 // U with (H + lambda I)^-1 = U^T U, U upper triangular (GPTQ's "Hinv").
 struct InverseHessianFactor {
     int64_t n = 0;
-    std::vector<double> upper;  // n x n row-major; below the diagonal 0
+    FactorStorage upper;  // n x n row-major; below the diagonal 0
     double damp_fraction = 0;   // the fraction that succeeded
     int attempts = 0;           // Cholesky attempts made (1 = the first worked)
     int64_t dead_columns = 0;   // inputs that were never active (zero diagonal)
@@ -42,7 +69,8 @@ struct InverseHessianFactor {
 // Memory: one n x n working matrix, which becomes the factor (the Cholesky
 // of the column-reversed matrix and its triangular inverse, in place:
 // U = J M^-1 J where J A J = M M^T and J reverses the order).
-// Single-threaded, deterministic.
+// Parallel over fixed tiles (core/parallel.h), bit-identical for any
+// thread count.
 std::optional<InverseHessianFactor> inverse_hessian_factor(const std::vector<double>& hessian, int64_t n,
                                                            const std::vector<int64_t>& order,
                                                            const DampingOptions& damping,

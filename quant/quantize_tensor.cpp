@@ -17,13 +17,14 @@
 namespace sparq {
 
 std::string_view quant_method_name(QuantMethod method) {
-    return method == QuantMethod::Rtn ? "rtn" : "mse";
+    return method == QuantMethod::Rtn ? "rtn" : method == QuantMethod::Mse ? "mse" : "absmax";
 }
 
 QuantMethod parse_quant_method(std::string_view name) {
     if (name == "rtn") return QuantMethod::Rtn;
     if (name == "mse") return QuantMethod::Mse;
-    fail("unknown quantization method '", name, "' (expected rtn or mse)");
+    if (name == "absmax") return QuantMethod::Absmax;
+    fail("unknown quantization method '", name, "' (expected rtn, mse or absmax)");
 }
 
 namespace {
@@ -198,8 +199,13 @@ PackedTensor quantize_tensor(const Tensor& weight, const QuantScheme& scheme, Qu
                 const int64_t n = std::min(span, cols - first);
                 GroupParams p;
                 try {
-                    p = quantize_group_mse(scheme, row + first, n, importance ? importance->data() + first : nullptr,
-                                           grid, codes.data() + first, scratch.data());
+                    p = method == QuantMethod::Absmax
+                            ? encode_group_canonical(scheme, row + first, n,
+                                                     absmax_group_params(scheme, row + first, n),
+                                                     codes.data() + first, scratch.data())
+                            : quantize_group_mse(scheme, row + first, n,
+                                                 importance ? importance->data() + first : nullptr, grid,
+                                                 codes.data() + first, scratch.data());
                 } catch (const Error& e) {
                     failures[chunk] = "row " + std::to_string(r) + ", group " + std::to_string(k) +
                                       ": " + e.message();

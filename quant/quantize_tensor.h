@@ -17,11 +17,12 @@ namespace sparq {
 
 enum class QuantMethod {
     Rtn,  // round to nearest with the scale rules of quant/rtn.h
-    Mse,  // clipping-range search, quant/clip_search.h
+    Mse,     // clipping-range search, quant/clip_search.h
+    Absmax,  // plain absmax rounding (absmax_group_params), a baseline
 };
 
 std::string_view quant_method_name(QuantMethod method);
-// "rtn" or "mse"; throws sparq::Error otherwise.
+// "rtn", "mse" or "absmax"; throws sparq::Error otherwise.
 QuantMethod parse_quant_method(std::string_view name);
 
 // `weight` is F32, F16, BF16 or F64 of rank 2. `importance` (cols values,

@@ -139,6 +139,29 @@ GroupParams best_candidate(const QuantScheme& scheme, const float* x, int64_t n,
     return best;
 }
 
+GroupParams absmax_group_params(const QuantScheme& scheme, const float* x, int64_t n) {
+    const GroupRange range = group_range(x, n);
+    GroupParams p;
+    float step;
+    if (scheme.symmetric) {
+        const int top = (1 << (scheme.bits - 1)) - 1;
+        step = std::max(-range.lowest, range.highest) / static_cast<float>(top);
+        p.zero = implicit_zero_point(scheme);
+    } else {
+        step = (range.highest - range.lowest) / static_cast<float>((1 << scheme.bits) - 1);
+    }
+    if (!(step > 0.0f)) return p;  // an all-zero group: scale 0 stores it exactly
+    p.scale = fp16_round_up(step);
+    if (p.scale == 0x7c00) fail("group scale ", step, " exceeds the FP16 range");
+    if (!scheme.symmetric) {
+        const float d = p.scale_value();
+        p.zero = d > 0 ? static_cast<int>(std::clamp(round_half_even(-range.lowest / d), 0.0f,
+                                                     static_cast<float>((1 << scheme.bits) - 1)))
+                       : 0;
+    }
+    return p;
+}
+
 GroupParams rtn_group_params(const QuantScheme& scheme, const float* x, int64_t n) {
     return best_candidate(scheme, x, n, nullptr, rtn_candidates(scheme, group_range(x, n), 1.0f));
 }

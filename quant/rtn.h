@@ -58,6 +58,14 @@ GroupParams best_candidate(const QuantScheme& scheme, const float* x, int64_t n,
                            const float* importance, const RtnCandidates& candidates,
                            double* error = nullptr);
 
+// Plain absmax rounding, the textbook RTN that llama.cpp's Q4_0/Q8_0 and
+// the usual sensitivity tables use, kept as a baseline for comparisons
+// (sparq's own rule above is stronger): symmetric d = max|x| / (2^(b-1) -
+// 1) with levels within +-(2^(b-1) - 1); asymmetric d = (max - min) / (2^b
+// - 1) and zero = round(-min / d). d is rounded up to FP16. Throws
+// sparq::Error when d exceeds FP16.
+GroupParams absmax_group_params(const QuantScheme& scheme, const float* x, int64_t n);
+
 // RTN parameters of a group (unweighted error).
 GroupParams rtn_group_params(const QuantScheme& scheme, const float* x, int64_t n);
 

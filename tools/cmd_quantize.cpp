@@ -205,7 +205,7 @@ void register_quantize(CLI::App& app) {
     cmd->add_option("--group", args.options.group, "Group size along the input dimension (0 = per output channel)");
     cmd->add_flag("--sym", args.sym, "Symmetric codes (default)");
     cmd->add_flag("--asym", args.asym, "Asymmetric codes with a zero point");
-    cmd->add_option("--method", args.options.method, "rtn, mse, imatrix, gptq, awq, smoothquant (implies --act-bits 8)");
+    cmd->add_option("--method", args.options.method, "rtn, mse, absmax (plain absmax rounding, a baseline), imatrix, gptq, awq, smoothquant (implies --act-bits 8)");
     cmd->add_option("--act-bits", args.options.act_bits,
                     "8: the runtime runs the quantized block linears with int8 activations (any method)");
     cmd->add_option("--smooth-alpha", args.options.smooth_alpha, "SmoothQuant migration strength in [0, 1] (default 0.5)");

@@ -129,13 +129,14 @@ TEST(ScaledQuantize, EightBitFilesStayCloseToTheModelAndMarkActivations) {
         EXPECT_LT(std::sqrt(diff / energy), 0.02) << method;  // int8 weights: ~0.5% here
         const int expected_act_bits = method == "smoothquant" ? 8 : 0;
         for (const auto& e : r.tensors) {
-            if (is_block_linear(e.name)) EXPECT_EQ(e.act_bits, expected_act_bits) << e.name;
-            if (!is_block_linear(e.name)) EXPECT_EQ(e.act_bits, 0) << e.name;
+            EXPECT_EQ(e.act_bits, is_block_linear(e.name) ? expected_act_bits : 0) << e.name;
         }
         for (const auto& t : r.reports) {
             if (!t.calibration) continue;
             ASSERT_TRUE(t.calibration->scale_alpha.has_value()) << t.name;
-            if (method == "smoothquant") EXPECT_EQ(*t.calibration->scale_alpha, 0.5) << t.name;
+            if (method == "smoothquant") {
+                EXPECT_EQ(*t.calibration->scale_alpha, 0.5) << t.name;
+            }
         }
     }
 }

@@ -390,10 +390,43 @@ TEST(Gptq, SameBytesForAnyThreadCount) {
     EXPECT_EQ(one.zeros, many.zeros);
 }
 
+// The factorization's tiles are fixed by n, so the factor, and GPTQ's
+// codes, are the same bits on any thread count. Odd width (partial tiles and
+// a partial last group), act-order and a dead input (fill_reversed's
+// decoupling) included.
+TEST(Hessian, FactorIsBitIdenticalForAnyThreadCount) {
+    const int64_t n = 301, rows = 70;
+    Matrix h = random_hessian(n, 400, 21);
+    for (int64_t i = 0; i < n; ++i) h[i * n + 7] = h[7 * n + i] = 0.0;  // input 7 never active
+    const std::vector<int64_t> order = descending_diagonal_order(h, n);
+    const std::vector<float> w = random_weights(rows, n, 22);
+    GptqOptions o;
+    o.act_order = true;
+    std::vector<FactorStorage> factors;
+    std::vector<PackedTensor> packed;
+    for (int threads : {1, 2, 3}) {
+        ThreadLimit limit(threads);
+        const auto f = inverse_hessian_factor(h, n, order, DampingOptions{});
+        ASSERT_TRUE(f.has_value());
+        EXPECT_EQ(f->dead_columns, 1);
+        factors.push_back(f->upper);
+        packed.push_back(gptq_quantize(w.data(), rows, n, h, {4, 128, false}, o, "w").packed);
+    }
+    for (size_t t = 1; t < factors.size(); ++t) {
+        // EXPECT_EQ on doubles compares exactly: bit-identity, not closeness.
+        EXPECT_EQ(factors[t], factors[0]) << "threads " << t + 1;
+        EXPECT_EQ(packed[t].codes, packed[0].codes);
+        EXPECT_EQ(packed[t].scales, packed[0].scales);
+        EXPECT_EQ(packed[t].zeros, packed[0].zeros);
+    }
+}
+
 class HessianFactor : public ::testing::TestWithParam<int64_t> {};
 
-// 24: one block of the blocked triangular inverse; 150: three, the last short.
-INSTANTIATE_TEST_SUITE_P(Sizes, HessianFactor, ::testing::Values(int64_t{24}, int64_t{150}));
+// 24: one tile of the blocked factorizations (128 wide); 150: two, the
+// last short; 301: three, so panels have both off-diagonal and diagonal
+// trailing tiles.
+INSTANTIATE_TEST_SUITE_P(Sizes, HessianFactor, ::testing::Values(int64_t{24}, int64_t{150}, int64_t{301}));
 
 TEST_P(HessianFactor, IsTheCholeskyOfTheDampedInverse) {
     const int64_t n = GetParam();

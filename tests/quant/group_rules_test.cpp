@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "core/error.h"
 #include "core/half.h"
 #include "quant/clip_search.h"
 #include "quant/quantize_tensor.h"
@@ -302,6 +303,50 @@ TEST(GroupRules, GroupEncoderMatchesTheScalarDefinition) {
             }
         }
     }
+}
+
+}  // namespace
+}  // namespace sparq
+
+namespace sparq {
+namespace {
+
+// The absmax baseline against its definition written out here: the
+// largest magnitude lands on the top symmetric level, every value rounds
+// to the nearest level, asymmetric groups span [min, max] with a zero code
+// that stores 0 exactly; all-zero groups store scale 0.
+TEST(AbsmaxBaseline, MatchesTheTextbookDefinition) {
+    const float x[8] = {0.5f, -1.75f, 0.25f, 1.0f, -0.125f, 0.0f, 1.5f, -0.6f};
+    for (int bits : {8, 4, 3, 2}) {
+        const QuantScheme sym{bits, 8, true};
+        const GroupParams p = absmax_group_params(sym, x, 8);
+        const int top = (1 << (bits - 1)) - 1;
+        EXPECT_EQ(p.scale, fp16_round_up(1.75f / static_cast<float>(top))) << bits;
+        EXPECT_EQ(p.zero, implicit_zero_point(sym));
+        uint8_t codes[8];
+        quantize_group(sym, x, 8, p, codes);
+        for (int i = 0; i < 8; ++i) {
+            const float level = std::nearbyint(x[i] / p.scale_value());
+            EXPECT_LE(std::fabs(level), static_cast<float>(top)) << bits;
+            EXPECT_EQ(dequantize_value(codes[i], p.scale_value(), p.zero), level * p.scale_value()) << bits << " " << i;
+        }
+        const QuantScheme asym{bits, 8, false};
+        const GroupParams a = absmax_group_params(asym, x, 8);
+        EXPECT_EQ(a.scale, fp16_round_up(3.25f / static_cast<float>((1 << bits) - 1))) << bits;
+        EXPECT_EQ(dequantize_value(a.zero, a.scale_value(), a.zero), 0.0f);
+        EXPECT_GE(a.zero, 0);
+        EXPECT_LE(a.zero, (1 << bits) - 1);
+    }
+    const float zeros[4] = {0, 0, 0, 0};
+    EXPECT_EQ(absmax_group_params(QuantScheme{4, 4, true}, zeros, 4).scale, 0);
+    const float huge[2] = {1e9f, -3.0f};
+    EXPECT_THROW(absmax_group_params(QuantScheme{4, 2, true}, huge, 2), Error);
+}
+
+TEST(AbsmaxBaseline, IsAQuantizeMethod) {
+    EXPECT_EQ(parse_quant_method("absmax"), QuantMethod::Absmax);
+    EXPECT_EQ(quant_method_name(QuantMethod::Absmax), "absmax");
+    EXPECT_THROW(parse_quant_method("absmin"), Error);
 }
 
 }  // namespace
