@@ -82,8 +82,8 @@ Tensor f32_view(const float* w, int64_t rows, int64_t cols) {
 class TensorQuantizer {
 public:
     TensorQuantizer(const QuantizeOptions& options, const std::vector<PlannedTensor>& plan,
-                    const std::function<void(const std::string&)>& log)
-        : options_(options), log_(log), start_(std::chrono::steady_clock::now()) {
+                    const std::function<void(const std::string&)>& log, CalibratedSink sink)
+        : options_(options), log_(log), sink_(std::move(sink)), start_(std::chrono::steady_clock::now()) {
         for (const auto& p : plan) {
             if (p.action == TensorAction::Quantize && locate_block_linear(p.name)) planned_[p.name] = p.scheme;
         }
@@ -133,7 +133,11 @@ public:
                           result.report.weighted_error_rtn, result.sqnr_db);
             log_(line);
         }
-        tensors_[name] = std::move(result);
+        if (sink_) {
+            sink_(name, std::move(result));
+        } else {
+            tensors_[name] = std::move(result);
+        }
         return dequantized;
     }
 
@@ -142,6 +146,7 @@ public:
 private:
     const QuantizeOptions& options_;
     std::function<void(const std::string&)> log_;
+    CalibratedSink sink_;
     std::chrono::steady_clock::time_point start_;
     std::map<std::string, QuantScheme> planned_;
     GptqOptions gptq_;
@@ -161,11 +166,12 @@ void record_statistics_outcome(const StatisticsOutcome& outcome, CalibrationSumm
 
 CalibratedQuantization quantize_calibrated(const ModelSource& model, const QuantizeOptions& options,
                                            const std::vector<PlannedTensor>& plan,
-                                           const std::function<void(const std::string&)>& log) {
+                                           const std::function<void(const std::string&)>& log,
+                                           const CalibratedSink& sink) {
     if (!is_calibrated_method(options.method)) fail_in({"", "", "--method"}, "'", options.method, "' is not calibrated");
     if (!model.tokenizer) fail_in({model.path, "", ""}, "calibration needs the model's tokenizer");
     const auto start = std::chrono::steady_clock::now();
-    TensorQuantizer quantizer(options, plan, log);
+    TensorQuantizer quantizer(options, plan, log, sink);
     CalibratedQuantization out;
     // awq, smoothquant: the scaler takes every space of a block (folds
     // cross spaces); the per-tensor quantizer is not used.
@@ -177,6 +183,7 @@ CalibratedQuantization quantize_calibrated(const ModelSource& model, const Quant
             if (p.action == TensorAction::Quantize && locate_block_linear(p.name)) planned[p.name] = p.scheme;
         }
         scaler = std::make_unique<ScaledBlockQuantizer>(model, options, std::move(planned), log);
+        scaler->set_sink(sink);
     }
     CalibrationDataOptions data;
     data.path = options.calib;

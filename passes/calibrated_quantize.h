@@ -46,8 +46,15 @@ struct CalibratedQuantization {
     CalibrationSummary summary;
 };
 
+// With a sink, each tensor goes to it as soon as its method is done (block
+// by block) instead of into CalibratedQuantization::tensors, so a caller
+// can write it and free it: memory then holds one block, not every packed
+// result of the model.
+using CalibratedSink = std::function<void(const std::string& name, CalibratedTensor&& tensor)>;
+
 CalibratedQuantization quantize_calibrated(const ModelSource& model, const QuantizeOptions& options,
                                            const std::vector<PlannedTensor>& plan,
-                                           const std::function<void(const std::string&)>& log = {});
+                                           const std::function<void(const std::string&)>& log = {},
+                                           const CalibratedSink& sink = {});
 
 }  // namespace sparq

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <map>
 #include <set>
 
 #include "core/error.h"
@@ -183,14 +184,14 @@ QuantizeResult quantize_model(const ModelSource& model, const QuantizeOptions& o
     // block at a time; the loop below then takes their results.
     const bool calibrated = is_calibrated_method(options.method);
     const QuantMethod method = calibrated ? QuantMethod::Rtn : parse_quant_method(options.method);
-    CalibratedQuantization calibrated_tensors;
-    if (calibrated) calibrated_tensors = quantize_calibrated(model, options, plan, log);
     QuantizeResult result;
-    if (calibrated) result.calibration = calibrated_tensors.summary;
     int64_t linear_params = 0, linear_bytes = 0;
     size_t done = 0;
     const auto start = std::chrono::steady_clock::now();
-    for (const auto& p : plan) {
+    CalibratedQuantization calibrated_tensors;
+    // One planned tensor into its entry and report, then to the sink (or
+    // the result). `calibrated` holds a calibrated method's result.
+    const auto emit = [&](const PlannedTensor& p, CalibratedTensor* from_calibration) {
         const Tensor& source = model.tensors.get(p.name);
         result.n_params += source.numel();
         result.source_weight_bytes += static_cast<int64_t>(source.nbytes);
@@ -200,10 +201,10 @@ QuantizeResult quantize_model(const ModelSource& model, const QuantizeOptions& o
         report.name = p.name;
         if (p.action == TensorAction::Quantize) {
             PackedTensor packed;
-            if (auto found = calibrated_tensors.tensors.find(p.name); found != calibrated_tensors.tensors.end()) {
-                packed = std::move(found->second.packed);
-                report.sqnr_db = found->second.sqnr_db;
-                report.calibration = found->second.report;
+            if (from_calibration) {
+                packed = std::move(from_calibration->packed);
+                report.sqnr_db = from_calibration->sqnr_db;
+                report.calibration = from_calibration->report;
             } else {
                 QuantizationError error;
                 packed = quantize_tensor(source, p.scheme, method, nullptr, p.name, {}, &error);
@@ -249,6 +250,28 @@ QuantizeResult quantize_model(const ModelSource& model, const QuantizeOptions& o
                           p.scheme.name().c_str(), report.sqnr_db);
             log(line);
         }
+    };
+    // A calibrated method with a sink streams its tensors in the order it
+    // finishes them (block by block); everything else follows in plan order.
+    std::set<std::string> emitted;
+    if (calibrated) {
+        std::map<std::string, const PlannedTensor*> by_name;
+        for (const auto& p : plan) by_name[p.name] = &p;
+        CalibratedSink stream;
+        if (sink) {
+            stream = [&](const std::string& name, CalibratedTensor&& t) {
+                emit(*by_name.at(name), &t);
+                emitted.insert(name);
+            };
+        }
+        calibrated_tensors = quantize_calibrated(model, options, plan, log, stream);
+        result.calibration = calibrated_tensors.summary;
+    }
+    for (const auto& p : plan) {
+        if (emitted.count(p.name)) continue;
+        auto found = calibrated_tensors.tensors.find(p.name);
+        emit(p, p.action == TensorAction::Quantize && found != calibrated_tensors.tensors.end() ? &found->second
+                                                                                                 : nullptr);
     }
     result.bits_per_weight = linear_params ? 8.0 * static_cast<double>(linear_bytes) / static_cast<double>(linear_params) : 0;
     result.file_bits_per_weight = result.n_params ? 8.0 * static_cast<double>(result.weight_bytes) / static_cast<double>(result.n_params) : 0;

@@ -227,7 +227,11 @@ std::vector<float> ScaledBlockQuantizer::quantize_linear(const std::string& name
         log_(line);
     }
     result.packed = std::move(packed);
-    tensors_[name] = std::move(result);
+    if (sink_) {
+        sink_(name, std::move(result));
+    } else {
+        tensors_[name] = std::move(result);
+    }
     return effective;
 }
 

@@ -61,6 +61,8 @@ public:
     void on_space(InputSpace space, const ActivationStatistics& statistics, BlockWeights& block);
 
     std::map<std::string, CalibratedTensor> take_tensors() { return std::move(tensors_); }
+    // With a sink, each finished tensor goes there instead of take_tensors().
+    void set_sink(std::function<void(const std::string&, CalibratedTensor&&)> sink) { sink_ = std::move(sink); }
     // Tensors the folds changed that are not quantized here (norms, biases,
     // linears left out of the plan), as F32 values in their own shape.
     std::map<std::string, std::vector<float>> take_rescaled() { return std::move(rescaled_); }
@@ -88,6 +90,7 @@ private:
     std::set<std::string> touched_;
     std::vector<double> attn_input_hessian_, mlp_input_hessian_;
     std::map<std::string, CalibratedTensor> tensors_;
+    std::function<void(const std::string&, CalibratedTensor&&)> sink_;
     std::map<std::string, std::vector<float>> rescaled_;
 };
 
