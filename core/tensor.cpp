@@ -57,6 +57,15 @@ std::vector<float> Tensor::to_f32() const {
     return out;
 }
 
+Tensor borrowed_f32_tensor(const float* values, int64_t rows, int64_t cols) {
+    Tensor t;
+    t.dtype = DType::F32;
+    t.shape = {rows, cols};
+    t.data = reinterpret_cast<const uint8_t*>(values);
+    t.nbytes = static_cast<size_t>(rows * cols) * sizeof(float);
+    return t;
+}
+
 Tensor make_f32_tensor(Shape shape, std::vector<float> values) {
     auto storage = std::make_shared<std::vector<float>>(std::move(values));
     Tensor t;

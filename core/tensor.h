@@ -43,6 +43,9 @@ struct Tensor {
 
 // Makes a tensor that owns its F32 data.
 Tensor make_f32_tensor(Shape shape, std::vector<float> values);
+// A [rows, cols] F32 tensor over `values` without owning them: the caller
+// keeps them alive while the tensor is used.
+Tensor borrowed_f32_tensor(const float* values, int64_t rows, int64_t cols);
 // A tensor owning `values` stored as `dtype` (F32, F16 or BF16; the 16-bit
 // types rounded to nearest even). Throws sparq::Error for other dtypes.
 Tensor make_tensor_from_f32(Shape shape, std::vector<float> values, DType dtype);

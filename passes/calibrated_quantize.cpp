@@ -70,15 +70,6 @@ std::vector<double> weighted_errors(const float* w, const std::vector<const floa
     return out;
 }
 
-Tensor f32_view(const float* w, int64_t rows, int64_t cols) {
-    Tensor t;
-    t.dtype = DType::F32;
-    t.shape = {rows, cols};
-    t.data = reinterpret_cast<const uint8_t*>(w);
-    t.nbytes = static_cast<size_t>(rows * cols) * sizeof(float);
-    return t;
-}
-
 class TensorQuantizer {
 public:
     TensorQuantizer(const QuantizeOptions& options, const std::vector<PlannedTensor>& plan,
@@ -117,7 +108,7 @@ public:
         }
         std::vector<float> dequantized = dequantize_tensor(result.packed);
         const std::vector<float> rtn =
-            dequantize_tensor(quantize_tensor(f32_view(w, rows, cols), scheme, QuantMethod::Rtn, nullptr, name));
+            dequantize_tensor(quantize_tensor(borrowed_f32_tensor(w, rows, cols), scheme, QuantMethod::Rtn, nullptr, name));
         const std::vector<double> errors =
             weighted_errors(w, {rtn.data(), dequantized.data()}, rows, cols, stats.hessian);
         if (errors[0] > 0) {

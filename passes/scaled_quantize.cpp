@@ -19,15 +19,6 @@ namespace {
 const std::string kV = "self_attn.v_proj.weight";
 const std::string kUp = "mlp.up_proj.weight";
 
-Tensor f32_view(const float* w, int64_t rows, int64_t cols) {
-    Tensor t;
-    t.dtype = DType::F32;
-    t.shape = {rows, cols};
-    t.data = reinterpret_cast<const uint8_t*>(w);
-    t.nbytes = static_cast<size_t>(rows * cols) * sizeof(float);
-    return t;
-}
-
 std::vector<float>& named(std::map<std::string, std::vector<float>>& tensors, const std::string& name, size_t size) {
     const auto it = tensors.find(name);
     if (it == tensors.end()) fail_in({"", name, ""}, "the fold needs this tensor");
@@ -200,7 +191,7 @@ std::vector<float> ScaledBlockQuantizer::quantize_linear(const std::string& name
     const std::vector<float>& s = col == column_scales_.end() ? ones : col->second;
     PackedTensor packed = options_.method == "awq"
                               ? quantize_scaled_clip_search(w.data(), rows, cols, hessian, s, scheme, name)
-                              : quantize_tensor(f32_view(w.data(), rows, cols), scheme, QuantMethod::Rtn, nullptr, name);
+                              : quantize_tensor(borrowed_f32_tensor(w.data(), rows, cols), scheme, QuantMethod::Rtn, nullptr, name);
     std::vector<float> effective = dequantize_tensor(packed);
     unscale_columns({effective.data(), rows, cols}, s);
     if (const auto r = row_scales_.find(name); r != row_scales_.end()) multiply_rows({effective.data(), rows, cols}, r->second);
@@ -212,7 +203,7 @@ std::vector<float> ScaledBlockQuantizer::quantize_linear(const std::string& name
     if (hessian.size() == static_cast<size_t>(cols * cols)) {
         const double energy = hessian_weighted_error(original.data(), nullptr, rows, cols, hessian);
         const std::vector<float> rtn = dequantize_tensor(
-            quantize_tensor(f32_view(original.data(), rows, cols), scheme, QuantMethod::Rtn, nullptr, name));
+            quantize_tensor(borrowed_f32_tensor(original.data(), rows, cols), scheme, QuantMethod::Rtn, nullptr, name));
         if (energy > 0) {
             result.report.weighted_error_rtn = hessian_weighted_error(original.data(), rtn.data(), rows, cols, hessian) / energy;
             result.report.weighted_error = hessian_weighted_error(original.data(), effective.data(), rows, cols, hessian) / energy;

@@ -13,15 +13,6 @@ namespace sparq {
 
 namespace {
 
-Tensor f32_view(const float* w, int64_t rows, int64_t cols) {
-    Tensor t;
-    t.dtype = DType::F32;
-    t.shape = {rows, cols};
-    t.data = reinterpret_cast<const uint8_t*>(w);
-    t.nbytes = static_cast<size_t>(rows * cols) * sizeof(float);
-    return t;
-}
-
 void check_statistic(const std::vector<double>& statistic, int64_t cols, const std::string& where) {
     if (static_cast<int64_t>(statistic.size()) != cols) {
         fail_in({"", where, "statistic"}, "has ", statistic.size(), " values for ", cols, " input channels");
@@ -143,7 +134,7 @@ AwqChoice awq_search(const std::vector<AwqLinear>& linears, int64_t cols, const 
             scale_columns({scaled.data(), l.rows, cols}, s);
             std::vector<float> q = dequantize_tensor(
                 clip ? quantize_scaled_clip_search(scaled.data(), l.rows, cols, hessian, s, l.scheme, l.name)
-                     : quantize_tensor(f32_view(scaled.data(), l.rows, cols), l.scheme, QuantMethod::Rtn, nullptr,
+                     : quantize_tensor(borrowed_f32_tensor(scaled.data(), l.rows, cols), l.scheme, QuantMethod::Rtn, nullptr,
                                        l.name));
             unscale_columns({q.data(), l.rows, cols}, s);
             error += hessian_weighted_error(l.weight, q.data(), l.rows, cols, hessian);
