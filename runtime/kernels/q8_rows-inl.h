@@ -113,6 +113,17 @@ HWY_INLINE float DotFloats(const float* HWY_RESTRICT a, const float* HWY_RESTRIC
     return sum;
 }
 
+// What the zero points take out of a row's integer sums for one token:
+// sum_g d_g * z_g * S_g (S_g from group_sums; `zeros` holds an asymmetric
+// row's zero points as floats). Symmetric int8 stores signed levels: none.
+template <int kBits, bool kSym>
+HWY_INLINE float ZeroPointPart(const DenseWeights& w, const float* HWY_RESTRICT scales,
+                               const float* HWY_RESTRICT group_sums, const float* HWY_RESTRICT zeros) {
+    if constexpr (!BlockKernels<kBits, kSym>::kUnsignedCodes) return 0.0f;
+    return kSym ? static_cast<float>(1 << (kBits - 1)) * DotFloats(scales, group_sums, nullptr, w.groups_per_row)
+                : DotFloats(scales, group_sums, zeros, w.groups_per_row);
+}
+
 // One packed row times one token's Q8 activations. `zeros` holds an
 // asymmetric row's zero points as floats.
 template <int kBits, bool kSym>
@@ -126,10 +137,7 @@ HWY_INLINE float RowDotQ8(const DenseWeights& w, const DenseRow<kBits, kSym>& ro
     const float sums = RowSumsQ8(w, row.scales, row.blocks_per_group, row.whole_groups, whole, tail,
                                  x.act_block / kBlock, act_scales, combined);
     if constexpr (!BlockKernels<kBits, kSym>::kUnsignedCodes) return sums;
-    const float zero_part = kSym ? static_cast<float>(1 << (kBits - 1)) *
-                                       DotFloats(row.scales, group_sums, nullptr, w.groups_per_row)
-                                 : DotFloats(row.scales, group_sums, zeros, w.groups_per_row);
-    return sums - zero_part;
+    return sums - ZeroPointPart<kBits, kSym>(w, row.scales, group_sums, zeros);
 }
 
 }  // namespace sparq::kernels::HWY_NAMESPACE

@@ -173,11 +173,7 @@ HWY_INLINE float RowDotWide(const DenseWeights& w, const DenseRow<kBits, kSym>& 
     }
     const float sums = hn::GetLane(hn::SumOfLanes(df, hn::Add(acc0, acc1)));
     if constexpr (!BlockKernels<kBits, kSym>::kUnsignedCodes) return sums;
-    const float* group_sums = x.group_sums;
-    const float zero_part = kSym ? static_cast<float>(1 << (kBits - 1)) *
-                                       DotFloats(row.scales, group_sums, nullptr, w.groups_per_row)
-                                 : DotFloats(row.scales, group_sums, zeros, w.groups_per_row);
-    return sums - zero_part;
+    return sums - ZeroPointPart<kBits, kSym>(w, row.scales, x.group_sums, zeros);
 }
 
 #else

@@ -92,7 +92,9 @@ void expect_same(const QuantScheme& s, const std::vector<float>& row, const std:
     if (want.status >= 0 || !want.error.empty()) return;  // only the outcome is defined
     ASSERT_EQ(got.scales, want.scales);
     ASSERT_EQ(got.codes, want.codes);
-    if (!s.symmetric) ASSERT_EQ(got.zeros, want.zeros);
+    if (!s.symmetric) {
+        ASSERT_EQ(got.zeros, want.zeros);
+    }
     EXPECT_TRUE(same_bits(got.signal, want.signal)) << got.signal << " vs " << want.signal;
     EXPECT_TRUE(same_bits(got.noise, want.noise)) << got.noise << " vs " << want.noise;
 }

@@ -141,7 +141,9 @@ void expect_matches_slow(const SparsityTarget& target, int64_t block) {
     for (size_t i = 0; i < slow.size(); ++i) {
         worst = std::max(worst, std::fabs(static_cast<double>(fast.weights[i]) - slow[i]));
         scale = std::max(scale, std::fabs(static_cast<double>(slow[i])));
-        if (!slow_keep[i]) EXPECT_EQ(fast.weights[i], 0.0f) << "pruned weight " << i << " is not exactly zero";
+        if (!slow_keep[i]) {
+            EXPECT_EQ(fast.weights[i], 0.0f) << "pruned weight " << i << " is not exactly zero";
+        }
     }
     EXPECT_LT(worst, 1e-4 * scale) << "largest difference from the slow implementation";
 }
@@ -201,7 +203,9 @@ TEST(SparseGpt, JointQuantizationKeepsTheMaskAndStoresWhatItComputed) {
         const std::vector<float> stored = dequantize_tensor(*r.packed);
         EXPECT_EQ(stored, r.weights);
         for (size_t i = 0; i < stored.size(); ++i) {
-            if (!r.mask.keep[i]) EXPECT_EQ(stored[i], 0.0f) << "pruned weight " << i << " was un-zeroed";
+            if (!r.mask.keep[i]) {
+                EXPECT_EQ(stored[i], 0.0f) << "pruned weight " << i << " was un-zeroed";
+            }
         }
         // Quantizing inside the pass loses less than pruning, then RTN.
         const auto pruned_only =
@@ -227,7 +231,9 @@ TEST(SparseGpt, FixedMaskIsNeverUnzeroed) {
     EXPECT_EQ(r.mask.keep, mask.keep);
     const std::vector<float> stored = dequantize_tensor(*r.packed);
     for (size_t i = 0; i < stored.size(); ++i) {
-        if (!mask.keep[i]) EXPECT_EQ(stored[i], 0.0f) << i;
+        if (!mask.keep[i]) {
+            EXPECT_EQ(stored[i], 0.0f) << i;
+        }
     }
 }
 
