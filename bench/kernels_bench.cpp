@@ -221,7 +221,7 @@ struct SparseCase {
     int64_t rows, cols;
     double sparsity;  // < 0: 2:4
     bool from_cache = false;
-    bool integer_activations = false;  // the sparse Q8 kernels (sparse_matmul.h)
+    bool integer_activations = false;  // the sparse Q16 kernels (sparse_matmul.h)
 };
 
 void BM_SparseMatvec(benchmark::State& state, SparseCase c) {
@@ -251,9 +251,9 @@ void BM_SparseMatvec(benchmark::State& state, SparseCase c) {
     for (auto _ : state) {
         if (c.integer_activations) {
             if (c.sparsity < 0) {
-                nm_sparse_matmul_q8(nm[next].view(), x.data(), 1, y.data(), c.rows);
+                nm_sparse_matmul_q16(nm[next].view(), x.data(), 1, y.data(), c.rows);
             } else {
-                bitmask_sparse_matmul_q8(bm[next].view(), x.data(), 1, y.data(), c.rows);
+                bitmask_sparse_matmul_q16(bm[next].view(), x.data(), 1, y.data(), c.rows);
             }
         } else if (c.sparsity < 0) {
             nm_sparse_matvec(nm[next].view(), x.data(), y.data());
@@ -302,7 +302,7 @@ void register_all() {
                 for (bool integer : {false, true}) {
                     const std::string kind = sparsity < 0 ? "nm24" : "bitmask" + std::to_string(int(sparsity * 100));
                     const std::string name = "Sparse/" + kind + "/" + scheme + "/" + std::to_string(rows) + "x" +
-                                             std::to_string(cols) + (integer ? "/q8" : "/f32");
+                                             std::to_string(cols) + (integer ? "/q16" : "/f32");
                     benchmark::RegisterBenchmark(name.c_str(), BM_SparseMatvec,
                                                  SparseCase{scheme, rows, cols, sparsity, false, integer})
                         ->UseRealTime()->ComputeStatistics("min", fastest)->ComputeStatistics("max", slowest)
@@ -313,15 +313,18 @@ void register_all() {
     }
     for (const char* scheme : {"int8_ch_sym", "int4_g32_sym"}) {
         for (double sparsity : {-1.0, 0.5}) {
-            const std::string kind = sparsity < 0 ? "nm24" : "bitmask" + std::to_string(int(sparsity * 100));
-            const std::string name = "SparseL2/" + kind + "/" + scheme + "/256x2048";
-            benchmark::RegisterBenchmark(name.c_str(), BM_SparseMatvec, SparseCase{scheme, 256, 2048, sparsity, true})
-                ->UseRealTime()->ComputeStatistics("min", fastest)->ComputeStatistics("max", slowest)
-                ->Unit(benchmark::kMicrosecond);
+            for (bool integer : {false, true}) {
+                const std::string kind = sparsity < 0 ? "nm24" : "bitmask" + std::to_string(int(sparsity * 100));
+                const std::string name = "SparseL2/" + kind + "/" + scheme + "/256x2048" + (integer ? "/q16" : "/f32");
+                benchmark::RegisterBenchmark(name.c_str(), BM_SparseMatvec,
+                                             SparseCase{scheme, 256, 2048, sparsity, true, integer})
+                    ->UseRealTime()->ComputeStatistics("min", fastest)->ComputeStatistics("max", slowest)
+                    ->Unit(benchmark::kMicrosecond);
+            }
         }
     }
     for (const char* scheme : schemes) {
-        for (ActivationMode mode : {ActivationMode::F32, ActivationMode::Q8}) {
+        for (ActivationMode mode : {ActivationMode::F32, ActivationMode::Q8, ActivationMode::Q16}) {
             const std::string name = std::string("MatvecL2/") + scheme + "/256x2048/" + mode_tag(mode);
             benchmark::RegisterBenchmark(name.c_str(), BM_Matvec, MatvecCase{scheme, 256, 2048, mode, true})
                 ->UseRealTime()->ComputeStatistics("min", fastest)->ComputeStatistics("max", slowest)

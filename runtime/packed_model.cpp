@@ -48,9 +48,15 @@ SparseLinear::SparseLinear(BitmaskSparseView view, std::shared_ptr<const void> o
     : bitmask_(view), rows_(view.rows), cols_(view.cols), owner_(std::move(owner)) {}
 
 void SparseLinear::forward(const float* x, int64_t tokens, float* y, int64_t y_stride) const {
+    // Decode takes int16 activations where the CPU has the native kernels
+    // (the integer work is per kept weight there; sparse_matmul.h), as the
+    // dense layers do; prefill stays on the FP32 kernels.
+    const bool q16 = tokens == 1 && sparse_q16_native();
     if (nm_) {
+        if (q16) return nm_sparse_matmul_q16(*nm_, x, tokens, y, y_stride);
         nm_sparse_matmul(*nm_, x, tokens, y, y_stride);
     } else {
+        if (q16) return bitmask_sparse_matmul_q16(*bitmask_, x, tokens, y, y_stride);
         bitmask_sparse_matmul(*bitmask_, x, tokens, y, y_stride);
     }
 }

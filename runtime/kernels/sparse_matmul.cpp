@@ -9,7 +9,7 @@
 #include <hwy/highway.h>
 
 #include "runtime/kernels/sparse_kernels-inl.h"
-#include "runtime/kernels/sparse_q8-inl.h"
+#include "runtime/kernels/sparse_q16-inl.h"
 
 #if HWY_ONCE
 #include <algorithm>
@@ -20,13 +20,14 @@
 #include "core/error.h"
 #include "core/parallel.h"
 #include "runtime/kernels/kernel_args.h"
+#include "runtime/kernels/packed_matmul.h"
 
 namespace sparq {
 namespace kernels {
 
 HWY_EXPORT(SparseRows);
-HWY_EXPORT(SparseRowsQ8);
-HWY_EXPORT(SparseQ8Native);
+HWY_EXPORT(SparseRowsQ16);
+HWY_EXPORT(SparseQ16Native);
 
 namespace {
 
@@ -72,93 +73,69 @@ void run_sparse(SparseCall& c, const float* x, int64_t tokens, float* y, int64_t
 
 bool fast_bits(const QuantScheme& q) { return q.bits == 8 || q.bits == 4; }
 
-void run_sparse_q8(SparseCall& c, const float* x, int64_t tokens, float* y, int64_t y_stride, int64_t row_bytes) {
+void run_sparse_q16(SparseCall& c, const float* x, int64_t tokens, float* y, int64_t y_stride, int64_t row_bytes) {
     if (c.rows == 0 || tokens == 0) return;
     c.groups_per_row = groups_per_row(c.quant, c.cols);
     c.group_span = c.quant.group_span(c.cols);
-    c.zero_row_bytes = zero_row_bytes(c.quant, c.cols);
-    c.blocks = block_count(c.cols);
     c.y = y;
     c.y_stride = y_stride;
-    const SparseQ8Activations a = prepare_sparse_q8(x, tokens, c.cols, c.group_span);
+    const SparseQ16Activations a = prepare_sparse_q16(x, tokens, c.cols, q8_block_columns(c.quant));
     const int64_t grain = std::clamp<int64_t>((int64_t{64} * 1024) / std::max<int64_t>(row_bytes, 1), 4, 1024);
-    const size_t floats = static_cast<size_t>(c.groups_per_row + 16);
-    const size_t bytes = static_cast<size_t>(c.cols + 64 + c.cols / 8 + 64);
+    const size_t floats = static_cast<size_t>(2 * (c.groups_per_row + 16));
+    const size_t bytes = static_cast<size_t>(c.cols + 64);
     parallel_for(0, c.rows, grain, [&](int64_t r0, int64_t r1) {
         thread_local std::vector<float> float_scratch;
         thread_local std::vector<uint8_t> byte_scratch;
         if (float_scratch.size() < floats) float_scratch.resize(floats);
         if (byte_scratch.size() < bytes) byte_scratch.resize(bytes);
-        SparseQ8Scratch s;
+        SparseQ16Scratch s;
         s.row_scales = float_scratch.data();
+        s.combined = float_scratch.data() + c.groups_per_row + 16;
         s.values = byte_scratch.data();
-        s.masks = byte_scratch.data() + c.cols + 64;
-        HWY_DYNAMIC_DISPATCH(SparseRowsQ8)(c, a, r0, r1, s);
+        HWY_DYNAMIC_DISPATCH(SparseRowsQ16)(c, a, r0, r1, s);
     });
 }
 
 }  // namespace
 
-SparseQ8Activations prepare_sparse_q8(const float* x, int64_t tokens, int64_t cols, int64_t group_span) {
-    SparseQ8Activations a;
+SparseQ16Activations prepare_sparse_q16(const float* x, int64_t tokens, int64_t cols, int64_t block) {
+    SparseQ16Activations a;
     a.tokens = tokens;
-    a.chunks = (cols + 63) / 64;
-    a.groups = (cols + group_span - 1) / group_span;
-    const int64_t blocks = 2 * a.chunks;
-    a.q.assign(static_cast<size_t>(tokens * a.chunks * 64), 0);
-    a.block_scales.assign(static_cast<size_t>(tokens * blocks), 0.0f);
-    a.lane_scales.assign(static_cast<size_t>(tokens * a.chunks * 16), 0.0f);
-    a.group_sums.assign(static_cast<size_t>(tokens * a.groups), 0.0);
-    a.lane_sums.assign(static_cast<size_t>(tokens * a.chunks * 16), 0);
-    for (int64_t t = 0; t < tokens; ++t) {
-        const float* xt = x + t * cols;
-        int8_t* q = a.q.data() + t * a.chunks * 64;
-        for (int64_t b = 0; b * 32 < cols; ++b) {
-            const int64_t c0 = 32 * b, c1 = std::min(cols, c0 + 32);
-            float amax = 0.0f;
-            for (int64_t i = c0; i < c1; ++i) amax = std::max(amax, std::fabs(xt[i]));
-            if (std::isnan(xt[c0])) amax = xt[c0];
-            for (int64_t i = c0; i < c1; ++i) amax = std::isnan(xt[i]) ? xt[i] : amax;
-            float d = 0.0f;
-            int64_t qsum = 0;
-            if (!std::isfinite(amax)) {
-                // Levels stay 0; the NaN scale carries the non-finite input
-                // into every output, as the FP32 kernels' sums would.
-                d = std::numeric_limits<float>::quiet_NaN();
-            } else if (amax > 0.0f) {
-                d = amax / 127.0f;
-                const float inv = 127.0f / amax;
-                for (int64_t i = c0; i < c1; ++i) {
-                    const long v = std::clamp(std::lrint(xt[i] * inv), -127L, 127L);
-                    q[i] = static_cast<int8_t>(v);
-                    qsum += v;
-                    a.lane_sums[(t * a.chunks + i / 64) * 16 + (i % 64) / 4] += static_cast<int32_t>(v);
-                }
-            }
-            a.block_scales[t * blocks + b] = d;
-            for (int lane = 0; lane < 8; ++lane) a.lane_scales[(t * a.chunks + b / 2) * 16 + (b % 2) * 8 + lane] = d;
-            a.group_sums[t * a.groups + c0 / group_span] += static_cast<double>(d) * static_cast<double>(qsum);
-        }
-    }
+    a.padded_cols = (cols + 63) / 64 * 64;
+    a.block = block;
+    a.blocks = (cols + block - 1) / block;
+    a.q.assign(static_cast<size_t>(tokens * a.padded_cols), 0);
+    a.block_scales.assign(static_cast<size_t>(tokens * a.blocks + 16), 0.0f);
+    for (int64_t t = 0; t < tokens; ++t)
+        quantize_activation_blocks_simd(x + t * cols, cols, block, a.q.data() + t * a.padded_cols,
+                                        a.block_scales.data() + t * a.blocks);
     return a;
 }
 
 }  // namespace kernels
 
 // Not cached: tests switch the dispatched target between calls.
-bool sparse_q8_native() { return HWY_DYNAMIC_DISPATCH(kernels::SparseQ8Native)(); }
+bool sparse_q16_native() { return HWY_DYNAMIC_DISPATCH(kernels::SparseQ16Native)(); }
 
-bool sparse_q8_applies(const QuantScheme& q, int64_t cols) {
-    return (q.bits == 8 || q.bits == 4) && cols > 0 && cols % 64 == 0 &&
-           (q.group == 0 || q.group == 32 || q.group % 64 == 0);
+namespace {
+bool q16_shape(const QuantScheme& q, int64_t cols) {
+    return q.symmetric && (q.bits == 8 || q.bits == 4) && cols > 0 && cols % 64 == 0 &&
+           (q.group == 0 || q.group >= 32);
+}
+}  // namespace
+
+bool sparse_q16_applies(const NmSparseScheme& s, int64_t cols) {
+    return s.n == 2 && s.m == 4 && q16_shape(s.quant, cols);
 }
 
-void nm_sparse_matmul_q8(const NmSparseView& w, const float* x, int64_t tokens, float* y, int64_t y_stride) {
+bool sparse_q16_applies(const QuantScheme& bitmask_scheme, int64_t cols) {
+    return bitmask_scheme.bits == 8 && q16_shape(bitmask_scheme, cols);
+}
+
+void nm_sparse_matmul_q16(const NmSparseView& w, const float* x, int64_t tokens, float* y, int64_t y_stride) {
     using namespace kernels;
-    if (w.scheme.n != 2 || w.scheme.m != 4 || !sparse_q8_applies(w.scheme.quant, w.cols)) {
-        return nm_sparse_matmul(w, x, tokens, y, y_stride);
-    }
-    if (!sparse_q8_native()) return nm_sparse_matmul_q8_scalar(w, x, tokens, y, y_stride);
+    if (!sparse_q16_applies(w.scheme, w.cols)) return nm_sparse_matmul(w, x, tokens, y, y_stride);
+    if (!sparse_q16_native()) return nm_sparse_matmul_q16_scalar(w, x, tokens, y, y_stride);
     check_sparse_call(w.rows, tokens, x, y, y_stride);
     SparseCall c;
     c.is_nm = true;
@@ -169,17 +146,15 @@ void nm_sparse_matmul_q8(const NmSparseView& w, const float* x, int64_t tokens, 
     c.cols = w.cols;
     c.fast = true;
     const int64_t row_bytes = c.nm_geometry.value_row_bytes + c.nm_geometry.index_row_bytes +
-                              2 * c.nm_geometry.groups_per_row + c.nm_geometry.zero_row_bytes;
-    run_sparse_q8(c, x, tokens, y, y_stride, row_bytes);
+                              2 * c.nm_geometry.groups_per_row;
+    run_sparse_q16(c, x, tokens, y, y_stride, row_bytes);
 }
 
-void bitmask_sparse_matmul_q8(const BitmaskSparseView& w, const float* x, int64_t tokens, float* y,
-                              int64_t y_stride) {
+void bitmask_sparse_matmul_q16(const BitmaskSparseView& w, const float* x, int64_t tokens, float* y,
+                               int64_t y_stride) {
     using namespace kernels;
-    if (w.scheme.bits != 8 || !sparse_q8_applies(w.scheme, w.cols)) {
-        return bitmask_sparse_matmul(w, x, tokens, y, y_stride);
-    }
-    if (!sparse_q8_native()) return bitmask_sparse_matmul_q8_scalar(w, x, tokens, y, y_stride);
+    if (!sparse_q16_applies(w.scheme, w.cols)) return bitmask_sparse_matmul(w, x, tokens, y, y_stride);
+    if (!sparse_q16_native()) return bitmask_sparse_matmul_q16_scalar(w, x, tokens, y, y_stride);
     check_sparse_call(w.rows, tokens, x, y, y_stride);
     validate_quant_scheme(w.scheme);
     SparseCall c;
@@ -193,9 +168,8 @@ void bitmask_sparse_matmul_q8(const BitmaskSparseView& w, const float* x, int64_
     const int64_t row_bytes = w.rows > 0 ? static_cast<int64_t>(c.bitmask_values_size) / w.rows +
                                                w.mask_row_bytes() + 2 * groups_per_row(w.scheme, w.cols)
                                          : 1;
-    run_sparse_q8(c, x, tokens, y, y_stride, row_bytes);
+    run_sparse_q16(c, x, tokens, y, y_stride, row_bytes);
 }
-
 
 void nm_sparse_matmul(const NmSparseView& w, const float* x, int64_t tokens, float* y, int64_t y_stride) {
     using namespace kernels;

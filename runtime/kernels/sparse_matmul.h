@@ -37,48 +37,49 @@ inline void bitmask_sparse_matvec_scalar(const BitmaskSparseView& w, const float
     bitmask_sparse_matmul_scalar(w, x, 1, y, w.rows);
 }
 
-// Q8 activations (decode speed): each token's activations are quantized
-// once per call to int8 per block of 32 columns (q = round(x * 127 /
-// amax), dx = amax / 127), and each row sums (u - z) * q exactly in
-// integers per block, then dx * d in float. On AVX3_DL (VNNI + VBMI2) the
-// kept codes expand to dense 64-byte blocks (vpexpandb, pruned columns
-// filled with the zero point) and meet the activations in vpdpbusd, so the
-// cost per kept value is a fraction of the FP32 gather's. Applies to 2:4
-// and bitmask int8/int4 with cols % 64 == 0 and groups of 32 (symmetric),
-// multiples of 64, or per row (sparse_q8_applies); other shapes run the
-// FP32 kernels above. Elsewhere the twin's math runs (correct, not fast):
-// callers pick it only where sparse_q8_native() is true.
-bool sparse_q8_native();
-bool sparse_q8_applies(const QuantScheme& q, int64_t cols);
-void nm_sparse_matmul_q8(const NmSparseView& w, const float* x, int64_t tokens, float* y, int64_t y_stride);
-void bitmask_sparse_matmul_q8(const BitmaskSparseView& w, const float* x, int64_t tokens, float* y,
-                              int64_t y_stride);
-// Scalar twins of the Q8 kernels (same quantized activations, sums in
-// double); where sparse_q8_applies is false they are the FP32 twins.
-void nm_sparse_matmul_q8_scalar(const NmSparseView& w, const float* x, int64_t tokens, float* y,
-                                int64_t y_stride);
-void bitmask_sparse_matmul_q8_scalar(const BitmaskSparseView& w, const float* x, int64_t tokens, float* y,
-                                     int64_t y_stride);
+// Q16 activations (decode speed): each token's activations are quantized
+// to int16 per activation block exactly as the dense Q16 kernels do
+// (quantize_activation_blocks with q8_block_columns(scheme) columns), and
+// each row sums level * q exactly in integers per block, then d * dx in
+// float: the kept values meet their own activations (2:4: an in-register
+// gather by the index fields; bitmask: the activations compressed by the
+// mask), so the integer work is per kept weight. Applies to symmetric int8
+// and int4 2:4 and symmetric int8 bitmask with cols % 64 == 0 and groups of
+// 32 or more (or per row) (sparse_q16_applies); other shapes run the FP32
+// kernels above. Native on AVX3_DL (VBMI, VBMI2, VNNI); elsewhere the
+// twin's math runs (correct, not fast): the runtime takes these only where
+// sparse_q16_native() is true.
+bool sparse_q16_native();
+bool sparse_q16_applies(const NmSparseScheme& s, int64_t cols);
+bool sparse_q16_applies(const QuantScheme& bitmask_scheme, int64_t cols);
+void nm_sparse_matmul_q16(const NmSparseView& w, const float* x, int64_t tokens, float* y, int64_t y_stride);
+void bitmask_sparse_matmul_q16(const BitmaskSparseView& w, const float* x, int64_t tokens, float* y,
+                               int64_t y_stride);
+// Scalar twins of the Q16 kernels (same quantized activations, integer
+// block sums, then double); where sparse_q16_applies is false they are the
+// FP32 twins.
+void nm_sparse_matmul_q16_scalar(const NmSparseView& w, const float* x, int64_t tokens, float* y,
+                                 int64_t y_stride);
+void bitmask_sparse_matmul_q16_scalar(const BitmaskSparseView& w, const float* x, int64_t tokens, float* y,
+                                      int64_t y_stride);
 
 namespace kernels {
-// The quantized activations both the Q8 kernels and their twins read, made
-// by one function so they are identical. Columns padded to chunks of 64.
-struct SparseQ8Activations {
+// The quantized activations both the Q16 kernels and their twins read, made
+// by one function so they are identical.
+struct SparseQ16Activations {
     int64_t tokens = 0;
-    int64_t chunks = 0;               // ceil(cols / 64)
-    int64_t groups = 0;               // weight groups per row
-    std::vector<int8_t> q;            // tokens x chunks x 64
-    std::vector<float> block_scales;  // tokens x chunks * 2: dx per block of 32
-    std::vector<float> lane_scales;   // tokens x chunks x 16: dx of the block each dot lane covers
-    std::vector<double> group_sums;   // tokens x groups: sum over the group's blocks of dx * sum q
-    std::vector<int32_t> lane_sums;   // tokens x chunks x 16: sum of q over each dot lane's 4 columns
+    int64_t padded_cols = 0;          // cols rounded up to 64
+    int64_t block = 0;                // columns per activation block
+    int64_t blocks = 0;               // per token
+    std::vector<int16_t> q;           // tokens x padded_cols
+    std::vector<float> block_scales;  // tokens x blocks, + 16 floats of padding
 };
-struct SparseQ8Scratch {
+struct SparseQ16Scratch {
     float* row_scales = nullptr;  // groups_per_row + 16
-    uint8_t* masks = nullptr;     // cols / 8: a row's 64-bit expand masks
+    float* combined = nullptr;    // groups_per_row + 16: d_g * dx per group of 32
     uint8_t* values = nullptr;    // cols + 64: padded copy of a bitmask row's values
 };
-SparseQ8Activations prepare_sparse_q8(const float* x, int64_t tokens, int64_t cols, int64_t group_span);
+SparseQ16Activations prepare_sparse_q16(const float* x, int64_t tokens, int64_t cols, int64_t block);
 }  // namespace kernels
 
 }  // namespace sparq

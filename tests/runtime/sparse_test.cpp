@@ -244,14 +244,13 @@ TEST_P(SparseKernels, BitIdenticalForAnyThreadCount) {
     }
 }
 
-// The Q8-activation kernels against their twin (tight: same quantized
+// The Q16-activation kernels against their twin (tight: same quantized
 // activations, integer block sums), and the twin against the FP32 twin
-// within the activation rounding (|x - dx q| <= dx / 2, dx = amax / 127),
-// so sum |w| dx / 2 bounds the difference.
+// within the activation rounding (|x - dx q| <= dx / 2, dx = amax / 32767
+// per activation block), so sum |w| dx / 2 bounds the difference.
 template <class View, class Fast, class Twin, class F32Twin>
-void expect_q8_matches(const View& w, int64_t tokens, uint32_t seed, Fast fast_fn, Twin twin_fn, F32Twin f32_fn,
-                       const std::string& what) {
-    const auto x = random_normal(static_cast<size_t>(tokens * w.cols), seed);
+void expect_q16_matches(const View& w, const std::vector<float>& x, int64_t tokens, Fast fast_fn, Twin twin_fn,
+                        F32Twin f32_fn, const std::string& what) {
     const int64_t stride = w.rows + 1;
     std::vector<float> fast(static_cast<size_t>(tokens * stride), -3.0f), twin(fast.size(), -3.0f),
         exact(fast.size(), -3.0f);
@@ -263,26 +262,19 @@ void expect_q8_matches(const View& w, int64_t tokens, uint32_t seed, Fast fast_f
         else return unpack_bitmask_sparse(w);
     }();
     const auto bounds = magnitude_bounds(dense.view(), x.data(), tokens, ActivationMode::F32);
-    // Each activation moves by at most half a step, amax / 254 of its block.
+    const int64_t block = q8_block_columns(dense.view().scheme);
     std::vector<float> steps(x.size());
     for (int64_t t = 0; t < tokens; ++t) {
-        for (int64_t b = 0; b * 32 < w.cols; ++b) {
+        for (int64_t b = 0; b * block < w.cols; ++b) {
+            const int64_t c0 = b * block, c1 = std::min(w.cols, c0 + block);
             float amax = 0.0f;
-            for (int64_t c = 32 * b; c < std::min(w.cols, 32 * b + 32); ++c) amax = std::max(amax, std::fabs(x[t * w.cols + c]));
-            for (int64_t c = 32 * b; c < std::min(w.cols, 32 * b + 32); ++c) steps[t * w.cols + c] = amax / 254.0f;
+            for (int64_t c = c0; c < c1; ++c) amax = std::max(amax, std::fabs(x[t * w.cols + c]));
+            for (int64_t c = c0; c < c1; ++c) steps[t * w.cols + c] = amax / 65534.0f;
         }
     }
     const auto rounding = magnitude_bounds(dense.view(), steps.data(), tokens, ActivationMode::F32);
-    // The kernels sum u q in float and take z sum q out per group, so their
-    // rounding scales with sum |d| z |x| too (asymmetric z up to 255).
-    std::vector<double> zero_terms(static_cast<size_t>(tokens * w.rows), 0.0);
-    const int64_t span = dense.view().scheme.group_span(w.cols);
-    for (int64_t t = 0; t < tokens; ++t)
-        for (int64_t r = 0; r < w.rows; ++r)
-            for (int64_t c = 0; c < w.cols; ++c) {
-                const GroupParams p = read_group_params(dense.view(), r, c / span);
-                zero_terms[t * w.rows + r] += std::fabs(p.scale_value()) * p.zero * std::fabs(x[t * w.cols + c]);
-            }
+    bool finite = true;
+    for (float v : x) finite = finite && std::isfinite(v);
     for (int64_t t = 0; t < tokens; ++t) {
         for (int64_t r = 0; r < stride; ++r) {
             const size_t i = static_cast<size_t>(t * stride + r);
@@ -290,36 +282,51 @@ void expect_q8_matches(const View& w, int64_t tokens, uint32_t seed, Fast fast_f
                 ASSERT_EQ(fast[i], -3.0f) << what << " wrote past the rows";
                 continue;
             }
+            if (!finite) {
+                // A non-finite activation reaches every output of its token,
+                // as in the FP32 kernels.
+                ASSERT_EQ(std::isnan(fast[i]), std::isnan(twin[i])) << what << " token " << t << " row " << r;
+                continue;
+            }
             const double bound = bounds[t * w.rows + r];
-            ASSERT_LE(std::fabs(static_cast<double>(fast[i]) - twin[i]), 1e-5 * (bound + zero_terms[t * w.rows + r]) + 1e-30)
+            ASSERT_LE(std::fabs(static_cast<double>(fast[i]) - twin[i]), 1e-5 * bound + 1e-30)
                 << what << " token " << t << " row " << r << " simd " << fast[i] << " twin " << twin[i];
             ASSERT_LE(std::fabs(static_cast<double>(twin[i]) - exact[i]),
                       1.001 * rounding[t * w.rows + r] + 1e-5 * bound + 1e-30)
-                << what << " token " << t << " row " << r << " q8 twin " << twin[i] << " f32 " << exact[i];
+                << what << " token " << t << " row " << r << " q16 twin " << twin[i] << " f32 " << exact[i];
         }
     }
 }
 
-TEST_P(SparseKernels, Q8MatchesTwin) {
-    for (const QuantScheme& s : sparse_schemes({0, 32, 64, 128})) {
-        for (int64_t rows : {1, 17, 64}) {
-            for (int64_t cols : {64, 192, 2048, 40}) {  // 40: not a multiple of 64, the FP32 kernels run
+TEST_P(SparseKernels, Q16MatchesTwin) {
+    // Asymmetric, 3- and 2-bit schemes and odd widths take the FP32
+    // kernels (checked here once; their own tests are above).
+    std::vector<QuantScheme> schemes;
+    for (int bits : {8, 4})
+        for (int64_t g : {0, 32, 64, 128, 512}) schemes.push_back(QuantScheme{bits, g, true});
+    schemes.push_back(QuantScheme{4, 32, false});
+    schemes.push_back(QuantScheme{3, 64, true});
+    for (const QuantScheme& s : schemes) {
+        for (int64_t rows : {1, 17, 40}) {
+            for (int64_t cols : {64, 192, 1088, 40}) {  // 40: not a multiple of 64, the FP32 kernels run
                 for (int64_t tokens : {1, 3}) {
+                    if (s.group > cols && s.group != 0) continue;
                     std::ostringstream what;
                     what << s.name() << " [" << rows << ", " << cols << "] tokens " << tokens;
+                    const auto x = random_normal(static_cast<size_t>(tokens * cols), static_cast<uint32_t>(60 + tokens));
                     const PackedTensor nm_dense =
                         quantize(nm_pruned(rows, cols, 2, 4, static_cast<uint32_t>(rows + cols)), rows, cols, s);
                     const NmSparseTensor nm = pack_nm_sparse(nm_dense.view(), 2, 4);
-                    expect_q8_matches(nm.view(), tokens, 60 + tokens, nm_sparse_matmul_q8, nm_sparse_matmul_q8_scalar,
-                                      nm_sparse_matmul_scalar, "nm " + what.str());
+                    expect_q16_matches(nm.view(), x, tokens, nm_sparse_matmul_q16, nm_sparse_matmul_q16_scalar,
+                                       nm_sparse_matmul_scalar, "nm " + what.str());
                     if (HasFatalFailure()) return;
                     for (double sparsity : {0.5, 0.9}) {
                         const PackedTensor bm_dense = quantize(
                             randomly_pruned(rows, cols, sparsity, static_cast<uint32_t>(rows * 5 + cols)), rows, cols, s);
                         const BitmaskSparseTensor bm = pack_bitmask_sparse(bm_dense.view());
-                        expect_q8_matches(bm.view(), tokens, 70 + tokens, bitmask_sparse_matmul_q8,
-                                          bitmask_sparse_matmul_q8_scalar, bitmask_sparse_matmul_scalar,
-                                          "bitmask " + what.str());
+                        expect_q16_matches(bm.view(), x, tokens, bitmask_sparse_matmul_q16,
+                                           bitmask_sparse_matmul_q16_scalar, bitmask_sparse_matmul_scalar,
+                                           "bitmask " + what.str());
                         if (HasFatalFailure()) return;
                     }
                 }
@@ -328,9 +335,45 @@ TEST_P(SparseKernels, Q8MatchesTwin) {
     }
 }
 
-TEST_P(SparseKernels, Q8BitIdenticalForAnyThreadCount) {
+// Edge inputs: all-zero groups and rows, an outlier weight, outlier and
+// all-zero activation blocks, NaN and Inf activations, fully pruned and
+// fully kept bitmask rows.
+TEST_P(SparseKernels, Q16EdgeInputs) {
+    const int64_t rows = 19, cols = 512;
+    for (const QuantScheme& s : {QuantScheme{8, 0, true}, QuantScheme{4, 32, true}, QuantScheme{8, 32, true},
+                                 QuantScheme{4, 128, true}}) {
+        auto w = nm_pruned(rows, cols, 2, 4, 5);
+        for (int64_t c = 0; c < 64; ++c) w[2 * cols + c] = 0.0f;  // zero groups
+        for (int64_t c = 0; c < cols; ++c) w[3 * cols + c] = 0.0f;  // zero row
+        w[4 * cols + 9] = w[4 * cols + 9] != 0.0f ? 5e3f : 0.0f;     // outlier weight
+        auto u = randomly_pruned(rows, cols, 0.5, 6);
+        for (int64_t c = 0; c < cols; ++c) u[5 * cols + c] = 0.0f;                         // all pruned
+        for (int64_t c = 0; c < cols; ++c) u[6 * cols + c] = 0.5f + 0.001f * static_cast<float>(c);  // all kept
+        const NmSparseTensor nm = pack_nm_sparse(quantize(w, rows, cols, s).view(), 2, 4);
+        const BitmaskSparseTensor bm = pack_bitmask_sparse(quantize(u, rows, cols, s).view());
+        auto x = random_normal(static_cast<size_t>(2 * cols), 17);
+        for (int64_t c = 64; c < 128; ++c) x[c] = 0.0f;  // zero activation blocks
+        x[300] = 1e6f;                                  // outlier activation
+        expect_q16_matches(nm.view(), x, 2, nm_sparse_matmul_q16, nm_sparse_matmul_q16_scalar, nm_sparse_matmul_scalar,
+                           "nm edge " + s.name());
+        if (s.bits == 8) {
+            expect_q16_matches(bm.view(), x, 2, bitmask_sparse_matmul_q16, bitmask_sparse_matmul_q16_scalar,
+                               bitmask_sparse_matmul_scalar, "bitmask edge " + s.name());
+        }
+        for (float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
+            auto xb = x;
+            xb[cols + 70] = bad;
+            expect_q16_matches(nm.view(), xb, 2, nm_sparse_matmul_q16, nm_sparse_matmul_q16_scalar,
+                               nm_sparse_matmul_scalar, "nm non-finite " + s.name());
+            expect_q16_matches(bm.view(), xb, 2, bitmask_sparse_matmul_q16, bitmask_sparse_matmul_q16_scalar,
+                               bitmask_sparse_matmul_scalar, "bitmask non-finite " + s.name());
+        }
+    }
+}
+
+TEST_P(SparseKernels, Q16BitIdenticalForAnyThreadCount) {
     const int64_t rows = 333, cols = 2048 + 64;
-    for (const QuantScheme& s : {QuantScheme{8, 0, true}, QuantScheme{4, 32, true}, QuantScheme{8, 128, false}}) {
+    for (const QuantScheme& s : {QuantScheme{8, 0, true}, QuantScheme{4, 32, true}, QuantScheme{8, 128, true}}) {
         const PackedTensor dense = quantize(nm_pruned(rows, cols, 2, 4, 9), rows, cols, s);
         const NmSparseTensor nm = pack_nm_sparse(dense.view(), 2, 4);
         const BitmaskSparseTensor bm = pack_bitmask_sparse(dense.view());
@@ -338,24 +381,24 @@ TEST_P(SparseKernels, Q8BitIdenticalForAnyThreadCount) {
         std::vector<float> a(static_cast<size_t>(5 * rows)), b(a.size()), c(a.size()), d(a.size());
         {
             ThreadLimit one(1);
-            nm_sparse_matmul_q8(nm.view(), x.data(), 5, a.data(), rows);
-            bitmask_sparse_matmul_q8(bm.view(), x.data(), 5, c.data(), rows);
+            nm_sparse_matmul_q16(nm.view(), x.data(), 5, a.data(), rows);
+            bitmask_sparse_matmul_q16(bm.view(), x.data(), 5, c.data(), rows);
         }
         {
             ThreadLimit two(2);
-            nm_sparse_matmul_q8(nm.view(), x.data(), 5, b.data(), rows);
-            bitmask_sparse_matmul_q8(bm.view(), x.data(), 5, d.data(), rows);
+            nm_sparse_matmul_q16(nm.view(), x.data(), 5, b.data(), rows);
+            bitmask_sparse_matmul_q16(bm.view(), x.data(), 5, d.data(), rows);
         }
         EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float))) << s.name();
         EXPECT_EQ(0, std::memcmp(c.data(), d.data(), c.size() * sizeof(float))) << s.name();
     }
 }
 
-TEST(SparseQ8, NativeWhereTheCpuHasVnniAndVbmi2) {
+TEST(SparseQ16, NativeWhereTheCpuHasVbmiVbmi2AndVnni) {
     // Reports which path ran; on this project's AVX3_DL machines the
     // kernels must be native, elsewhere the twin runs and that is allowed.
     const bool dl = (hwy::SupportedTargets() & HWY_AVX3_DL) != 0;
-    EXPECT_EQ(sparse_q8_native(), dl);
+    EXPECT_EQ(sparse_q16_native(), dl);
 }
 
 }  // namespace

@@ -1,0 +1,276 @@
+// Q16-activation decode kernels of the sparse encodings (see
+// sparse_matmul.h), for symmetric int8 and int4 values. Per chunk of 64
+// dense columns the kept values meet their own activations, so the integer
+// work is per KEPT weight, not per dense column:
+//
+// 2:4. A chunk keeps 32 values and its 32 two-bit index fields are one
+// 64-bit word. Broadcast to every qword, vpmultishiftqb pulls field k to
+// the low byte of word lane k, one ternary-logic op keeps its two bits and
+// adds the run's base column (4 * run), and vpermt2w gathers the 32 int16
+// activations from the chunk's 64 (two registers). One vpdpwssd then
+// multiplies them with the 32 values widened to int16:
+//   int8:  32 bytes sign-extended (symmetric rows store the level as a
+//          two's-complement byte, u ^ 0x80);
+//   int4:  16 bytes broadcast per 128 bits; vpmultishiftqb puts nibble k
+//          at the top of its word lane, and xor 0x8000 + arithmetic shift
+//          right 12 turn the offset code u into the level u - 8.
+// int8 keeps value order, so int32 lane j covers run j (columns 4j..4j+3):
+// lanes 0-7 are the chunk's first 32 columns, 8-15 the second. int4's lanes
+// take the kept values of qword (lane / 2) % 2 of the broadcast: lanes
+// {0,1,4,5,8,9,12,13} are the first 32 columns. Groups of 32 put each
+// lane's scale in place with one permutation (kFirstHalfLanes...).
+//
+// Bitmask (int8). Per 32 columns the row's 32 mask bits compress the int16
+// activations of the stored values (vpcompressw) next to each other; the
+// values are contiguous, so 32 bytes load from a running position (lanes
+// past the count meet zeroed activations) and one vpdpwssd sums them.
+//
+// Sums are exact int32 per activation block (|level| <= 127, 256 columns
+// at most: below 2^31), then y = sum_s d_g(s) dx_s I_s in float, as the
+// dense row drivers do (wide_rows-inl.h). Native only on AVX3_DL (VBMI,
+// VBMI2, VNNI); callers take these only where sparse_q16_native().
+
+#if defined(SPARQ_RUNTIME_KERNELS_SPARSE_Q16_INL_H_) == defined(HWY_TARGET_TOGGLE)
+#ifdef SPARQ_RUNTIME_KERNELS_SPARSE_Q16_INL_H_
+#undef SPARQ_RUNTIME_KERNELS_SPARSE_Q16_INL_H_
+#else
+#define SPARQ_RUNTIME_KERNELS_SPARSE_Q16_INL_H_
+#endif
+
+#include <algorithm>
+#include <bit>
+#include <cstring>
+
+#include "runtime/kernels/kernel_args.h"
+#include "runtime/kernels/kernel_common-inl.h"
+#include "runtime/kernels/sparse_matmul.h"
+#include "runtime/kernels/wide_rows-inl.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace sparq::kernels::HWY_NAMESPACE {
+
+#if HWY_TARGET == HWY_AVX3_DL
+inline bool SparseQ16Native() { return true; }
+
+// Control bytes and bases, built once (constexpr tables keep the kernels
+// free of setup work).
+struct Q16Tables {
+    alignas(64) uint8_t index_control_int8[64];  // word k: field k
+    alignas(64) uint8_t index_control_int4[64];  // word L: field of kept_int4(L)
+    alignas(64) uint16_t base_int8[32];          // 4 * (k / 2)
+    alignas(64) uint16_t base_int4[32];
+    alignas(64) uint8_t value_control_int4[64];  // high byte of word L: nibble of kept_int4(L) at its top
+    alignas(64) int32_t half_of_lane_int8[16];   // which 32 columns an int32 lane sums
+    alignas(64) int32_t half_of_lane_int4[16];
+};
+
+// int4: word L of the broadcast takes qword (L / 4) % 2 = the 16 values of
+// that half, kept index 16 * half + 4 * (L / 8) + L % 4.
+constexpr int KeptOfInt4Word(int lane) { return 16 * ((lane / 4) % 2) + 4 * (lane / 8) + lane % 4; }
+
+constexpr Q16Tables MakeQ16Tables() {
+    Q16Tables t{};
+    for (int lane = 0; lane < 32; ++lane) {
+        const int k8 = lane, k4 = KeptOfInt4Word(lane);
+        t.index_control_int8[2 * lane] = static_cast<uint8_t>(2 * k8);
+        t.index_control_int4[2 * lane] = static_cast<uint8_t>(2 * k4);
+        t.base_int8[lane] = static_cast<uint16_t>(4 * (k8 / 2));
+        t.base_int4[lane] = static_cast<uint16_t>(4 * (k4 / 2));
+        // Bits [4 (k % 16) - 4, + 8) of the qword: the nibble lands in the
+        // byte's top half (offsets wrap within the qword).
+        t.value_control_int4[2 * lane + 1] = static_cast<uint8_t>((4 * (k4 % 16) + 60) % 64);
+    }
+    for (int j = 0; j < 16; ++j) {
+        t.half_of_lane_int8[j] = j / 8;
+        t.half_of_lane_int4[j] = (j / 2) % 2;
+    }
+    return t;
+}
+inline constexpr Q16Tables kQ16Tables = MakeQ16Tables();
+
+// The 32 kept values' activations of 2:4 chunk ch.
+template <int kBits>
+HWY_INLINE __m512i GatherNm24Activations(const uint8_t* HWY_RESTRICT indices, const int16_t* HWY_RESTRICT xq,
+                                         int64_t ch) {
+    const __m512i control = _mm512_load_si512(kBits == 8 ? kQ16Tables.index_control_int8 : kQ16Tables.index_control_int4);
+    const __m512i base = _mm512_load_si512(kBits == 8 ? kQ16Tables.base_int8 : kQ16Tables.base_int4);
+    uint64_t fields;
+    std::memcpy(&fields, indices + 8 * ch, 8);
+    const __m512i shifted = _mm512_multishift_epi64_epi8(control, _mm512_set1_epi64(static_cast<long long>(fields)));
+    // (shifted & 3) | base: 0xEA is A & B | C for A, B, C = shifted, 3, base.
+    const __m512i idx = _mm512_ternarylogic_epi32(shifted, _mm512_set1_epi16(3), base, 0xEA);
+    return _mm512_permutex2var_epi16(_mm512_loadu_si512(xq + 64 * ch), idx, _mm512_loadu_si512(xq + 64 * ch + 32));
+}
+
+// The 32 kept levels of 2:4 chunk ch as int16, in the order the gather
+// above expects.
+template <int kBits>
+HWY_INLINE __m512i Nm24Levels(const uint8_t* HWY_RESTRICT values, int64_t ch) {
+    if constexpr (kBits == 8) {
+        return _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(values + 32 * ch)));
+    } else {
+        const __m512i bytes = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(values + 16 * ch)));
+        const __m512i top = _mm512_multishift_epi64_epi8(_mm512_load_si512(kQ16Tables.value_control_int4), bytes);
+        return _mm512_srai_epi16(_mm512_xor_si512(top, _mm512_set1_epi16(static_cast<int16_t>(0x8000))), 12);
+    }
+}
+
+template <int kBits>
+HWY_INLINE __m512i Nm24ChunkSums(const uint8_t* HWY_RESTRICT values, const uint8_t* HWY_RESTRICT indices,
+                                 const int16_t* HWY_RESTRICT xq, int64_t ch, __m512i acc) {
+    using hn::Vec;
+    const __m512i x = GatherNm24Activations<kBits>(indices, xq, ch);
+    return PairwiseMulAdd(Vec<DW32>{acc}, Vec<DW16>{Nm24Levels<kBits>(values, ch)}, Vec<DW16>{x}).raw;
+}
+
+// One bitmask block of 32 columns: stored values from `pos` on.
+HWY_INLINE __m512i BitmaskBlockSums(const uint8_t* HWY_RESTRICT values, const uint8_t* HWY_RESTRICT mask,
+                                    const int16_t* HWY_RESTRICT xq, int64_t block, int64_t& pos, __m512i acc) {
+    uint32_t bits;
+    std::memcpy(&bits, mask + 4 * block, 4);
+    const __m512i x = _mm512_maskz_compress_epi16(_cvtu32_mask32(bits), _mm512_loadu_si512(xq + 32 * block));
+    const __m512i w = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(values + pos)));
+    pos += std::popcount(bits);
+    using hn::Vec;
+    return PairwiseMulAdd(Vec<DW32>{acc}, Vec<DW16>{w}, Vec<DW16>{x}).raw;
+}
+
+// Integer sums of 64 columns (one 2:4 chunk, or two bitmask blocks).
+template <int kBits, bool kNm>
+HWY_INLINE __m512i ChunkSumsQ16(const uint8_t* HWY_RESTRICT values, const uint8_t* HWY_RESTRICT meta,
+                                const int16_t* HWY_RESTRICT xq, int64_t ch, int64_t& pos, __m512i acc) {
+    if constexpr (kNm) {
+        return Nm24ChunkSums<kBits>(values, meta, xq, ch, acc);
+    } else {
+        acc = BitmaskBlockSums(values, meta, xq, 2 * ch, pos, acc);
+        return BitmaskBlockSums(values, meta, xq, 2 * ch + 1, pos, acc);
+    }
+}
+
+// One row times one token. ws: the row's group scales; combined: room for
+// groups + 16 floats.
+template <int kBits, bool kNm>
+HWY_INLINE float Q16Row(const SparseCall& c, const SparseQ16Activations& a, int64_t t, const float* HWY_RESTRICT ws,
+                        const uint8_t* HWY_RESTRICT meta, const uint8_t* HWY_RESTRICT values,
+                        float* HWY_RESTRICT combined) {
+    const int16_t* HWY_RESTRICT xq = a.q.data() + t * a.padded_cols;
+    const float* HWY_RESTRICT dx = a.block_scales.data() + t * a.blocks;
+    const int64_t chunks = c.cols / 64;
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    int64_t pos = 0;
+    if (a.block == 32) {
+        // Groups of 32 = activation blocks: two per chunk, each int32 lane
+        // in one of them.
+        for (int64_t g = 0; g < c.groups_per_row; g += 16)
+            _mm512_storeu_ps(combined + g, _mm512_mul_ps(_mm512_loadu_ps(ws + g), _mm512_loadu_ps(dx + g)));
+        const __m512i halves = _mm512_load_si512(kBits == 4 && kNm ? kQ16Tables.half_of_lane_int4
+                                                                   : kQ16Tables.half_of_lane_int8);
+        if constexpr (kNm) {
+            for (int64_t ch = 0; ch < chunks; ++ch) {
+                const __m512i sums = ChunkSumsQ16<kBits, kNm>(values, meta, xq, ch, pos, _mm512_setzero_si512());
+                const __m512 scale = _mm512_permutexvar_ps(halves, _mm512_loadu_ps(combined + 2 * ch));
+                if (ch & 1) acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), scale, acc1);
+                else acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), scale, acc0);
+            }
+        } else {
+            for (int64_t b = 0; b < 2 * chunks; ++b) {
+                const __m512i sums = BitmaskBlockSums(values, meta, xq, b, pos, _mm512_setzero_si512());
+                if (b & 1) acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), _mm512_set1_ps(combined[b]), acc1);
+                else acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), _mm512_set1_ps(combined[b]), acc0);
+            }
+        }
+    } else {
+        // Blocks of 64..256 columns: whole chunks, one scale per block
+        // (its group's: a group spans whole blocks, or the row is one group).
+        const int64_t per_block = a.block / 64;
+        // Blocks per group: a power of two, or the whole row's (one group).
+        const int group_shift = c.groups_per_row == 1 ? 62 : std::countr_zero(static_cast<uint64_t>(c.group_span / a.block));
+        for (int64_t s = 0; s < a.blocks; ++s) {
+            const int64_t end = std::min(chunks, (s + 1) * per_block);
+            __m512i i0 = _mm512_setzero_si512(), i1 = _mm512_setzero_si512();
+            int64_t ch = s * per_block;
+            for (; ch + 2 <= end; ch += 2) {
+                i0 = ChunkSumsQ16<kBits, kNm>(values, meta, xq, ch, pos, i0);
+                i1 = ChunkSumsQ16<kBits, kNm>(values, meta, xq, ch + 1, pos, i1);
+            }
+            if (ch < end) i0 = ChunkSumsQ16<kBits, kNm>(values, meta, xq, ch, pos, i0);
+            const __m512 scale = _mm512_set1_ps(dx[s] * ws[s >> group_shift]);
+            if (s & 1) acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(i0, i1)), scale, acc1);
+            else acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(i0, i1)), scale, acc0);
+        }
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+}
+
+// Fetches a row about 4 KiB ahead (as the dense decode rows do): the loop
+// does enough work per cache line that the hardware prefetcher alone
+// leaves the memory system idle part of the time.
+HWY_INLINE void PrefetchBytes(const uint8_t* p, int64_t n) {
+    for (int64_t i = 0; i < n; i += 64) _mm_prefetch(reinterpret_cast<const char*>(p) + i, _MM_HINT_T0);
+}
+
+template <int kBits, bool kNm>
+HWY_NOINLINE void Q16Rows(const SparseCall& c, const SparseQ16Activations& a, int64_t r0, int64_t r1,
+                          const SparseQ16Scratch& s) {
+    const uint8_t* scale_base = c.is_nm ? c.nm.scales : c.bitmask.scales;
+    const int64_t scale_row_bytes = 2 * c.groups_per_row;
+    int64_t row_bytes;
+    if constexpr (kNm) {
+        row_bytes = c.nm_geometry.value_row_bytes + c.nm_geometry.index_row_bytes + scale_row_bytes;
+    } else {
+        row_bytes = c.bitmask.mask_row_bytes() * 5 + scale_row_bytes;  // about 50% of int8 values
+    }
+    const int64_t ahead = std::max<int64_t>(1, 4096 / std::max<int64_t>(row_bytes, 1));
+    for (int64_t r = r0; r < r1; ++r) {
+        const int64_t far = r + ahead;
+        const uint8_t* meta;
+        const uint8_t* values;
+        if constexpr (kNm) {
+            const NmSparseGeometry& geo = c.nm_geometry;
+            meta = c.nm.indices + r * geo.index_row_bytes;
+            values = c.nm.values + r * geo.value_row_bytes;
+            if (far < c.rows) {
+                PrefetchBytes(c.nm.values + far * geo.value_row_bytes, geo.value_row_bytes);
+                PrefetchBytes(c.nm.indices + far * geo.index_row_bytes, geo.index_row_bytes);
+                PrefetchBytes(scale_base + far * scale_row_bytes, scale_row_bytes);
+            }
+        } else {
+            meta = c.bitmask.mask + r * c.bitmask.mask_row_bytes();
+            // Blocks load 32 bytes from their first value: rows ending near
+            // the plane's end read a zero-padded copy.
+            const uint64_t begin = c.bitmask.row_offset(r), end = c.bitmask.row_offset(r + 1);
+            values = c.bitmask.values + begin;
+            if (end + 32 > c.bitmask_values_size) {
+                std::memset(s.values, 0, static_cast<size_t>(end - begin) + 64);
+                if (end > begin) std::memcpy(s.values, values, static_cast<size_t>(end - begin));
+                values = s.values;
+            }
+            if (far < c.rows) {
+                const uint64_t far_begin = c.bitmask.row_offset(far), far_end = c.bitmask.row_offset(far + 1);
+                PrefetchBytes(c.bitmask.values + far_begin, static_cast<int64_t>(far_end - far_begin));
+                PrefetchBytes(c.bitmask.mask + far * c.bitmask.mask_row_bytes(), c.bitmask.mask_row_bytes());
+                PrefetchBytes(scale_base + far * scale_row_bytes, scale_row_bytes);
+            }
+        }
+        ConvertRowScales(scale_base + r * scale_row_bytes, c.groups_per_row, s.row_scales);
+        for (int64_t t = 0; t < a.tokens; ++t)
+            c.y[t * c.y_stride + r] = Q16Row<kBits, kNm>(c, a, t, s.row_scales, meta, values, s.combined);
+    }
+}
+
+HWY_NOINLINE void SparseRowsQ16(const SparseCall& c, const SparseQ16Activations& a, int64_t r0, int64_t r1,
+                                const SparseQ16Scratch& s) {
+    if (c.is_nm) return c.quant.bits == 8 ? Q16Rows<8, true>(c, a, r0, r1, s) : Q16Rows<4, true>(c, a, r0, r1, s);
+    return Q16Rows<8, false>(c, a, r0, r1, s);
+}
+#else
+inline bool SparseQ16Native() { return false; }
+// Never called where SparseQ16Native is false (the twin runs instead).
+HWY_NOINLINE void SparseRowsQ16(const SparseCall&, const SparseQ16Activations&, int64_t, int64_t,
+                                const SparseQ16Scratch&) {}
+#endif
+
+}  // namespace sparq::kernels::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#endif  // per-target include guard
