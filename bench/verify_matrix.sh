@@ -4,7 +4,8 @@
 # packed runtime (SIMD kernels) against the FP32 reference forward on the
 # same dequantized weights over the model's evaluation text (ctx and chunks
 # from its reference/llamacpp.json) and checks KL <= 1e-3, top-1 >= 99.5%,
-# checksums, and that a SIMD kernel ran. Prints one row per file; exits 1
+# checksums, and that a SIMD kernel ran; the first 64 tokens also run one
+# at a time (the decode kernels: dec_kld, dec_top1). Prints one row per file; exits 1
 # when any file fails.
 # Usage: bench/verify_matrix.sh [--models "stories260K small-llama small-llama-v2"] [--threads N]
 set -euo pipefail
@@ -31,7 +32,7 @@ variants=(
   "50%_int8|sparsify --sparsity 0.5 --bits 8"
 )
 failed=0
-printf "%-15s %-14s %6s %10s %8s %-10s %s\n" model file ok kld_mean top1 kernel failures
+printf "%-15s %-14s %6s %10s %8s %10s %8s %-10s %s\n" model file ok kld_mean top1 dec_kld dec_top1 kernel failures
 for m in $models; do
   ref="$data/$m/reference/llamacpp.json"
   text="$data/$(field "$ref" text)"; ctx=$(field "$ref" ctx); chunks=$(field "$ref" chunks)
@@ -47,8 +48,9 @@ for m in $models; do
     python3 - "$out/verify.json" "$m" "$name" <<'PY'
 import json, sys
 j = json.load(open(sys.argv[1]))
-print("%-15s %-14s %6s %10.2e %8.4f %-10s %s" % (sys.argv[2], sys.argv[3], j["ok"], j["kld_mean"],
-      j["top1_agreement"], j["kernel"], "; ".join(j.get("failures", [])) or "-"))
+d = j["decode"]
+print("%-15s %-14s %6s %10.2e %8.4f %10.2e %8.4f %-10s %s" % (sys.argv[2], sys.argv[3], j["ok"], j["kld_mean"],
+      j["top1_agreement"], d["kld_mean"], d["top1_agreement"], j["kernel"], "; ".join(j.get("failures", [])) or "-"))
 PY
   done
 done

@@ -2,8 +2,12 @@
 // file is the model it claims to be. Checksums of every tensor; with
 // --against, the compression error of each tensor against the source; with
 // --text, the packed runtime against the FP32 reference forward on the same
-// dequantized weights (so only the kernels differ). Exit 3 when not ok.
+// dequantized weights (so only the kernels differ), over chunks (prefill
+// kernels) and over the text's first tokens fed one at a time (decode
+// kernels). Exit 3 when not ok.
+#include <algorithm>
 #include <cmath>
+#include <span>
 #include <iomanip>
 #include <iostream>
 
@@ -30,7 +34,41 @@ struct VerifyArgs {
     int64_t chunks = 8;
     double max_kld = 1e-3;
     double min_top1 = 0.995;
+    int64_t decode_tokens = 64;
 };
+
+struct DecodeComparison {
+    int64_t tokens = 0;
+    double kld_mean = 0;
+    double top1_agreement = 0;
+};
+
+int64_t argmax(const float* v, int64_t n) { return std::max_element(v, v + n) - v; }
+
+// The first tokens of the text fed one at a time (the decode kernels, which
+// `sparq generate` runs; chunks take the prefill kernels), each step's
+// logits against the reference forward over the same prefix.
+DecodeComparison compare_decode(const CausalLM& packed, const CausalLM& reference, std::vector<int32_t> prefix) {
+    DecodeComparison d;
+    d.tokens = static_cast<int64_t>(prefix.size());
+    if (d.tokens == 0) return d;
+    const int64_t vocab = packed.config().vocab_size;
+    std::vector<float> expected(static_cast<size_t>(d.tokens * vocab)), step(static_cast<size_t>(vocab));
+    const auto ref_state = reference.new_state(d.tokens);
+    reference.forward(*ref_state, prefix, expected.data(), true);
+    const auto state = packed.new_state(d.tokens);
+    double kld = 0;
+    int64_t agree = 0;
+    for (int64_t i = 0; i < d.tokens; ++i) {
+        packed.forward(*state, std::span<const int32_t>(prefix.data() + i, 1), step.data(), false);
+        const float* want = expected.data() + i * vocab;
+        kld += kl_divergence(want, step.data(), vocab);
+        agree += argmax(want, vocab) == argmax(step.data(), vocab);
+    }
+    d.kld_mean = kld / static_cast<double>(d.tokens);
+    d.top1_agreement = static_cast<double>(agree) / static_cast<double>(d.tokens);
+    return d;
+}
 
 int run_verify(const VerifyArgs& args) {
     nlohmann::json failures = nlohmann::json::array();
@@ -104,6 +142,20 @@ int run_verify(const VerifyArgs& args) {
             failures.push_back("top-1 agreement " + std::to_string(r.reference->top1_agreement) + " is below " +
                                std::to_string(args.min_top1));
         }
+        std::vector<int32_t> prefix(tokens.begin(),
+                                    tokens.begin() + std::min<int64_t>({args.decode_tokens, args.ctx,
+                                                                        static_cast<int64_t>(tokens.size())}));
+        if (!prefix.empty() && o.replace_first_with_bos) prefix[0] = o.bos_id;
+        const DecodeComparison d = compare_decode(*packed.model, reference, prefix);
+        j["decode"] = {{"tokens", d.tokens}, {"kld_mean", d.kld_mean}, {"top1_agreement", d.top1_agreement}};
+        if (d.tokens > 0 && d.kld_mean > args.max_kld) {
+            failures.push_back("decode (one token at a time): mean KL divergence " + std::to_string(d.kld_mean) +
+                               " exceeds " + std::to_string(args.max_kld));
+        }
+        if (d.tokens > 0 && d.top1_agreement < args.min_top1) {
+            failures.push_back("decode (one token at a time): top-1 agreement " + std::to_string(d.top1_agreement) +
+                               " is below " + std::to_string(args.min_top1));
+        }
     }
     j["failures"] = failures;
     j["ok"] = failures.empty();
@@ -134,6 +186,9 @@ void register_verify(CLI::App& app) {
     cmd->add_option("--chunks", args.chunks, "Chunks of --text to compare")->check(CLI::PositiveNumber);
     cmd->add_option("--max-kld", args.max_kld, "Largest mean KL divergence accepted");
     cmd->add_option("--min-top1", args.min_top1, "Smallest top-1 agreement accepted");
+    cmd->add_option("--decode-tokens", args.decode_tokens,
+                    "Tokens of --text also fed one at a time (the decode kernels); 0: none")
+        ->check(CLI::NonNegativeNumber);
     add_common_options(cmd, args.common);
     set_command_body(cmd, args.common, [] { return run_verify(args); });
 }
