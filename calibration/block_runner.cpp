@@ -1,5 +1,7 @@
 #include "calibration/block_runner.h"
 
+#include "core/memory.h"
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -62,6 +64,10 @@ BlockWeights::BlockWeights(const ModelSource& model, int64_t layer) : layer_(lay
             m.cols = cols;
             m.values.resize(static_cast<size_t>(rows * cols));
             t.rows_to_f32(0, rows, m.values.data());
+            // The block works on its F32 copy: the mapped source pages of a
+            // finished block would otherwise stay resident, and peak memory
+            // would grow by every block's weights (docs/calibration.md).
+            release_read_pages(t.data, t.nbytes);
             linears_[suffix] = std::move(m);
         }
     }

@@ -47,6 +47,19 @@ bool page_range(const void* p, size_t n, size_t page, uintptr_t* begin, size_t* 
 
 }  // namespace
 
+void release_read_pages(const void* p, size_t n) {
+#ifdef MADV_PAGEOUT
+    uintptr_t begin = 0;
+    size_t length = 0;
+    if (page_range(p, n, static_cast<size_t>(::sysconf(_SC_PAGESIZE)), &begin, &length)) {
+        ::madvise(reinterpret_cast<void*>(begin), length, MADV_PAGEOUT);
+    }
+#else
+    (void)p;
+    (void)n;
+#endif
+}
+
 void advise_huge_pages(void* p, size_t n) {
 #ifdef MADV_HUGEPAGE
     uintptr_t begin = 0;

@@ -46,6 +46,13 @@ private:
     size_t size_ = 0;
 };
 
+// Hints that the pages wholly inside [p, p + n) will not be read again
+// soon (MADV_PAGEOUT): clean file-backed pages of an mmapped checkpoint
+// leave the process's resident set (they come back from the file if read
+// again); contents never change, so any memory may be passed. Lets a pass
+// that reads a model block by block stay at one block's weights.
+void release_read_pages(const void* p, size_t n);
+
 // A large zeroed vector whose pages come in as huge pages where possible.
 // The first touch of fresh memory (the page fault and the kernel's zeroing,
 // on virtual machines also the host's) costs far more than the zeroing
