@@ -71,6 +71,8 @@ void run_sparse(SparseCall& c, const float* x, int64_t tokens, float* y, int64_t
     });
 }
 
+}  // namespace
+
 bool fast_bits(const QuantScheme& q) { return q.bits == 8 || q.bits == 4; }
 
 void run_sparse_q16(SparseCall& c, const float* x, int64_t tokens, float* y, int64_t y_stride, int64_t row_bytes) {
@@ -95,8 +97,6 @@ void run_sparse_q16(SparseCall& c, const float* x, int64_t tokens, float* y, int
         HWY_DYNAMIC_DISPATCH(SparseRowsQ16)(c, a, r0, r1, s);
     });
 }
-
-}  // namespace
 
 SparseQ16Activations prepare_sparse_q16(const float* x, int64_t tokens, int64_t cols, int64_t block) {
     SparseQ16Activations a;
@@ -132,83 +132,82 @@ bool sparse_q16_applies(const QuantScheme& bitmask_scheme, int64_t cols) {
     return bitmask_scheme.bits == 8 && q16_shape(bitmask_scheme, cols);
 }
 
-void nm_sparse_matmul_q16(const NmSparseView& w, const float* x, int64_t tokens, float* y, int64_t y_stride) {
-    using namespace kernels;
-    if (!sparse_q16_applies(w.scheme, w.cols)) return nm_sparse_matmul(w, x, tokens, y, y_stride);
-    if (!sparse_q16_native()) return nm_sparse_matmul_q16_scalar(w, x, tokens, y, y_stride);
-    check_sparse_call(w.rows, tokens, x, y, y_stride);
-    SparseCall c;
+namespace {
+
+// The call for one tensor (validated) and the bytes a row streams, which
+// size the row chunks.
+struct PreparedCall {
+    kernels::SparseCall call;
+    int64_t row_bytes = 1;
+};
+
+PreparedCall nm_call(const NmSparseView& w, const float* x, int64_t tokens, const float* y, int64_t y_stride) {
+    kernels::check_sparse_call(w.rows, tokens, x, y, y_stride);
+    PreparedCall p;
+    kernels::SparseCall& c = p.call;
     c.is_nm = true;
     c.nm = w;
     c.nm_geometry = nm_sparse_geometry(w.scheme, w.rows, w.cols);
     c.quant = w.scheme.quant;
     c.rows = w.rows;
     c.cols = w.cols;
-    c.fast = true;
-    const int64_t row_bytes = c.nm_geometry.value_row_bytes + c.nm_geometry.index_row_bytes +
-                              2 * c.nm_geometry.groups_per_row;
-    run_sparse_q16(c, x, tokens, y, y_stride, row_bytes);
+    c.fast = w.scheme.n == 2 && w.scheme.m == 4 && kernels::fast_bits(c.quant) &&
+             (c.quant.group == 0 || c.quant.group >= kernels::kBlock);
+    p.row_bytes = c.nm_geometry.value_row_bytes + c.nm_geometry.index_row_bytes + 2 * c.nm_geometry.groups_per_row +
+                  c.nm_geometry.zero_row_bytes;
+    return p;
+}
+
+PreparedCall bitmask_call(const BitmaskSparseView& w, const float* x, int64_t tokens, const float* y,
+                          int64_t y_stride) {
+    kernels::check_sparse_call(w.rows, tokens, x, y, y_stride);
+    validate_quant_scheme(w.scheme);
+    if (w.rows < 0 || w.cols < 1) fail("bitmask_sparse: bad shape [", w.rows, ", ", w.cols, "]");
+    PreparedCall p;
+    kernels::SparseCall& c = p.call;
+    c.is_nm = false;
+    c.bitmask = w;
+    c.bitmask_values_size = w.rows > 0 ? w.row_offset(w.rows) : 0;
+    c.quant = w.scheme;
+    c.rows = w.rows;
+    c.cols = w.cols;
+    c.fast = kernels::fast_bits(c.quant) && (c.quant.group == 0 || c.quant.group >= 16);
+    if (w.rows > 0) {
+        p.row_bytes = static_cast<int64_t>(c.bitmask_values_size) / w.rows + w.mask_row_bytes() +
+                      2 * groups_per_row(w.scheme, w.cols);
+    }
+    return p;
+}
+
+}  // namespace
+
+void nm_sparse_matmul_q16(const NmSparseView& w, const float* x, int64_t tokens, float* y, int64_t y_stride) {
+    if (!sparse_q16_applies(w.scheme, w.cols)) return nm_sparse_matmul(w, x, tokens, y, y_stride);
+    if (!sparse_q16_native()) return nm_sparse_matmul_q16_scalar(w, x, tokens, y, y_stride);
+    PreparedCall p = nm_call(w, x, tokens, y, y_stride);
+    kernels::run_sparse_q16(p.call, x, tokens, y, y_stride, p.row_bytes);
 }
 
 void bitmask_sparse_matmul_q16(const BitmaskSparseView& w, const float* x, int64_t tokens, float* y,
                                int64_t y_stride) {
-    using namespace kernels;
     if (!sparse_q16_applies(w.scheme, w.cols)) return bitmask_sparse_matmul(w, x, tokens, y, y_stride);
     if (!sparse_q16_native()) return bitmask_sparse_matmul_q16_scalar(w, x, tokens, y, y_stride);
-    check_sparse_call(w.rows, tokens, x, y, y_stride);
-    validate_quant_scheme(w.scheme);
-    SparseCall c;
-    c.is_nm = false;
-    c.bitmask = w;
-    c.bitmask_values_size = w.rows > 0 ? w.row_offset(w.rows) : 0;
-    c.quant = w.scheme;
-    c.rows = w.rows;
-    c.cols = w.cols;
-    c.fast = true;
-    const int64_t row_bytes = w.rows > 0 ? static_cast<int64_t>(c.bitmask_values_size) / w.rows +
-                                               w.mask_row_bytes() + 2 * groups_per_row(w.scheme, w.cols)
-                                         : 1;
-    run_sparse_q16(c, x, tokens, y, y_stride, row_bytes);
+    PreparedCall p = bitmask_call(w, x, tokens, y, y_stride);
+    kernels::run_sparse_q16(p.call, x, tokens, y, y_stride, p.row_bytes);
 }
 
 void nm_sparse_matmul(const NmSparseView& w, const float* x, int64_t tokens, float* y, int64_t y_stride) {
-    using namespace kernels;
-    check_sparse_call(w.rows, tokens, x, y, y_stride);
-    SparseCall c;
-    c.is_nm = true;
-    c.nm = w;
-    c.nm_geometry = nm_sparse_geometry(w.scheme, w.rows, w.cols);
-    c.quant = w.scheme.quant;
-    c.rows = w.rows;
-    c.cols = w.cols;
-    c.fast = w.scheme.n == 2 && w.scheme.m == 4 && fast_bits(c.quant) &&
-             (c.quant.group == 0 || c.quant.group >= kBlock);
-    const int64_t row_bytes = c.nm_geometry.value_row_bytes + c.nm_geometry.index_row_bytes +
-                              2 * c.nm_geometry.groups_per_row + c.nm_geometry.zero_row_bytes;
-    run_sparse(c, x, tokens, y, y_stride, row_bytes);
+    PreparedCall p = nm_call(w, x, tokens, y, y_stride);
+    kernels::run_sparse(p.call, x, tokens, y, y_stride, p.row_bytes);
 }
-
-void nm_sparse_matvec(const NmSparseView& w, const float* x, float* y) { nm_sparse_matmul(w, x, 1, y, w.rows); }
 
 void bitmask_sparse_matmul(const BitmaskSparseView& w, const float* x, int64_t tokens, float* y,
                            int64_t y_stride) {
-    using namespace kernels;
-    check_sparse_call(w.rows, tokens, x, y, y_stride);
-    validate_quant_scheme(w.scheme);
-    if (w.rows < 0 || w.cols < 1) fail("bitmask_sparse: bad shape [", w.rows, ", ", w.cols, "]");
-    SparseCall c;
-    c.is_nm = false;
-    c.bitmask = w;
-    c.bitmask_values_size = w.rows > 0 ? w.row_offset(w.rows) : 0;
-    c.quant = w.scheme;
-    c.rows = w.rows;
-    c.cols = w.cols;
-    c.fast = fast_bits(c.quant) && (c.quant.group == 0 || c.quant.group >= 16);
-    const int64_t row_bytes = w.rows > 0 ? static_cast<int64_t>(c.bitmask_values_size) / w.rows +
-                                               w.mask_row_bytes() + 2 * groups_per_row(w.scheme, w.cols)
-                                         : 1;
-    run_sparse(c, x, tokens, y, y_stride, row_bytes);
+    PreparedCall p = bitmask_call(w, x, tokens, y, y_stride);
+    kernels::run_sparse(p.call, x, tokens, y, y_stride, p.row_bytes);
 }
+
+void nm_sparse_matvec(const NmSparseView& w, const float* x, float* y) { nm_sparse_matmul(w, x, 1, y, w.rows); }
 
 void bitmask_sparse_matvec(const BitmaskSparseView& w, const float* x, float* y) {
     bitmask_sparse_matmul(w, x, 1, y, w.rows);
