@@ -83,8 +83,8 @@ void run_sparse_q16(SparseCall& c, const float* x, int64_t tokens, float* y, int
     c.y_stride = y_stride;
     const SparseQ16Activations a = prepare_sparse_q16(x, tokens, c.cols, q8_block_columns(c.quant));
     const int64_t grain = std::clamp<int64_t>((int64_t{64} * 1024) / std::max<int64_t>(row_bytes, 1), 4, 1024);
-    const size_t floats = static_cast<size_t>(2 * (c.groups_per_row + 16));
-    const size_t bytes = static_cast<size_t>(c.cols + 64);
+    const size_t floats = static_cast<size_t>(2 * kSparseQ16TileRows * (c.groups_per_row + 16));
+    const size_t bytes = static_cast<size_t>(kSparseQ16TileRows * (c.cols + 64));
     parallel_for(0, c.rows, grain, [&](int64_t r0, int64_t r1) {
         thread_local std::vector<float> float_scratch;
         thread_local std::vector<uint8_t> byte_scratch;
@@ -92,7 +92,7 @@ void run_sparse_q16(SparseCall& c, const float* x, int64_t tokens, float* y, int
         if (byte_scratch.size() < bytes) byte_scratch.resize(bytes);
         SparseQ16Scratch s;
         s.row_scales = float_scratch.data();
-        s.combined = float_scratch.data() + c.groups_per_row + 16;
+        s.combined = float_scratch.data() + kSparseQ16TileRows * (c.groups_per_row + 16);
         s.values = byte_scratch.data();
         HWY_DYNAMIC_DISPATCH(SparseRowsQ16)(c, a, r0, r1, s);
     });

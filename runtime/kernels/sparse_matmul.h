@@ -41,14 +41,14 @@ inline void bitmask_sparse_matvec_scalar(const BitmaskSparseView& w, const float
 // to int16 per activation block exactly as the dense Q16 kernels do
 // (quantize_activation_blocks with q8_block_columns(scheme) columns), and
 // each row sums level * q exactly in integers per block, then d * dx in
-// float: the kept values meet their own activations (2:4: an in-register
-// gather by the index fields; bitmask: the activations compressed by the
-// mask), so the integer work is per kept weight. Applies to symmetric int8
-// and int4 2:4 and symmetric int8 bitmask with cols % 64 == 0 and groups of
-// 32 or more (or per row) (sparse_q16_applies); other shapes run the FP32
+// float. 2:4 rows gather the activations their kept values meet in
+// registers, so the integer work is per kept weight; bitmask rows expand
+// their stored values to their columns. Applies to symmetric int8 and int4
+// 2:4 and symmetric int8 bitmask with cols % 64 == 0 and groups of 32 or
+// more (or per row) (sparse_q16_applies); other shapes run the FP32
 // kernels above. Native on AVX3_DL (VBMI, VBMI2, VNNI); elsewhere the
 // twin's math runs (correct, not fast): the runtime takes these only where
-// sparse_q16_native() is true.
+// sparse_q16_native() is true. Layout details: sparse_q16-inl.h.
 bool sparse_q16_native();
 bool sparse_q16_applies(const NmSparseScheme& s, int64_t cols);
 bool sparse_q16_applies(const QuantScheme& bitmask_scheme, int64_t cols);
@@ -74,10 +74,12 @@ struct SparseQ16Activations {
     std::vector<int16_t> q;           // tokens x padded_cols
     std::vector<float> block_scales;  // tokens x blocks, + 16 floats of padding
 };
+// Rows the kernels process together; the scratch holds one slot per row.
+inline constexpr int kSparseQ16TileRows = 4;
 struct SparseQ16Scratch {
-    float* row_scales = nullptr;  // groups_per_row + 16
-    float* combined = nullptr;    // groups_per_row + 16: d_g * dx per group of 32
-    uint8_t* values = nullptr;    // cols + 64: padded copy of a bitmask row's values
+    float* row_scales = nullptr;  // tile rows x (groups_per_row + 16)
+    float* combined = nullptr;    // tile rows x (groups_per_row + 16): d_g * dx per group of 32
+    uint8_t* values = nullptr;    // tile rows x (cols + 64): padded copies of bitmask rows' values
 };
 SparseQ16Activations prepare_sparse_q16(const float* x, int64_t tokens, int64_t cols, int64_t block);
 }  // namespace kernels

@@ -20,10 +20,10 @@
 // {0,1,4,5,8,9,12,13} are the first 32 columns. Groups of 32 put each
 // lane's scale in place with one permutation (kFirstHalfLanes...).
 //
-// Bitmask (int8). Per 32 columns the row's 32 mask bits compress the int16
-// activations of the stored values (vpcompressw) next to each other; the
-// values are contiguous, so 32 bytes load from a running position (lanes
-// past the count meet zeroed activations) and one vpdpwssd sums them.
+// Bitmask (int8). Per 64 columns the row's 64 mask bits spread the stored
+// values (contiguous, loaded from a running position) to their columns
+// with one vpexpandb, pruned columns 0; two widenings and two vpdpwssd with
+// the dense activations sum them.
 //
 // Sums are exact int32 per activation block (|level| <= 127, 256 columns
 // at most: below 2^31), then y = sum_s d_g(s) dx_s I_s in float, as the
@@ -123,60 +123,99 @@ HWY_INLINE __m512i Nm24ChunkSums(const uint8_t* HWY_RESTRICT values, const uint8
     return PairwiseMulAdd(Vec<DW32>{acc}, Vec<DW16>{Nm24Levels<kBits>(values, ch)}, Vec<DW16>{x}).raw;
 }
 
-// One bitmask block of 32 columns: stored values from `pos` on.
-HWY_INLINE __m512i BitmaskBlockSums(const uint8_t* HWY_RESTRICT values, const uint8_t* HWY_RESTRICT mask,
-                                    const int16_t* HWY_RESTRICT xq, int64_t block, int64_t& pos, __m512i acc) {
-    uint32_t bits;
-    std::memcpy(&bits, mask + 4 * block, 4);
-    const __m512i x = _mm512_maskz_compress_epi16(_cvtu32_mask32(bits), _mm512_loadu_si512(xq + 32 * block));
-    const __m512i w = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(values + pos)));
+// Integer sums of 64 bitmask columns: the chunk's stored values spread to
+// their columns (vpexpandb, pruned columns 0: symmetric rows store levels
+// as two's-complement bytes), widened, and multiplied with the dense
+// activations (as fast as compressing the activations of each 32 columns
+// with vpcompressw, in fewer instructions).
+// acc_lo, acc_hi: the sums of the chunk's first and second 32 columns
+// (the same register where one scale covers both).
+HWY_INLINE void BitmaskChunkSums(const uint8_t* HWY_RESTRICT values, const uint8_t* HWY_RESTRICT mask,
+                                 const int16_t* HWY_RESTRICT xq, int64_t ch, int64_t& pos, __m512i& acc_lo,
+                                 __m512i& acc_hi) {
+    uint64_t bits;
+    std::memcpy(&bits, mask + 8 * ch, 8);
+    // (The compiler folds the load into vpexpandb; on this project's AMD
+    // machines that form is faster than expanding from a register.)
+    const __m512i levels = _mm512_maskz_expand_epi8(_cvtu64_mask64(bits), _mm512_loadu_si512(values + pos));
     pos += std::popcount(bits);
     using hn::Vec;
-    return PairwiseMulAdd(Vec<DW32>{acc}, Vec<DW16>{w}, Vec<DW16>{x}).raw;
+    const __m512i lo = _mm512_cvtepi8_epi16(_mm512_castsi512_si256(levels));
+    const __m512i hi = _mm512_cvtepi8_epi16(_mm512_extracti64x4_epi64(levels, 1));
+    acc_lo = PairwiseMulAdd(Vec<DW32>{acc_lo}, Vec<DW16>{lo}, Vec<DW16>{hn::LoadU(DW16(), xq + 64 * ch)}).raw;
+    acc_hi = PairwiseMulAdd(Vec<DW32>{acc_hi}, Vec<DW16>{hi}, Vec<DW16>{hn::LoadU(DW16(), xq + 64 * ch + 32)}).raw;
 }
 
-// Integer sums of 64 columns (one 2:4 chunk, or two bitmask blocks).
+// Integer sums of 64 columns (one 2:4 chunk or one bitmask chunk).
 template <int kBits, bool kNm>
 HWY_INLINE __m512i ChunkSumsQ16(const uint8_t* HWY_RESTRICT values, const uint8_t* HWY_RESTRICT meta,
                                 const int16_t* HWY_RESTRICT xq, int64_t ch, int64_t& pos, __m512i acc) {
     if constexpr (kNm) {
         return Nm24ChunkSums<kBits>(values, meta, xq, ch, acc);
     } else {
-        acc = BitmaskBlockSums(values, meta, xq, 2 * ch, pos, acc);
-        return BitmaskBlockSums(values, meta, xq, 2 * ch + 1, pos, acc);
+        BitmaskChunkSums(values, meta, xq, ch, pos, acc, acc);
+        return acc;
     }
 }
 
-// One row times one token. ws: the row's group scales; combined: room for
-// groups + 16 floats.
-template <int kBits, bool kNm>
-HWY_INLINE float Q16Row(const SparseCall& c, const SparseQ16Activations& a, int64_t t, const float* HWY_RESTRICT ws,
-                        const uint8_t* HWY_RESTRICT meta, const uint8_t* HWY_RESTRICT values,
-                        float* HWY_RESTRICT combined) {
+// Rows go through the kernels kQ16TileRows at a time: the tile's rows
+// share the activation loads and, being independent, keep more work in
+// flight than one row's chains (and the per-row steps, scales and the
+// final horizontal sums, overlap).
+inline constexpr int kQ16TileRows = kSparseQ16TileRows;
+
+// One row's planes as the kernels read them.
+struct Q16RowPlanes {
+    const uint8_t* meta = nullptr;  // 2:4 index row, or bitmask mask row
+    const uint8_t* values = nullptr;
+    const float* scales = nullptr;  // the row's group scales as floats
+    float* combined = nullptr;      // room for groups + 16 floats
+};
+
+// kRows rows times token t into out[0 .. kRows).
+template <int kBits, bool kNm, int kRows>
+HWY_INLINE void Q16Tile(const SparseCall& c, const SparseQ16Activations& a, int64_t t,
+                        const Q16RowPlanes* HWY_RESTRICT rows, float* HWY_RESTRICT out) {
     const int16_t* HWY_RESTRICT xq = a.q.data() + t * a.padded_cols;
     const float* HWY_RESTRICT dx = a.block_scales.data() + t * a.blocks;
     const int64_t chunks = c.cols / 64;
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-    int64_t pos = 0;
+    __m512 acc[kRows];
+    int64_t pos[kRows];
+#pragma GCC unroll 4
+    for (int i = 0; i < kRows; ++i) {
+        acc[i] = _mm512_setzero_ps();
+        pos[i] = 0;
+    }
     if (a.block == 32) {
         // Groups of 32 = activation blocks: two per chunk, each int32 lane
         // in one of them.
-        for (int64_t g = 0; g < c.groups_per_row; g += 16)
-            _mm512_storeu_ps(combined + g, _mm512_mul_ps(_mm512_loadu_ps(ws + g), _mm512_loadu_ps(dx + g)));
-        const __m512i halves = _mm512_load_si512(kBits == 4 && kNm ? kQ16Tables.half_of_lane_int4
-                                                                   : kQ16Tables.half_of_lane_int8);
+#pragma GCC unroll 4
+        for (int i = 0; i < kRows; ++i) {
+            for (int64_t g = 0; g < c.groups_per_row; g += 16) {
+                _mm512_storeu_ps(rows[i].combined + g,
+                                 _mm512_mul_ps(_mm512_loadu_ps(rows[i].scales + g), _mm512_loadu_ps(dx + g)));
+            }
+        }
         if constexpr (kNm) {
+            const __m512i halves =
+                _mm512_load_si512(kBits == 4 ? kQ16Tables.half_of_lane_int4 : kQ16Tables.half_of_lane_int8);
             for (int64_t ch = 0; ch < chunks; ++ch) {
-                const __m512i sums = ChunkSumsQ16<kBits, kNm>(values, meta, xq, ch, pos, _mm512_setzero_si512());
-                const __m512 scale = _mm512_permutexvar_ps(halves, _mm512_loadu_ps(combined + 2 * ch));
-                if (ch & 1) acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), scale, acc1);
-                else acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), scale, acc0);
+#pragma GCC unroll 4
+                for (int i = 0; i < kRows; ++i) {
+                    const __m512i sums = Nm24ChunkSums<kBits>(rows[i].values, rows[i].meta, xq, ch, _mm512_setzero_si512());
+                    const __m512 scale = _mm512_permutexvar_ps(halves, _mm512_loadu_ps(rows[i].combined + 2 * ch));
+                    acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), scale, acc[i]);
+                }
             }
         } else {
-            for (int64_t b = 0; b < 2 * chunks; ++b) {
-                const __m512i sums = BitmaskBlockSums(values, meta, xq, b, pos, _mm512_setzero_si512());
-                if (b & 1) acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), _mm512_set1_ps(combined[b]), acc1);
-                else acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), _mm512_set1_ps(combined[b]), acc0);
+            for (int64_t ch = 0; ch < chunks; ++ch) {
+#pragma GCC unroll 4
+                for (int i = 0; i < kRows; ++i) {
+                    __m512i lo = _mm512_setzero_si512(), hi = _mm512_setzero_si512();
+                    BitmaskChunkSums(rows[i].values, rows[i].meta, xq, ch, pos[i], lo, hi);
+                    acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(lo), _mm512_set1_ps(rows[i].combined[2 * ch]), acc[i]);
+                    acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(hi), _mm512_set1_ps(rows[i].combined[2 * ch + 1]), acc[i]);
+                }
             }
         }
     } else {
@@ -187,19 +226,23 @@ HWY_INLINE float Q16Row(const SparseCall& c, const SparseQ16Activations& a, int6
         const int group_shift = c.groups_per_row == 1 ? 62 : std::countr_zero(static_cast<uint64_t>(c.group_span / a.block));
         for (int64_t s = 0; s < a.blocks; ++s) {
             const int64_t end = std::min(chunks, (s + 1) * per_block);
-            __m512i i0 = _mm512_setzero_si512(), i1 = _mm512_setzero_si512();
-            int64_t ch = s * per_block;
-            for (; ch + 2 <= end; ch += 2) {
-                i0 = ChunkSumsQ16<kBits, kNm>(values, meta, xq, ch, pos, i0);
-                i1 = ChunkSumsQ16<kBits, kNm>(values, meta, xq, ch + 1, pos, i1);
+            __m512i isum[kRows];
+#pragma GCC unroll 4
+            for (int i = 0; i < kRows; ++i) isum[i] = _mm512_setzero_si512();
+            for (int64_t ch = s * per_block; ch < end; ++ch) {
+#pragma GCC unroll 4
+                for (int i = 0; i < kRows; ++i)
+                    isum[i] = ChunkSumsQ16<kBits, kNm>(rows[i].values, rows[i].meta, xq, ch, pos[i], isum[i]);
             }
-            if (ch < end) i0 = ChunkSumsQ16<kBits, kNm>(values, meta, xq, ch, pos, i0);
-            const __m512 scale = _mm512_set1_ps(dx[s] * ws[s >> group_shift]);
-            if (s & 1) acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(i0, i1)), scale, acc1);
-            else acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(i0, i1)), scale, acc0);
+#pragma GCC unroll 4
+            for (int i = 0; i < kRows; ++i) {
+                const __m512 scale = _mm512_set1_ps(dx[s] * rows[i].scales[s >> group_shift]);
+                acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[i]), scale, acc[i]);
+            }
         }
     }
-    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+#pragma GCC unroll 4
+    for (int i = 0; i < kRows; ++i) out[i] = _mm512_reduce_add_ps(acc[i]);
 }
 
 // Fetches a row about 4 KiB ahead (as the dense decode rows do): the loop
@@ -209,52 +252,75 @@ HWY_INLINE void PrefetchBytes(const uint8_t* p, int64_t n) {
     for (int64_t i = 0; i < n; i += 64) _mm_prefetch(reinterpret_cast<const char*>(p) + i, _MM_HINT_T0);
 }
 
+// Row r's planes (i: its slot in the tile's scratch), and a prefetch of
+// the row `ahead` rows further on.
+template <bool kNm>
+HWY_INLINE Q16RowPlanes Q16Planes(const SparseCall& c, int64_t r, int i, int64_t ahead, const SparseQ16Scratch& s) {
+    const uint8_t* scale_base = c.is_nm ? c.nm.scales : c.bitmask.scales;
+    const int64_t scale_row_bytes = 2 * c.groups_per_row;
+    const int64_t slot = c.groups_per_row + 16;
+    Q16RowPlanes p;
+    p.scales = s.row_scales + i * slot;
+    p.combined = s.combined + i * slot;
+    ConvertRowScales(scale_base + r * scale_row_bytes, c.groups_per_row, s.row_scales + i * slot);
+    const int64_t far = r + ahead;
+    if constexpr (kNm) {
+        const NmSparseGeometry& geo = c.nm_geometry;
+        p.meta = c.nm.indices + r * geo.index_row_bytes;
+        p.values = c.nm.values + r * geo.value_row_bytes;
+        if (far < c.rows) {
+            PrefetchBytes(c.nm.values + far * geo.value_row_bytes, geo.value_row_bytes);
+            PrefetchBytes(c.nm.indices + far * geo.index_row_bytes, geo.index_row_bytes);
+            PrefetchBytes(scale_base + far * scale_row_bytes, scale_row_bytes);
+        }
+    } else {
+        p.meta = c.bitmask.mask + r * c.bitmask.mask_row_bytes();
+        // Chunks load 64 bytes from their first value: rows ending near
+        // the plane's end read a zero-padded copy.
+        const uint64_t begin = c.bitmask.row_offset(r), end = c.bitmask.row_offset(r + 1);
+        p.values = c.bitmask.values + begin;
+        if (end + 64 > c.bitmask_values_size) {
+            uint8_t* copy = s.values + i * (c.cols + 64);
+            std::memset(copy, 0, static_cast<size_t>(end - begin) + 64);
+            if (end > begin) std::memcpy(copy, p.values, static_cast<size_t>(end - begin));
+            p.values = copy;
+        }
+        if (far < c.rows) {
+            const uint64_t far_begin = c.bitmask.row_offset(far), far_end = c.bitmask.row_offset(far + 1);
+            PrefetchBytes(c.bitmask.values + far_begin, static_cast<int64_t>(far_end - far_begin));
+            PrefetchBytes(c.bitmask.mask + far * c.bitmask.mask_row_bytes(), c.bitmask.mask_row_bytes());
+            PrefetchBytes(scale_base + far * scale_row_bytes, scale_row_bytes);
+        }
+    }
+    return p;
+}
+
 template <int kBits, bool kNm>
 HWY_NOINLINE void Q16Rows(const SparseCall& c, const SparseQ16Activations& a, int64_t r0, int64_t r1,
                           const SparseQ16Scratch& s) {
-    const uint8_t* scale_base = c.is_nm ? c.nm.scales : c.bitmask.scales;
-    const int64_t scale_row_bytes = 2 * c.groups_per_row;
-    int64_t row_bytes;
+    int64_t row_bytes = 2 * c.groups_per_row;
     if constexpr (kNm) {
-        row_bytes = c.nm_geometry.value_row_bytes + c.nm_geometry.index_row_bytes + scale_row_bytes;
+        row_bytes += c.nm_geometry.value_row_bytes + c.nm_geometry.index_row_bytes;
     } else {
-        row_bytes = c.bitmask.mask_row_bytes() * 5 + scale_row_bytes;  // about 50% of int8 values
+        row_bytes += c.bitmask.mask_row_bytes() * 5;  // about 50% of int8 values
     }
     const int64_t ahead = std::max<int64_t>(1, 4096 / std::max<int64_t>(row_bytes, 1));
-    for (int64_t r = r0; r < r1; ++r) {
-        const int64_t far = r + ahead;
-        const uint8_t* meta;
-        const uint8_t* values;
-        if constexpr (kNm) {
-            const NmSparseGeometry& geo = c.nm_geometry;
-            meta = c.nm.indices + r * geo.index_row_bytes;
-            values = c.nm.values + r * geo.value_row_bytes;
-            if (far < c.rows) {
-                PrefetchBytes(c.nm.values + far * geo.value_row_bytes, geo.value_row_bytes);
-                PrefetchBytes(c.nm.indices + far * geo.index_row_bytes, geo.index_row_bytes);
-                PrefetchBytes(scale_base + far * scale_row_bytes, scale_row_bytes);
-            }
-        } else {
-            meta = c.bitmask.mask + r * c.bitmask.mask_row_bytes();
-            // Blocks load 32 bytes from their first value: rows ending near
-            // the plane's end read a zero-padded copy.
-            const uint64_t begin = c.bitmask.row_offset(r), end = c.bitmask.row_offset(r + 1);
-            values = c.bitmask.values + begin;
-            if (end + 32 > c.bitmask_values_size) {
-                std::memset(s.values, 0, static_cast<size_t>(end - begin) + 64);
-                if (end > begin) std::memcpy(s.values, values, static_cast<size_t>(end - begin));
-                values = s.values;
-            }
-            if (far < c.rows) {
-                const uint64_t far_begin = c.bitmask.row_offset(far), far_end = c.bitmask.row_offset(far + 1);
-                PrefetchBytes(c.bitmask.values + far_begin, static_cast<int64_t>(far_end - far_begin));
-                PrefetchBytes(c.bitmask.mask + far * c.bitmask.mask_row_bytes(), c.bitmask.mask_row_bytes());
-                PrefetchBytes(scale_base + far * scale_row_bytes, scale_row_bytes);
-            }
+    Q16RowPlanes planes[kQ16TileRows];
+    float out[kQ16TileRows];
+    int64_t r = r0;
+    for (; r + kQ16TileRows <= r1; r += kQ16TileRows) {
+        for (int i = 0; i < kQ16TileRows; ++i) planes[i] = Q16Planes<kNm>(c, r + i, i, ahead, s);
+        for (int64_t t = 0; t < a.tokens; ++t) {
+            Q16Tile<kBits, kNm, kQ16TileRows>(c, a, t, planes, out);
+            for (int i = 0; i < kQ16TileRows; ++i) c.y[t * c.y_stride + r + i] = out[i];
         }
-        ConvertRowScales(scale_base + r * scale_row_bytes, c.groups_per_row, s.row_scales);
-        for (int64_t t = 0; t < a.tokens; ++t)
-            c.y[t * c.y_stride + r] = Q16Row<kBits, kNm>(c, a, t, s.row_scales, meta, values, s.combined);
+    }
+    for (; r < r1; ++r) {
+        planes[0] = Q16Planes<kNm>(c, r, 0, ahead, s);
+        for (int64_t t = 0; t < a.tokens; ++t) {
+            Q16Tile<kBits, kNm, 1>(c, a, t, planes, out);
+            c.y[t * c.y_stride + r] = out[0];
+        }
     }
 }
 
