@@ -79,7 +79,30 @@ HWY_NOINLINE void DenseRowsByDot(const DenseCall& c, int64_t r0, int64_t r1, con
     const PreparedActivations& x = c.x;
     float* zeros = s.weight_tile;  // Q8 scratch: zero points, then combined scales
     float* combined = s.weight_tile + c.w.groups_per_row + 16;
-    for (int64_t r = r0; r < r1; ++r) {
+    int64_t r = r0;
+    if constexpr (kSym && (kBits == 4 || kBits == 8)) {
+        // Decode: symmetric rows kWideTileRows at a time (RowsDotWideSym),
+        // each row's scales and combined scales in its own slot of the
+        // tile buffer (which holds kMaxTileRows x stride floats).
+        constexpr int kWideTileRows = 4;
+        const int64_t slot = (std::max(c.w.groups_per_row, x.act_blocks) + 16 + 15) / 16 * 16;
+        if (x.wide && 2 * kWideTileRows * slot <= kMaxTileRows * x.stride) {
+            float* combined_slots[kWideTileRows];
+            for (int i = 0; i < kWideTileRows; ++i) combined_slots[i] = s.weight_tile + (kWideTileRows + i) * slot;
+            float out[kWideTileRows];
+            for (; r + kWideTileRows <= r1; r += kWideTileRows) {
+                const DenseRow<kBits, true> rows[kWideTileRows] = {
+                    DenseRow<kBits, true>(c.w, r, s.weight_tile, pad),
+                    DenseRow<kBits, true>(c.w, r + 1, s.weight_tile + slot, pad),
+                    DenseRow<kBits, true>(c.w, r + 2, s.weight_tile + 2 * slot, pad),
+                    DenseRow<kBits, true>(c.w, r + 3, s.weight_tile + 3 * slot, pad)};
+                for (int i = 0; i < kWideTileRows; ++i) PrefetchRowAhead(c.w, r + i);
+                RowsDotWideSym<kBits, kWideTileRows>(c.w, rows, x, combined_slots, out);
+                for (int i = 0; i < kWideTileRows; ++i) c.y[r + i] = out[i];
+            }
+        }
+    }
+    for (; r < r1; ++r) {
         const DenseRow<kBits, kSym> row(c.w, r, s.row_scales, pad);
         if (!kSym && c.mode == ActivationMode::Q8) {
             for (int64_t g = 0; g < c.w.groups_per_row; ++g) zeros[g] = static_cast<float>(row.Zero(g));

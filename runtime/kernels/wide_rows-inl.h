@@ -176,6 +176,78 @@ HWY_INLINE float RowDotWide(const DenseWeights& w, const DenseRow<kBits, kSym>& 
     return sums - ZeroPointPart<kBits, kSym>(w, row.scales, x.group_sums, zeros);
 }
 
+// kRows symmetric rows times one token (out[i] for rows[i]): the same sums
+// as RowDotWide, with the rows' steps interleaved so their chains overlap
+// and the activation loads are shared (decode is compute-bound for int4
+// g32, where every 64 columns end in a float step). combined[i]: room for
+// act_blocks + 16 floats per row.
+template <int kBits, int kRows>
+HWY_INLINE void RowsDotWideSym(const DenseWeights& w, const DenseRow<kBits, true>* rows,
+                               const PreparedActivations& x, float* const* combined, float* HWY_RESTRICT out) {
+    static_assert(kBits == 4 || kBits == 8, "wide rows are int4 and int8");
+    const DWF df;
+    const DW32 d32;
+    const int16_t* HWY_RESTRICT xq = x.xq;
+    const float* HWY_RESTRICT dx = x.block_scales;
+    const int64_t segments = x.act_blocks;
+    const int64_t blocks_per_segment = x.act_block / kBlock;
+    const int64_t segments_per_group = w.group_span / x.act_block;
+    const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
+#pragma GCC unroll 4
+    for (int i = 0; i < kRows; ++i) {
+        if (segments_per_group == 1) {
+            for (int64_t s = 0; s < segments; s += lanes)
+                hn::StoreU(hn::Mul(hn::LoadU(df, dx + s), hn::LoadU(df, rows[i].scales + s)), df, combined[i] + s);
+        } else {
+            for (int64_t s = 0; s < segments; ++s) combined[i][s] = dx[s] * rows[i].scales[s / segments_per_group];
+        }
+    }
+    hn::Vec<DWF> acc[kRows];
+#pragma GCC unroll 4
+    for (int i = 0; i < kRows; ++i) acc[i] = hn::Zero(df);
+    constexpr int64_t kCodeBytes = kBits == 4 ? 16 : 32;  // per block
+    if (kBits == 4 && blocks_per_segment == 1) {
+        alignas(64) static constexpr int32_t kHalves[16] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1};
+        const auto halves = hn::SetTableIndices(df, kHalves);
+        for (int64_t s = 0; s < segments; s += 2) {
+#pragma GCC unroll 4
+            for (int i = 0; i < kRows; ++i) {
+                const auto sums = Int4PairSums(rows[i].blocks.low + s * kCodeBytes, xq + s * kBlock, hn::Zero(d32));
+                acc[i] = hn::MulAdd(hn::ConvertTo(df, sums), hn::TableLookupLanes(hn::LoadU(df, combined[i] + s), halves),
+                                    acc[i]);
+            }
+        }
+    } else {
+        constexpr int64_t kStep = kBits == 4 ? 2 : 1;  // blocks per vector
+        for (int64_t s = 0; s < segments; ++s) {
+            const int64_t b0 = s * blocks_per_segment, b1 = b0 + blocks_per_segment;
+            hn::Vec<DW32> isum[kRows];
+#pragma GCC unroll 4
+            for (int i = 0; i < kRows; ++i) isum[i] = hn::Zero(d32);
+            for (int64_t b = b0; b < b1; b += kStep) {
+#pragma GCC unroll 4
+                for (int i = 0; i < kRows; ++i) {
+                    if constexpr (kBits == 4) {
+                        isum[i] = Int4PairSums(rows[i].blocks.low + b * kCodeBytes, xq + b * kBlock, isum[i]);
+                    } else {
+                        isum[i] = Int8BlockSums<true>(rows[i].blocks.low + b * kCodeBytes, xq + b * kBlock, isum[i]);
+                    }
+                }
+            }
+#pragma GCC unroll 4
+            for (int i = 0; i < kRows; ++i)
+                acc[i] = hn::MulAdd(hn::ConvertTo(df, isum[i]), hn::Set(df, combined[i][s]), acc[i]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < kRows; ++i) {
+        out[i] = hn::GetLane(hn::SumOfLanes(df, acc[i]));
+        // int4 codes are offset (u = level + 8): 8 d_g sum(x) comes out.
+        if constexpr (BlockKernels<kBits, true>::kUnsignedCodes)
+            out[i] -= ZeroPointPart<kBits, true>(w, rows[i].scales, x.group_sums, nullptr);
+    }
+}
+
 #else
 
 inline constexpr bool kHasWideRows = false;
@@ -187,6 +259,10 @@ HWY_INLINE float RowDotWide(const DenseWeights&, const DenseRow<kBits, kSym>&, c
 }
 
 HWY_INLINE void PrefetchRowAhead(const DenseWeights&, int64_t) {}
+
+template <int kBits, int kRows>
+HWY_INLINE void RowsDotWideSym(const DenseWeights&, const DenseRow<kBits, true>*, const PreparedActivations&,
+                               float* const*, float*) {}  // never called, as RowDotWide
 
 #endif
 
