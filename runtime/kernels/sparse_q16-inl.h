@@ -18,7 +18,7 @@
 // lanes 0-7 are the chunk's first 32 columns, 8-15 the second. int4's lanes
 // take the kept values of qword (lane / 2) % 2 of the broadcast: lanes
 // {0,1,4,5,8,9,12,13} are the first 32 columns. Groups of 32 put each
-// lane's scale in place with one permutation (kFirstHalfLanes...).
+// lane's scale in place with one permutation (Q16Tables::half_of_lane_*).
 //
 // Bitmask (int8). Per 64 columns the row's 64 mask bits spread the stored
 // values (contiguous, loaded from a running position) to their columns
@@ -27,8 +27,9 @@
 //
 // Sums are exact int32 per activation block (|level| <= 127, 256 columns
 // at most: below 2^31), then y = sum_s d_g(s) dx_s I_s in float, as the
-// dense row drivers do (wide_rows-inl.h). Native only on AVX3_DL (VBMI,
-// VBMI2, VNNI); callers take these only where sparse_q16_native().
+// dense row drivers do (wide_rows-inl.h). Rows go four at a time
+// (Q16Tile). Native only on AVX3_DL (VBMI, VBMI2, VNNI); callers take these
+// only where sparse_q16_native().
 
 #if defined(SPARQ_RUNTIME_KERNELS_SPARSE_Q16_INL_H_) == defined(HWY_TARGET_TOGGLE)
 #ifdef SPARQ_RUNTIME_KERNELS_SPARSE_Q16_INL_H_
