@@ -40,18 +40,27 @@ std::vector<MixedTensorCandidates> random_instance(std::mt19937& rng, int tensor
     return out;
 }
 
+// Bytes and summed error of one candidate per tensor.
+struct PickTotals {
+    int64_t bytes = 0;
+    double error = 0;
+};
+PickTotals totals(const std::vector<MixedTensorCandidates>& tensors, const std::vector<size_t>& pick) {
+    PickTotals sum;
+    for (size_t t = 0; t < tensors.size(); ++t) {
+        sum.bytes += tensors[t].candidates[pick[t]].bytes;
+        sum.error += tensors[t].candidates[pick[t]].error;
+    }
+    return sum;
+}
+
 // The least summed error over every combination within the budget (inf if none).
 double brute_force(const std::vector<MixedTensorCandidates>& tensors, int64_t budget) {
     double best = std::numeric_limits<double>::infinity();
     std::vector<size_t> pick(tensors.size(), 0);
     while (true) {
-        int64_t bytes = 0;
-        double error = 0;
-        for (size_t t = 0; t < tensors.size(); ++t) {
-            bytes += tensors[t].candidates[pick[t]].bytes;
-            error += tensors[t].candidates[pick[t]].error;
-        }
-        if (bytes <= budget) best = std::min(best, error);
+        const PickTotals sum = totals(tensors, pick);
+        if (sum.bytes <= budget) best = std::min(best, sum.error);
         size_t t = 0;
         while (t < pick.size() && ++pick[t] == tensors[t].candidates.size()) pick[t++] = 0;
         if (t == pick.size()) return best;
@@ -75,14 +84,9 @@ TEST(MixedPrecisionSolver, MatchesBruteForceOnTinyInstances) {
                 continue;
             }
             ASSERT_TRUE(picks.has_value()) << "instance " << instance << " budget " << budget;
-            int64_t bytes = 0;
-            double error = 0;
-            for (size_t t = 0; t < tensors.size(); ++t) {
-                bytes += tensors[t].candidates[(*picks)[t]].bytes;
-                error += tensors[t].candidates[(*picks)[t]].error;
-            }
-            EXPECT_LE(bytes, budget);
-            EXPECT_NEAR(error, expected, 1e-9 * expected) << "instance " << instance << " budget " << budget;
+            const PickTotals sum = totals(tensors, *picks);
+            EXPECT_LE(sum.bytes, budget);
+            EXPECT_NEAR(sum.error, expected, 1e-9 * expected) << "instance " << instance << " budget " << budget;
         }
     }
 }
@@ -98,14 +102,9 @@ TEST(MixedPrecisionSolver, CoarseUnitsStillRespectTheBudget) {
         const int64_t budget = largest * 2 / 3;
         const auto picks = solve_mixed_budget(tensors, budget, 256);
         if (!picks) continue;
-        int64_t bytes = 0;
-        double error = 0;
-        for (size_t t = 0; t < tensors.size(); ++t) {
-            bytes += tensors[t].candidates[(*picks)[t]].bytes;
-            error += tensors[t].candidates[(*picks)[t]].error;
-        }
-        EXPECT_LE(bytes, budget);
-        EXPECT_GE(error, brute_force(tensors, budget) * (1 - 1e-12));
+        const PickTotals sum = totals(tensors, *picks);
+        EXPECT_LE(sum.bytes, budget);
+        EXPECT_GE(sum.error, brute_force(tensors, budget) * (1 - 1e-12));
     }
 }
 

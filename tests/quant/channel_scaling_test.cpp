@@ -13,6 +13,7 @@
 #include "quant/awq.h"
 #include "quant/channel_scaling.h"
 #include "quant/hessian.h"
+#include "random_values.h"
 #include "quant/imatrix.h"
 #include "quant/quantize_tensor.h"
 #include "quant/smoothquant.h"
@@ -20,13 +21,7 @@
 namespace sparq {
 namespace {
 
-std::vector<float> normal_values(size_t n, uint32_t seed, float scale = 1.0f) {
-    std::mt19937 rng(seed);
-    std::normal_distribution<float> normal(0.0f, scale);
-    std::vector<float> v(n);
-    for (float& x : v) x = normal(rng);
-    return v;
-}
+using sparq::testing::normal_values;
 
 std::vector<float> log_uniform_scales(size_t n, uint32_t seed) {
     std::mt19937 rng(seed);

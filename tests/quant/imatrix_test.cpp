@@ -10,19 +10,14 @@
 #include "core/error.h"
 #include "core/parallel.h"
 #include "quant/hessian.h"
+#include "random_values.h"
 #include "quant/imatrix.h"
 #include "quant/quantize_tensor.h"
 
 namespace sparq {
 namespace {
 
-std::vector<float> normal_values(size_t n, uint32_t seed, float scale = 1.0f) {
-    std::mt19937 rng(seed);
-    std::normal_distribution<float> normal(0.0f, scale);
-    std::vector<float> v(n);
-    for (float& x : v) x = normal(rng);
-    return v;
-}
+using sparq::testing::normal_values;
 
 std::vector<double> correlated_hessian(int64_t n, uint32_t seed) {
     const int64_t tokens = 3 * n;
