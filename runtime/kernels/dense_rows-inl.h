@@ -89,7 +89,7 @@ HWY_NOINLINE void DenseRowsByDot(const DenseCall& c, int64_t r0, int64_t r1, con
         if (x.wide && 2 * kWideTileRows * slot <= kMaxTileRows * x.stride) {
             float* combined_slots[kWideTileRows];
             for (int i = 0; i < kWideTileRows; ++i) combined_slots[i] = s.weight_tile + (kWideTileRows + i) * slot;
-            float out[kWideTileRows];
+            float out[kWideTileRows] = {};
             for (; r + kWideTileRows <= r1; r += kWideTileRows) {
                 const DenseRow<kBits, true> rows[kWideTileRows] = {
                     DenseRow<kBits, true>(c.w, r, s.weight_tile, pad),

@@ -97,6 +97,24 @@ HWY_INLINE void PrefetchRowAhead(const DenseWeights& w, int64_t r) {
     for (int64_t i = 0; i < 2 * w.groups_per_row; i += 64) _mm_prefetch(scales + i, _MM_HINT_T0);
 }
 
+// combined[s] = d_g(s) * dx_s for every activation block s of a row
+// (room for act_blocks + 16 floats): groups of >= 256 columns (and
+// per-channel rows) span several activation blocks of 256.
+HWY_INLINE void CombineScales(const DenseWeights& w, const PreparedActivations& x, const float* HWY_RESTRICT scales,
+                              float* HWY_RESTRICT combined) {
+    const DWF df;
+    const float* HWY_RESTRICT dx = x.block_scales;
+    const int64_t segments = x.act_blocks;
+    const int64_t segments_per_group = w.group_span / x.act_block;
+    if (segments_per_group == 1) {
+        const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
+        for (int64_t s = 0; s < segments; s += lanes)
+            hn::StoreU(hn::Mul(hn::LoadU(df, dx + s), hn::LoadU(df, scales + s)), df, combined + s);
+    } else {
+        for (int64_t s = 0; s < segments; ++s) combined[s] = dx[s] * scales[s / segments_per_group];
+    }
+}
+
 // One row times one token. `scales` holds the row's group scales as floats,
 // `combined` room for act_blocks + 16 floats, `zeros` the asymmetric
 // row's zero points as floats.
@@ -107,20 +125,10 @@ HWY_INLINE float RowDotWide(const DenseWeights& w, const DenseRow<kBits, kSym>& 
     const DWF df;
     const DW32 d32;
     const int16_t* HWY_RESTRICT xq = x.xq;
-    const float* HWY_RESTRICT dx = x.block_scales;
     const uint8_t* HWY_RESTRICT codes = row.blocks.low;
     const int64_t segments = x.act_blocks;
     const int64_t blocks_per_segment = x.act_block / kBlock;
-    // d_g(s) * dx_s: groups of >= 256 columns (and per-channel rows) span
-    // several activation blocks of 256.
-    const int64_t segments_per_group = w.group_span / x.act_block;
-    if (segments_per_group == 1) {
-        const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
-        for (int64_t s = 0; s < segments; s += lanes)
-            hn::StoreU(hn::Mul(hn::LoadU(df, dx + s), hn::LoadU(df, row.scales + s)), df, combined + s);
-    } else {
-        for (int64_t s = 0; s < segments; ++s) combined[s] = dx[s] * row.scales[s / segments_per_group];
-    }
+    CombineScales(w, x, row.scales, combined);
     auto acc0 = hn::Zero(df), acc1 = hn::Zero(df);
     constexpr int64_t kCodeBytes = kBits == 4 ? 16 : 32;  // per block
     if (kBits == 4 && blocks_per_segment == 1) {
@@ -188,20 +196,10 @@ HWY_INLINE void RowsDotWideSym(const DenseWeights& w, const DenseRow<kBits, true
     const DWF df;
     const DW32 d32;
     const int16_t* HWY_RESTRICT xq = x.xq;
-    const float* HWY_RESTRICT dx = x.block_scales;
     const int64_t segments = x.act_blocks;
     const int64_t blocks_per_segment = x.act_block / kBlock;
-    const int64_t segments_per_group = w.group_span / x.act_block;
-    const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
 #pragma GCC unroll 4
-    for (int i = 0; i < kRows; ++i) {
-        if (segments_per_group == 1) {
-            for (int64_t s = 0; s < segments; s += lanes)
-                hn::StoreU(hn::Mul(hn::LoadU(df, dx + s), hn::LoadU(df, rows[i].scales + s)), df, combined[i] + s);
-        } else {
-            for (int64_t s = 0; s < segments; ++s) combined[i][s] = dx[s] * rows[i].scales[s / segments_per_group];
-        }
-    }
+    for (int i = 0; i < kRows; ++i) CombineScales(w, x, rows[i].scales, combined[i]);
     hn::Vec<DWF> acc[kRows];
 #pragma GCC unroll 4
     for (int i = 0; i < kRows; ++i) acc[i] = hn::Zero(df);
