@@ -14,6 +14,7 @@
 #include "quant/quantize_tensor.h"
 #include "sparsity/owl.h"
 #include "sparsity/scores.h"
+#include "sparsity/mask_refit.h"
 #include "sparsity/sparsegpt.h"
 
 namespace sparq {
@@ -48,12 +49,13 @@ public:
         }
         solver_.damping.fraction = options.damp;
         solver_.block_size = options.block_size;
+        refit_ = options.refit_iterations;
     }
 
     bool handles(const std::string& name) const { return jobs_.count(name) != 0; }
     bool prunes(const std::string& name) const { return handles(name) && jobs_.at(name).prune; }
     bool needs_hessian() const {
-        if (method_ == PruneMethod::SparseGPT) return true;
+        if (method_ == PruneMethod::SparseGPT || options_.refit_iterations > 0) return true;
         for (const auto& [name, job] : jobs_) {
             if (job.gptq) return true;
         }
@@ -81,19 +83,49 @@ public:
             all.cols = cols;
             all.keep.assign(static_cast<size_t>(rows * cols), 1);
             solved = sparsegpt_prune(w, rows, cols, stats.hessian, target, job.gptq, solver_, name, &all);
-        } else if (method_ == PruneMethod::SparseGPT) {
+        } else if (method_ == PruneMethod::SparseGPT && (!job.gptq || refit_ == 0)) {
+            // Pruned (and, in joint mode, quantized) in one OBS pass.
             solved = sparsegpt_prune(w, rows, cols, stats.hessian, target, job.gptq, solver_, name);
+            if (!job.gptq) refit(name, w, rows, cols, stats.hessian, *solved);
         } else {
-            const std::vector<float> scores = method_ == PruneMethod::Wanda
-                                                  ? wanda_scores(w, rows, cols, stats.mean_square, name)
-                                                  : abs_scores(w, rows * cols);
-            out.mask = select_mask(scores.data(), rows, cols, target, name);
-            out.weights.assign(w, w + rows * cols);
-            apply_mask(out.mask, out.weights.data());
+            // Float pruning, the refit to its mask, then GPTQ keeping the mask.
+            SparseGptResult pruned;
+            if (method_ == PruneMethod::SparseGPT) {
+                pruned = sparsegpt_prune(w, rows, cols, stats.hessian, target, std::nullopt, solver_, name);
+            } else {
+                const std::vector<float> scores = method_ == PruneMethod::Wanda
+                                                      ? wanda_scores(w, rows, cols, stats.mean_square, name)
+                                                      : abs_scores(w, rows * cols);
+                pruned.mask = select_mask(scores.data(), rows, cols, target, name);
+                pruned.weights.assign(w, w + rows * cols);
+                apply_mask(pruned.mask, pruned.weights.data());
+            }
+            refit(name, w, rows, cols, stats.hessian, pruned);
             if (job.gptq) {
-                // GPTQ on the pruned weights, the mask kept.
-                solved = sparsegpt_prune(out.weights.data(), rows, cols, stats.hessian, target, job.gptq, solver_,
-                                         name, &out.mask);
+                // With the kept weights at the optimum for the mask, the
+                // gradient of the pruning error vanishes on every kept
+                // position, so GPTQ's error on them adds to it with no cross
+                // term: quantizing the refit weights loses nothing by not
+                // seeing the original ones.
+                solved = sparsegpt_prune(pruned.weights.data(), rows, cols, stats.hessian, target, job.gptq,
+                                         solver_, name, &pruned.mask);
+                if (refit_ > 0 && !pruned.fell_back) {
+                    // Neither quantizer wins on every layer (the OBS pass
+                    // compensates inside a group, the refit exactly on the
+                    // mask between groups): keep the one with the lower
+                    // calibration output error against the original weights.
+                    SparseGptResult by_groups = quantize_masked_with_refit(
+                        w, pruned.weights.data(), rows, cols, stats.hessian, pruned.mask, *job.gptq, solver_, refit_, name);
+                    if (hessian_weighted_error(w, by_groups.weights.data(), rows, cols, stats.hessian) <
+                        hessian_weighted_error(w, solved->weights.data(), rows, cols, stats.hessian)) {
+                        solved = std::move(by_groups);
+                    }
+                }
+            } else if (method_ == PruneMethod::SparseGPT) {
+                solved = std::move(pruned);
+            } else {
+                out.weights = std::move(pruned.weights);
+                out.mask = std::move(pruned.mask);
             }
         }
         if (solved) {
@@ -126,6 +158,22 @@ public:
     std::map<std::string, CalibratedPrunedTensor> take() { return std::move(tensors_); }
 
 private:
+    // Moves the kept weights of a float pruning result to the optimum for
+    // its mask (sparsity/mask_refit.h); nothing when off or when SparseGPT
+    // fell back for want of a usable H.
+    void refit(const std::string& name, const float* w, int64_t rows, int64_t cols, const std::vector<double>& hessian,
+               SparseGptResult& pruned) const {
+        if (refit_ == 0 || pruned.fell_back || hessian.empty()) return;
+        const MaskRefitResult r =
+            refit_kept_weights(w, pruned.weights.data(), rows, cols, pruned.mask, hessian, {refit_, options_.damp}, name);
+        if (log_) {
+            char line[240];
+            std::snprintf(line, sizeof line, "%s: kept weights refit to the mask, damped output error %.4g -> %.4g",
+                          name.c_str(), r.error_before, r.error_after);
+            log_(line);
+        }
+    }
+
     // H-weighted errors relative to the layer's weighted energy: the
     // method's result, and magnitude pruning (+ RTN when quantizing) at the
     // same target as the point of comparison.
@@ -154,6 +202,7 @@ private:
     std::chrono::steady_clock::time_point start_;
     std::map<std::string, Job> jobs_;
     SparseGptOptions solver_;
+    int refit_ = 0;
     std::vector<double> layer_sparsity_;
     std::map<std::string, CalibratedPrunedTensor> tensors_;
 };

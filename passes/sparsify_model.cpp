@@ -42,7 +42,8 @@ QuantizeOptions SparsifyOptions::quantize_options() const {
 }
 
 bool SparsifyOptions::calibrated() const {
-    return method == "wanda" || method == "sparsegpt" || layer_ratios == "owl" || (quantizes() && quant_method == "gptq");
+    return method == "wanda" || method == "sparsegpt" || layer_ratios == "owl" || refit_iterations > 0 ||
+           (quantizes() && quant_method == "gptq");
 }
 
 void SparsifyOptions::validate() const {
@@ -79,11 +80,12 @@ void SparsifyOptions::validate() const {
         }
         OwlOptions{owl_m, owl_lambda}.validate();
     }
+    if (refit_iterations < 0) fail_in({"", "", "--refit"}, "must be >= 0, got ", refit_iterations);
     if (calibrated()) {
         if (calib.empty() && calib_cache.empty()) {
             fail_in({"", "", "--calib"}, "method '", method, "'", layer_ratios == "owl" ? " with owl ratios" : "",
                     quantizes() && quant_method == "gptq" ? " with gptq" : "",
-                    " needs calibration data: give --calib FILE (or --calib-cache FILE)");
+                    refit_iterations > 0 ? " with --refit" : "", " needs calibration data: give --calib FILE (or --calib-cache FILE)");
         }
         if (calib_samples < 1) fail_in({"", "", "--calib-samples"}, "must be >= 1, got ", calib_samples);
         if (calib_len < 2) fail_in({"", "", "--calib-len"}, "must be >= 2, got ", calib_len);
@@ -127,7 +129,7 @@ SparsifyOptions parse_sparsify_options(const nlohmann::json& j) {
         "sparsity",   "pattern",   "method",      "layer_ratios", "targets",   "ignore",    "bits",
         "group",      "symmetric", "quant_method", "embed_bits",  "head_bits", "calib",     "calib_samples",
         "calib_len",  "seed",      "calib_cache", "damp",         "block_size", "owl_m",    "owl_lambda",
-        "structured", "structured_reconstruct"};
+        "structured", "structured_reconstruct", "refit_iterations"};
     if (!j.is_object()) fail_in({"", "", "sparsify"}, "options must be an object");
     for (const auto& [key, value] : j.items()) {
         if (!known.count(key)) fail_in({"", "", key}, "unknown option of the sparsify pass");
@@ -153,6 +155,7 @@ SparsifyOptions parse_sparsify_options(const nlohmann::json& j) {
         if (j.contains("calib_cache")) o.calib_cache = j["calib_cache"].get<std::string>();
         if (j.contains("damp")) o.damp = j["damp"].get<double>();
         if (j.contains("block_size")) o.block_size = j["block_size"].get<int64_t>();
+        if (j.contains("refit_iterations")) o.refit_iterations = j["refit_iterations"].get<int>();
         if (j.contains("owl_m")) o.owl_m = j["owl_m"].get<double>();
         if (j.contains("owl_lambda")) o.owl_lambda = j["owl_lambda"].get<double>();
         if (j.contains("structured")) o.structured = j["structured"].get<std::string>();

@@ -56,6 +56,9 @@ struct SparsifyOptions {
     std::string calib_cache;
     double damp = 0.01;           // SparseGPT/GPTQ dampening, x mean diagonal of H
     int64_t block_size = 128;     // SparseGPT columns per block (mask choice and lazy updates)
+    // Conjugate-gradient steps refitting the kept weights of every pruned
+    // linear to its mask on H (sparsity/mask_refit.h); 0 = off.
+    int refit_iterations = 0;
     double owl_m = 5.0;           // OWL outlier multiple M (paper default)
     double owl_lambda = 0.08;     // OWL sparsity spread lambda (paper default)
     // Structured pruning "mlp=F,heads=F" (passes/structured_prune.h), run
@@ -79,7 +82,7 @@ struct SparsifyOptions {
 
 // From JSON (recipes): keys sparsity, pattern, method, layer_ratios, targets,
 // ignore, bits, group, symmetric, quant_method, embed_bits, head_bits, calib,
-// calib_samples, calib_len, seed, calib_cache, damp, block_size, owl_m,
+// calib_samples, calib_len, seed, calib_cache, damp, block_size, refit_iterations, owl_m,
 // owl_lambda, structured, structured_reconstruct. An
 // unknown key or a wrong type is a sparq::Error naming the key.
 SparsifyOptions parse_sparsify_options(const nlohmann::json& j);

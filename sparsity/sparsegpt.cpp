@@ -10,6 +10,7 @@
 #include "quant/quantize_tensor.h"
 #include "quant/reference_codec.h"
 #include "quant/rtn.h"
+#include "sparsity/mask_refit.h"
 
 namespace sparq {
 
@@ -242,6 +243,52 @@ SparseGptResult sparsegpt_prune(const float* weight, int64_t rows, int64_t cols,
         result.weights = dequantize_tensor(*result.packed);
     }
     return result;
+}
+
+SparseGptResult quantize_masked_with_refit(const float* original, const float* start, int64_t rows, int64_t cols,
+                                           const std::vector<double>& hessian, const PruneMask& mask,
+                                           const QuantScheme& quant, const SparseGptOptions& options,
+                                           int refit_iterations, const std::string& tensor) {
+    validate_quant_scheme(quant);
+    if (mask.rows != rows || mask.cols != cols) {
+        fail_in({"", tensor, ""}, "the mask is [", mask.rows, ", ", mask.cols, "], the weight [", rows, ", ", cols, "]");
+    }
+    std::vector<float> importance(static_cast<size_t>(cols));
+    for (int64_t c = 0; c < cols; ++c) {
+        const double d = hessian.at(static_cast<size_t>(c * cols + c));
+        importance[static_cast<size_t>(c)] = std::isfinite(d) && d > 0 ? static_cast<float>(d) : 0.0f;
+    }
+    const int64_t span = quant.group_span(cols);
+    std::vector<float> values(start, start + rows * cols);
+    PruneMask free = mask;
+    const MaskRefitOptions refit{refit_iterations, options.damping.fraction};
+    for (int64_t first = 0; first < cols; first += span) {
+        const int64_t n = std::min(span, cols - first);
+        parallel_for(0, rows, 64, [&](int64_t begin, int64_t end) {
+            std::vector<float> kept(static_cast<size_t>(n)), kept_importance(static_cast<size_t>(n));
+            for (int64_t r = begin; r < end; ++r) {
+                float* row = values.data() + r * cols + first;
+                int64_t k = 0;
+                for (int64_t j = 0; j < n; ++j) {
+                    if (!mask.kept(r, first + j)) continue;
+                    kept[k] = row[j];
+                    kept_importance[k] = importance[first + j];
+                    ++k;
+                }
+                const GroupParams p =
+                    group_params_of(quant, kept.data(), kept_importance.data(), k, options.clip_search);
+                for (int64_t j = 0; j < n; ++j) {
+                    if (mask.kept(r, first + j)) row[j] = round_to_grid(quant, row[j], p);
+                    free.keep[static_cast<size_t>(r * cols + first + j)] = 0;
+                }
+            }
+        });
+        if (first + n < cols) refit_kept_weights(original, values.data(), rows, cols, free, hessian, refit, tensor);
+    }
+    // Every kept value is now a grid point of its group: the OBS pass with
+    // the mask fixed makes no error on them and only packs them.
+    return sparsegpt_prune(values.data(), rows, cols, hessian, SparsityTarget::unstructured(0.0), quant, options,
+                           tensor, &mask);
 }
 
 }  // namespace sparq

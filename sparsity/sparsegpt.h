@@ -69,4 +69,17 @@ SparseGptResult sparsegpt_prune(const float* weight, int64_t rows, int64_t cols,
                                 const SparseGptOptions& options, const std::string& tensor,
                                 const PruneMask* fixed_mask = nullptr);
 
+// Joint quantization for a mask already chosen, exact on the mask: groups
+// of columns are quantized in order (parameters from the kept values as
+// they stand, as above), and after each group the kept weights of the
+// groups still to come are refit to the original weights with the ones
+// already quantized held fixed (sparsity/mask_refit.h, `refit_iterations`
+// conjugate-gradient steps). Unlike the OBS pass, no compensation ever
+// flows into a pruned position. `start` is the float pruning result (its
+// pruned positions 0), `original` the unpruned weights.
+SparseGptResult quantize_masked_with_refit(const float* original, const float* start, int64_t rows, int64_t cols,
+                                           const std::vector<double>& hessian, const PruneMask& mask,
+                                           const QuantScheme& quant, const SparseGptOptions& options,
+                                           int refit_iterations, const std::string& tensor);
+
 }  // namespace sparq

@@ -150,6 +150,7 @@ int run_sparsify(SparsifyArgs& args) {
             sparsity["damp"] = args.options.damp;
             sparsity["block_size"] = args.options.block_size;
         }
+        if (args.options.refit_iterations > 0) sparsity["refit_iterations"] = args.options.refit_iterations;
     }
     if (!r.layer_sparsity.empty()) sparsity["layer_sparsity"] = r.layer_sparsity;
     if (!r.outlier_ratios.empty()) {
@@ -228,6 +229,8 @@ void register_sparsify(CLI::App& app) {
     cmd->add_option("--damp", args.options.damp, "SparseGPT/GPTQ dampening, x the mean Hessian diagonal (default 0.01)");
     cmd->add_option("--block-size", args.options.block_size,
                     "SparseGPT columns per block: mask choice and lazy updates (default 128)");
+    cmd->add_option("--refit", args.options.refit_iterations,
+                    "Refit the kept weights to the mask on calibration data: conjugate-gradient steps (default 0 = off)");
     cmd->add_option("--bits", args.options.bits, "Quantize the kept weights too: 8, 4, 3 or 2");
     cmd->add_option("--group", args.options.group, "Group size in dense columns (0 = per output channel); needs --bits");
     cmd->add_flag("--sym", args.sym, "Symmetric codes (default)");

@@ -32,7 +32,8 @@ TEST(SparsifyOptions, ParsesEveryKey) {
     const SparsifyOptions c = parse_sparsify_options(
         {{"sparsity", 0.6}, {"method", "sparsegpt"}, {"layer_ratios", "owl"}, {"calib", "c.txt"},
          {"calib_samples", 16}, {"calib_len", 64}, {"seed", 3}, {"calib_cache", "c.h5"}, {"damp", 0.05},
-         {"block_size", 64}, {"owl_m", 7}, {"owl_lambda", 0.1}, {"bits", 4}, {"quant_method", "gptq"}});
+         {"block_size", 64}, {"owl_m", 7}, {"owl_lambda", 0.1}, {"bits", 4}, {"quant_method", "gptq"},
+         {"refit_iterations", 12}});
     EXPECT_TRUE(c.calibrated());
     EXPECT_EQ(c.calib_samples, 16);
     EXPECT_EQ(c.calib_len, 64);
@@ -40,6 +41,7 @@ TEST(SparsifyOptions, ParsesEveryKey) {
     EXPECT_EQ(c.calib_cache, "c.h5");
     EXPECT_DOUBLE_EQ(c.damp, 0.05);
     EXPECT_EQ(c.block_size, 64);
+    EXPECT_EQ(c.refit_iterations, 12);
     EXPECT_DOUBLE_EQ(c.owl_m, 7);
     EXPECT_DOUBLE_EQ(c.owl_lambda, 0.1);
     const SparsifyOptions u = parse_sparsify_options({{"sparsity", 0.5}});
@@ -69,6 +71,10 @@ TEST(SparsifyOptions, RejectsWhatItCannotDo) {
                   .find("block_size"),
               std::string::npos);
     EXPECT_NE(error_of({{"sparsity", 0.5}, {"bits", 4}, {"quant_method", "imatrix"}}).find("--quant-method"),
+              std::string::npos);
+    // The refit needs H, so calibration; a negative step count is refused.
+    EXPECT_NE(error_of({{"sparsity", 0.5}, {"refit_iterations", 5}}).find("--calib"), std::string::npos);
+    EXPECT_NE(error_of({{"sparsity", 0.5}, {"refit_iterations", -1}, {"calib", "c.txt"}}).find("--refit"),
               std::string::npos);
     EXPECT_NE(error_of({{"sparsity", 0.5}, {"method", "random"}}).find("magnitude"), std::string::npos);
     // Quantization settings without bits would be ignored silently.

@@ -39,7 +39,9 @@ TEST(StructuredMlp, KeptCountIsAMultipleOf32) {
             EXPECT_LE(kept, inter);
             // Within half a step of 32 of the exact target (or clamped).
             const double target = static_cast<double>(inter) * (1 - f);
-            if (kept > 32 && kept < inter - inter % 32) EXPECT_LE(std::abs(kept - target), 16.0) << inter << " " << f;
+            if (kept > 32 && kept < inter - inter % 32) {
+                EXPECT_LE(std::abs(kept - target), 16.0) << inter << " " << f;
+            }
         }
     }
     EXPECT_EQ(kept_mlp_channels(768, 0.25), 576);
