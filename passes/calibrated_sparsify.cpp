@@ -88,7 +88,7 @@ public:
             solved = sparsegpt_prune(w, rows, cols, stats.hessian, target, job.gptq, solver_, name);
             if (!job.gptq) refit(name, w, rows, cols, stats.hessian, *solved);
         } else {
-            // Float pruning, the refit to its mask, then GPTQ keeping the mask.
+            // Float pruning, the refit to its mask (when asked), then GPTQ keeping the mask.
             SparseGptResult pruned;
             if (method_ == PruneMethod::SparseGPT) {
                 pruned = sparsegpt_prune(w, rows, cols, stats.hessian, target, std::nullopt, solver_, name);
@@ -102,11 +102,11 @@ public:
             }
             refit(name, w, rows, cols, stats.hessian, pruned);
             if (job.gptq) {
-                // With the kept weights at the optimum for the mask, the
-                // gradient of the pruning error vanishes on every kept
-                // position, so GPTQ's error on them adds to it with no cross
-                // term: quantizing the refit weights loses nothing by not
-                // seeing the original ones.
+                // GPTQ keeping the mask. After a refit the kept weights are
+                // at the optimum for the mask, so the pruning error's
+                // gradient vanishes on every kept position and GPTQ's error
+                // adds to it with no cross term: quantizing the refit weights
+                // loses nothing by not seeing the original ones.
                 solved = sparsegpt_prune(pruned.weights.data(), rows, cols, stats.hessian, target, job.gptq,
                                          solver_, name, &pruned.mask);
                 if (refit_ > 0 && !pruned.fell_back) {
