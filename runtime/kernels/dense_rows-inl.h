@@ -102,6 +102,18 @@ HWY_NOINLINE void DenseRowsByDot(const DenseCall& c, int64_t r0, int64_t r1, con
             }
         }
     }
+    if constexpr (kSym && kBits == 4) {
+        if (x.quad_bytes) {
+            // Byte-split activations only (no pair order): the tile's leftover rows one at a time.
+            for (; r < r1; ++r) {
+                const DenseRow<kBits, true> row(c.w, r, s.row_scales, pad);
+                float* combined_one[1] = {combined};
+                PrefetchRowAhead(c.w, r);
+                RowsDotWideSym<kBits, 1>(c.w, &row, x, combined_one, c.y + r);
+            }
+            return;
+        }
+    }
     for (; r < r1; ++r) {
         const DenseRow<kBits, kSym> row(c.w, r, s.row_scales, pad);
         if (!kSym && c.mode == ActivationMode::Q8) {

@@ -67,6 +67,30 @@ void permute_to_pair_order(const From* x, int64_t cols, To* out) {
                 for (int j = 0; j < 16; ++j) out[i + 32 * h + 16 * k + j] = static_cast<To>(x[i + 32 * k + 2 * j + h]);
 }
 
+// Byte-split quad order, for the wide int4 rows of 32-column symmetric
+// groups (wide_rows-inl.h): per 128 columns (blocks A-D, whole), 256 bytes:
+// the high bytes (x >> 8, signed) of the even columns, of the odd columns,
+// then the low bytes (x & 255, unsigned) of the even and of the odd columns,
+// 64 each, byte j of a run standing for column 32 * (j / 16) + 2 * (j % 16)
+// (+ 1 for odd). A row's 64 code bytes line up with them as they are stored
+// (byte j holds those two columns), so byte dot products (vpdpbusd) sum
+// code * x exactly as 256 * (code * high) + code * low, and int32 lane k
+// belongs to block k / 4. cols is a multiple of 128.
+inline constexpr int64_t kQuadColumns = 128;
+inline void split_to_quad_bytes(const int16_t* x, int64_t cols, uint8_t* out) {
+    for (int64_t i = 0; i < cols; i += kQuadColumns) {
+        uint8_t* o = out + 2 * i;
+        for (int j = 0; j < 64; ++j) {
+            const int64_t even = i + 32 * (j / 16) + 2 * (j % 16);
+            for (int odd = 0; odd < 2; ++odd) {
+                const auto v = static_cast<uint16_t>(x[even + odd]);
+                o[64 * odd + j] = static_cast<uint8_t>(v >> 8);
+                o[128 + 64 * odd + j] = static_cast<uint8_t>(v & 0xFF);
+            }
+        }
+    }
+}
+
 // One weight matrix as the kernels read it, with its derived sizes.
 struct DenseWeights {
     PackedView view;
@@ -105,6 +129,9 @@ struct PreparedActivations {
     // One token for the wide integer rows (wide_rows-inl.h); int4 levels
     // then come in pair order.
     bool wide = false;
+    // Wide int4 rows of 32-column symmetric groups, cols a multiple of 128:
+    // the same levels split into bytes in quad order (split_to_quad_bytes).
+    const uint8_t* quad_bytes = nullptr;
 };
 
 // Integer activations for the integer-dot prefill (int8_dot_tiles-inl.h),

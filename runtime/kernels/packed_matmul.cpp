@@ -80,6 +80,7 @@ void quantize_token(const float* x, int64_t cols, int64_t block, int16_t* q, flo
 struct ActivationBuffers {
     std::vector<float> xf;
     std::vector<int16_t> xq;
+    std::vector<uint8_t> quad_bytes;
     std::vector<float> block_scales;
     std::vector<float> group_sums;
     std::vector<uint8_t> dot_q;
@@ -154,10 +155,17 @@ struct ActivationBuffers {
         const int64_t acts_per_group = w.view.scheme.group == 0 ? act_blocks : w.group_span / act;
         view.wide = tokens == 1 && HWY_DYNAMIC_DISPATCH(UsesWideRows)(w, act);
         const bool pair_order = view.wide && w.view.scheme.bits == 4;
+        // Symmetric int4 g32 rows of whole 128-column quads take byte-split
+        // levels instead (every row of them: wide_rows-inl.h).
+        const bool quad_order = pair_order && sizeof(T) == 2 && w.view.scheme.symmetric && w.group_span == kBlock &&
+                                act == kBlock && cols % kQuadColumns == 0;
+        if (quad_order) quad_bytes.resize(static_cast<size_t>(2 * cols));
         for (int64_t t = 0; t < tokens; ++t) {
             const float* dx = block_scales.data() + t * act_blocks;
             quantize_token(x + t * cols, cols, act, q.data(), block_scales.data() + t * act_blocks);
-            if (pair_order) {
+            if (quad_order) {
+                if constexpr (sizeof(T) == 2) split_to_quad_bytes(q.data(), cols, quad_bytes.data());
+            } else if (pair_order) {
                 permute_to_pair_order(q.data(), cols, xq.data() + t * stride);
             } else {
                 permute_to_block_order(q.data(), cols, order_bits, xq.data() + t * stride);
@@ -173,7 +181,8 @@ struct ActivationBuffers {
                 group_sums[t * w.groups_per_row + g] = sum;
             }
         }
-        view.xq = xq.data();
+        view.quad_bytes = quad_order ? quad_bytes.data() : nullptr;
+        view.xq = quad_order ? nullptr : xq.data();
         view.block_scales = block_scales.data();
         view.group_sums = group_sums.data();
         kernel_mode = ActivationMode::Q8;  // the integer row drivers take int8 and int16 levels alike

@@ -19,7 +19,18 @@
 // Sums are exact integers per activation block (segment s), then
 //     y = sum_s (d_g(s) * dx_s) * I_s  -  zero part
 // as in q8_rows-inl.h; for 32-column groups the two blocks of a pair take
-// their two scales from one lane permutation. Compiled once per SIMD target.
+// their two scales from one lane permutation.
+//
+// Symmetric int4 rows of 32-column groups (the most common decode layout,
+// and the one where the float step per group costs most) go four blocks at
+// a time instead: 64 code bytes are taken as they are stored, their low and
+// high nibbles (even and odd columns) meet the activation levels split into
+// a signed high and an unsigned low byte in byte dot products (vpdpbusd:
+// code . high on one side, low . code on the other, since the instruction
+// multiplies unsigned by signed bytes), 256 * high + low is the exact int16
+// product sum, and int32 lane k belongs to block k / 4, so one float step
+// covers four groups (split_to_quad_bytes in kernel_args.h). Compiled once
+// per SIMD target.
 
 #if defined(SPARQ_RUNTIME_KERNELS_WIDE_ROWS_INL_H_) == defined(HWY_TARGET_TOGGLE)
 #ifdef SPARQ_RUNTIME_KERNELS_WIDE_ROWS_INL_H_
@@ -53,6 +64,37 @@ HWY_INLINE hn::Vec<DW32> PairwiseMulAdd(hn::Vec<DW32> acc, hn::Vec<DW16> a, hn::
 #else
     return hn::Add(acc, hn::Vec<DW32>{_mm512_madd_epi16(a.raw, b.raw)});
 #endif
+}
+
+// acc += byte products of u (unsigned) and v (signed) into int32 lanes, in
+// order (lane k takes bytes 4k..4k+3); exact, no saturation.
+HWY_INLINE hn::Vec<DW32> ByteMulAdd(hn::Vec<DW32> acc, hn::Vec<DW32> u, hn::Vec<DW32> v) {
+#if HWY_TARGET == HWY_AVX3_DL
+    __m512i raw = acc.raw;
+    asm("vpdpbusd %2, %1, %0" : "+v"(raw) : "v"(u.raw), "v"(v.raw));
+    return hn::Vec<DW32>{raw};
+#else
+    // Pairs of u8 x s8 products fit int16 here (codes <= 15: at most 2 * 15 * 255).
+    const __m512i pairs = _mm512_maddubs_epi16(u.raw, v.raw);
+    return hn::Add(acc, hn::Vec<DW32>{_mm512_madd_epi16(pairs, _mm512_set1_epi16(1))});
+#endif
+}
+
+// Integer sums of one int4 quad of blocks (64 code bytes at c, 256
+// activation bytes in quad order at xb, kernel_args.h): lane k block k / 4.
+HWY_INLINE hn::Vec<DW32> Int4QuadSums(const uint8_t* HWY_RESTRICT c, const hn::Vec<DW32> high_even,
+                                      const hn::Vec<DW32> high_odd, const hn::Vec<DW32> low_even,
+                                      const hn::Vec<DW32> low_odd) {
+    const DW32 d32;
+    const hn::Repartition<uint8_t, DW32> d8;
+    const auto v = hn::BitCast(d32, hn::LoadU(d8, c));
+    const auto nibble = hn::Set(d32, 0x0F0F0F0F);
+    const auto even = hn::And(v, nibble), odd = hn::And(hn::ShiftRight<4>(v), nibble);
+    auto high = ByteMulAdd(hn::Zero(d32), even, high_even);
+    high = ByteMulAdd(high, odd, high_odd);
+    // 256 * (code . high) + code . low, the low products added onto the shifted high ones.
+    auto sums = ByteMulAdd(hn::ShiftLeft<8>(high), low_even, even);
+    return ByteMulAdd(sums, low_odd, odd);
 }
 
 // Integer sums of one int4 pair of blocks (32 packed bytes at c, 64
@@ -204,7 +246,26 @@ HWY_INLINE void RowsDotWideSym(const DenseWeights& w, const DenseRow<kBits, true
 #pragma GCC unroll 4
     for (int i = 0; i < kRows; ++i) acc[i] = hn::Zero(df);
     constexpr int64_t kCodeBytes = kBits == 4 ? 16 : 32;  // per block
-    if (kBits == 4 && blocks_per_segment == 1) {
+    if (kBits == 4 && blocks_per_segment == 1 && x.quad_bytes) {
+        // 128 columns per step: one float step per four groups.
+        alignas(64) static constexpr int32_t kQuarters[16] = {0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3};
+        const auto quarters = hn::SetTableIndices(df, kQuarters);
+        const hn::Repartition<uint8_t, DW32> d8;
+        for (int64_t s = 0; s < segments; s += 4) {
+            const uint8_t* HWY_RESTRICT xb = x.quad_bytes + s * 64;
+            const auto high_even = hn::BitCast(d32, hn::LoadU(d8, xb));
+            const auto high_odd = hn::BitCast(d32, hn::LoadU(d8, xb + 64));
+            const auto low_even = hn::BitCast(d32, hn::LoadU(d8, xb + 128));
+            const auto low_odd = hn::BitCast(d32, hn::LoadU(d8, xb + 192));
+#pragma GCC unroll 4
+            for (int i = 0; i < kRows; ++i) {
+                const auto sums =
+                    Int4QuadSums(rows[i].blocks.low + s * kCodeBytes, high_even, high_odd, low_even, low_odd);
+                acc[i] = hn::MulAdd(hn::ConvertTo(df, sums),
+                                    hn::TableLookupLanes(hn::LoadU(df, combined[i] + s), quarters), acc[i]);
+            }
+        }
+    } else if (kBits == 4 && blocks_per_segment == 1) {
         alignas(64) static constexpr int32_t kHalves[16] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1};
         const auto halves = hn::SetTableIndices(df, kHalves);
         for (int64_t s = 0; s < segments; s += 2) {

@@ -16,6 +16,7 @@
 #include "core/parallel.h"
 #include "kernel_test_util.h"
 #include "quant/reference_codec.h"
+#include "runtime/kernels/kernel_args.h"
 
 namespace sparq::testing {
 namespace {
@@ -46,9 +47,36 @@ TEST_P(PackedKernels, RandomMatricesMatchTwin) {
 }
 
 // One token on regular shapes takes the wide integer rows on AVX-512
-// (int4 in pair order, 32-column groups two per vector, groups of 256+ and
-// per-channel rows over several activation blocks): every group size, both
-// symmetries, with a zero group, a zero row and an outlier activation.
+// (int4 in pair order, 32-column groups two per vector; symmetric int4 g32
+// rows of a multiple of 128 columns four groups per vector from byte-split
+// activations, with the leftover rows of a 4-row tile in pair order; groups
+// of 256+ and per-channel rows over several activation blocks): every group
+// size, both symmetries, with a zero group, a zero row and an outlier
+// activation.
+// The byte split of the int4 g32 decode rows keeps every level: high byte
+// (signed) x 256 + low byte (unsigned), at the columns the layout names.
+TEST(QuadBytes, SplitKeepsEveryLevelAtItsColumn) {
+    const int64_t cols = 256;
+    std::vector<int16_t> x(static_cast<size_t>(cols));
+    for (int64_t c = 0; c < cols; ++c) x[c] = static_cast<int16_t>((c * 2654435761u) % 65535 - 32767);
+    x[5] = 32767;
+    x[6] = -32767;
+    x[7] = 0;
+    x[8] = -1;
+    std::vector<uint8_t> bytes(static_cast<size_t>(2 * cols));
+    kernels::split_to_quad_bytes(x.data(), cols, bytes.data());
+    for (int64_t i = 0; i < cols; i += kernels::kQuadColumns) {
+        for (int j = 0; j < 64; ++j) {
+            for (int odd = 0; odd < 2; ++odd) {
+                const int64_t c = i + 32 * (j / 16) + 2 * (j % 16) + odd;
+                const int high = static_cast<int8_t>(bytes[2 * i + 64 * odd + j]);
+                const int low = bytes[2 * i + 128 + 64 * odd + j];
+                ASSERT_EQ(high * 256 + low, x[c]) << "column " << c;
+            }
+        }
+    }
+}
+
 TEST_P(PackedKernels, WideDecodeRowsMatchTwin) {
     int64_t compared = 0;
     for (const QuantScheme& s : all_schemes({0, 32, 64, 128, 256, 512})) {
