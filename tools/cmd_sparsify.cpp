@@ -6,11 +6,13 @@
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
+#include <optional>
 
 #include "core/error.h"
 #include "core/memory.h"
 #include "passes/sparsify_model.h"
 #include "tools/command.h"
+#include "tools/owl_search.h"
 
 namespace sparq::cli {
 
@@ -27,6 +29,7 @@ struct SparsifyArgs {
     bool sym = false;
     bool dry_run = false;
     bool no_reconstruct = false;
+    bool owl_search = false;
     CLI::App* command = nullptr;
 };
 
@@ -107,6 +110,16 @@ int run_sparsify(SparsifyArgs& args) {
     }
     if (args.dry_run) return print_dry_run(args, model);
     if (args.output.empty()) fail_in({"", "", "-o"}, "an output file is required");
+    std::optional<OwlSearchResult> owl_search;
+    if (args.owl_search) {
+        for (const char* flag : {"--owl-m", "--owl-lambda"}) {
+            if (args.command->count(flag) > 0) fail_in({"", "", flag}, "is chosen by --owl-search; give one or the other");
+        }
+        owl_search = search_owl_hyperparameters(model, args.options, args.tokenizer, args.output + ".owl-candidate",
+                                                [&](const std::string& s) { log_line(args.common, s); });
+        args.options.owl_m = owl_search->best.m;
+        args.options.owl_lambda = owl_search->best.lambda;
+    }
     const SparsifyResult r =
         sparsify_model(model, args.options, [&](const std::string& s) { log_line(args.common, s); });
     nlohmann::json tensors = nlohmann::json::array();
@@ -156,6 +169,13 @@ int run_sparsify(SparsifyArgs& args) {
     if (!r.outlier_ratios.empty()) {
         sparsity["owl"] = {{"m", args.options.owl_m}, {"lambda", args.options.owl_lambda},
                            {"outlier_ratios", r.outlier_ratios}};
+        if (owl_search) {
+            nlohmann::json candidates = nlohmann::json::array();
+            for (const OwlCandidate& c : owl_search->candidates) {
+                candidates.push_back({{"m", c.m}, {"lambda", c.lambda}, {"calibration_ppl", c.calibration_ppl}});
+            }
+            sparsity["owl"]["search"] = candidates;
+        }
     }
     nlohmann::json metadata = {{"command", invocation()},
                                {"source", {{"path", model.path}, {"format", model.format}}},
@@ -192,6 +212,7 @@ int run_sparsify(SparsifyArgs& args) {
     if (r.structured) j["structured"] = metadata["structured"];
     if (!r.layer_sparsity.empty()) j["layer_sparsity"] = r.layer_sparsity;
     if (!r.outlier_ratios.empty()) j["outlier_ratios"] = r.outlier_ratios;
+    if (!r.outlier_ratios.empty()) j["owl"] = sparsity["owl"];
     if (args.common.json) {
         print_json(j);
     } else {
@@ -220,6 +241,9 @@ void register_sparsify(CLI::App& app) {
                     "uniform (default) or owl (blocks with more activation outliers keep more; needs --calib)");
     cmd->add_option("--owl-m", args.options.owl_m, "OWL outlier multiple M (default 5, the paper's)");
     cmd->add_option("--owl-lambda", args.options.owl_lambda, "OWL sparsity spread lambda (default 0.08, the paper's)");
+    cmd->add_flag("--owl-search", args.owl_search,
+                  "Choose OWL's M and lambda on the calibration text (a 4 x 3 grid, each candidate pruned and scored by "
+                  "perplexity on calibration windows; 12 pruning runs)");
     cmd->add_option("--calib", args.options.calib, "Calibration text, or JSON lines with a \"text\" field (.jsonl)");
     cmd->add_option("--calib-samples", args.options.calib_samples, "Calibration samples (default 128)");
     cmd->add_option("--calib-len", args.options.calib_len, "Tokens per calibration sample (default 512)");
