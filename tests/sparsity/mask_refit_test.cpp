@@ -13,38 +13,13 @@
 #include "sparsity/mask_refit.h"
 #include "sparsity/mask_selection.h"
 #include "sparsity/sparsegpt.h"
+#include "random_layer.h"
 
 namespace sparq {
 namespace {
 
-struct Layer {
-    int64_t rows = 0, cols = 0;
-    std::vector<float> w;
-    std::vector<double> h;
-};
-
-Layer random_layer(int64_t rows, int64_t cols, uint32_t seed) {
-    std::mt19937 rng(seed);
-    std::normal_distribution<double> normal(0.0, 1.0);
-    Layer l;
-    l.rows = rows;
-    l.cols = cols;
-    l.w.resize(static_cast<size_t>(rows * cols));
-    for (float& v : l.w) v = static_cast<float>(normal(rng));
-    const int64_t tokens = 3 * cols;
-    std::vector<double> x(static_cast<size_t>(tokens * cols));
-    for (int64_t t = 0; t < tokens; ++t) {
-        const double shared = normal(rng);
-        for (int64_t c = 0; c < cols; ++c) x[t * cols + c] = (0.5 + (c % 7)) * (normal(rng) + 0.8 * shared);
-    }
-    l.h.assign(static_cast<size_t>(cols * cols), 0.0);
-    for (int64_t t = 0; t < tokens; ++t) {
-        for (int64_t i = 0; i < cols; ++i) {
-            for (int64_t j = 0; j < cols; ++j) l.h[i * cols + j] += x[t * cols + i] * x[t * cols + j] / tokens;
-        }
-    }
-    return l;
-}
+using testing::Layer;
+using testing::random_layer;
 
 PruneMask magnitude_mask(const Layer& l, const SparsityTarget& target) {
     std::vector<float> scores(l.w);
