@@ -1,5 +1,6 @@
 // Deterministic random inputs shared by tests that need plain normal values
-// (the runtime kernel tests have their own shapes in kernel_test_util.h).
+// (the runtime kernel tests build their shaped weights on them in
+// kernel_test_util.h).
 #pragma once
 
 #include <cstddef>

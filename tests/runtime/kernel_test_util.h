@@ -17,6 +17,7 @@
 #include "core/tensor.h"
 #include "quant/layout.h"
 #include "quant/quantize_tensor.h"
+#include "random_values.h"
 #include "runtime/kernels/packed_matmul.h"
 
 namespace sparq::testing {
@@ -50,17 +51,9 @@ inline std::string target_param_name(const ::testing::TestParamInfo<int64_t>& in
     INSTANTIATE_TEST_SUITE_P(Targets, suite, ::testing::ValuesIn(::sparq::testing::kernel_targets()), \
                              ::sparq::testing::target_param_name)
 
-inline std::vector<float> random_normal(size_t n, uint32_t seed, float sigma = 1.0f) {
-    std::mt19937 gen(seed);
-    std::normal_distribution<float> dist(0.0f, sigma);
-    std::vector<float> v(n);
-    for (auto& x : v) x = dist(gen);
-    return v;
-}
-
 // Weights whose magnitude varies by row and column (as real layers do).
 inline std::vector<float> random_weights(int64_t rows, int64_t cols, uint32_t seed) {
-    auto w = random_normal(static_cast<size_t>(rows * cols), seed);
+    auto w = normal_values(static_cast<size_t>(rows * cols), seed);
     for (int64_t r = 0; r < rows; ++r)
         for (int64_t c = 0; c < cols; ++c) w[r * cols + c] *= 0.02f * (1.0f + (r % 7)) * (1.0f + (c % 5) * 0.5f);
     return w;

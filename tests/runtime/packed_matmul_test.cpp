@@ -33,7 +33,7 @@ TEST_P(PackedKernels, RandomMatricesMatchTwin) {
                 for (ActivationMode mode : {ActivationMode::F32, ActivationMode::Q8, ActivationMode::Q16}) {
                     for (int64_t tokens : {1, 2, 7}) {
                         if (tokens == 7 && rows * cols > 40000) continue;  // keeps the twin quick
-                        const auto x = random_normal(static_cast<size_t>(tokens * cols), 11 + tokens + cols);
+                        const auto x = normal_values(static_cast<size_t>(tokens * cols), 11 + tokens + cols);
                         std::ostringstream what;
                         what << s.name() << " [" << rows << ", " << cols << "] tokens " << tokens;
                         compared += compare_with_twin(w.view(), x, tokens, mode, what.str());
@@ -87,7 +87,7 @@ TEST_P(PackedKernels, WideDecodeRowsMatchTwin) {
             for (int64_t c = 0; c < cols; ++c) values[2 * cols + c] = 0.0f;  // row 2
             for (int64_t c = 32; c < 64; ++c) values[3 * cols + c] = 0.0f;   // a zero block in row 3
             const PackedTensor w = quantize(values, rows, cols, s);
-            auto x = random_normal(static_cast<size_t>(cols), 41 + static_cast<uint32_t>(cols));
+            auto x = normal_values(static_cast<size_t>(cols), 41 + static_cast<uint32_t>(cols));
             x[static_cast<size_t>(cols / 3)] = 250.0f;  // an outlier takes one block's scale
             for (ActivationMode mode : {ActivationMode::Q8, ActivationMode::Q16}) {
                 compared += compare_with_twin(w.view(), x, 1, mode, s.name() + " cols " + std::to_string(cols));
@@ -104,7 +104,7 @@ TEST_P(PackedKernels, SmallGroupsMatchTwin) {
             const PackedTensor& w = cached_matrix(s, 5, cols);
             for (ActivationMode mode : {ActivationMode::F32, ActivationMode::Q8, ActivationMode::Q16}) {
                 for (int64_t tokens : {1, 4}) {
-                    const auto x = random_normal(static_cast<size_t>(tokens * cols), 5 + cols);
+                    const auto x = normal_values(static_cast<size_t>(tokens * cols), 5 + cols);
                     compare_with_twin(w.view(), x, tokens, mode, s.name() + " cols " + std::to_string(cols));
                     if (HasFailure()) return;
                 }
@@ -120,7 +120,7 @@ TEST_P(PackedKernels, ZeroGroupsAndZeroRows) {
     for (int64_t c = 0; c < cols; ++c) values[4 * cols + c] = 0.0f;                  // row 4
     for (int64_t r = 0; r < rows; ++r)
         for (int64_t c = 64; c < 128; ++c) values[r * cols + c] = 0.0f;              // columns 64..127
-    const auto x = random_normal(static_cast<size_t>(3 * cols), 4);
+    const auto x = normal_values(static_cast<size_t>(3 * cols), 4);
     for (const QuantScheme& s : all_schemes({0, 32, 64})) {
         const PackedTensor w = quantize(values, rows, cols, s);
         for (ActivationMode mode : {ActivationMode::F32, ActivationMode::Q8, ActivationMode::Q16}) {
@@ -162,7 +162,7 @@ TEST_P(PackedKernels, ExtremeScales) {
                 pack_zero_row(s, zeros.data(), static_cast<int64_t>(zeros.size()), w.zeros.data() + r * zero_row_bytes(s, cols));
             }
             check_packed_contents(w.view(), "extreme");
-            const auto x = random_normal(static_cast<size_t>(2 * cols), 21);
+            const auto x = normal_values(static_cast<size_t>(2 * cols), 21);
             for (ActivationMode mode : {ActivationMode::F32, ActivationMode::Q8, ActivationMode::Q16}) {
                 compare_with_twin(w.view(), x, 1, mode, s.name() + " extreme scales");
                 compare_with_twin(w.view(), x, 2, mode, s.name() + " extreme scales");
@@ -179,7 +179,7 @@ TEST_P(PackedKernels, NonFiniteActivationsPropagate) {
     for (const QuantScheme& s : all_schemes({0, 32})) {
         const PackedTensor& w = cached_matrix(s, rows, cols);
         for (float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
-            auto x = random_normal(static_cast<size_t>(3 * cols), 8);
+            auto x = normal_values(static_cast<size_t>(3 * cols), 8);
             x[0 * cols + 5] = bad;     // token 0, first block
             x[2 * cols + 170] = -bad;  // token 2, the short last block
             for (ActivationMode mode : {ActivationMode::F32, ActivationMode::Q8, ActivationMode::Q16}) {
@@ -195,7 +195,7 @@ TEST_P(PackedKernels, NonFiniteActivationsPropagate) {
                 }
             }
         }
-        auto x = random_normal(static_cast<size_t>(cols), 2, 1e-39f);  // subnormal activations
+        auto x = normal_values(static_cast<size_t>(cols), 2, 1e-39f);  // subnormal activations
         for (int64_t c = 0; c < 32; ++c) x[c] = 1e30f;
         for (ActivationMode mode : {ActivationMode::F32, ActivationMode::Q8, ActivationMode::Q16})
             compare_with_twin(w.view(), x, 1, mode, s.name() + " huge and subnormal x");
@@ -209,7 +209,7 @@ TEST_P(PackedKernels, BitIdenticalForAnyThreadCount) {
         const PackedTensor w = quantize(random_weights(rows, cols, 5), rows, cols, s);
         for (ActivationMode mode : {ActivationMode::F32, ActivationMode::Q8, ActivationMode::Q16}) {
             for (int64_t tokens : {1, 9}) {
-                const auto x = random_normal(static_cast<size_t>(tokens * cols), 77);
+                const auto x = normal_values(static_cast<size_t>(tokens * cols), 77);
                 std::vector<float> one(static_cast<size_t>(tokens * rows)), two(one.size()), all(one.size());
                 {
                     ThreadLimit limit(1);
@@ -233,7 +233,7 @@ TEST_P(PackedKernels, SimdActivationQuantIsExact) {
     for (int64_t block : {32, 64, 256}) {
         for (int64_t cols : {1, 7, 32, 33, 172, 2048}) {
             for (float sigma : {1.0f, 1e-3f, 1e-40f, 3e4f}) {
-                auto x = random_normal(static_cast<size_t>(cols), static_cast<uint32_t>(cols + block), sigma);
+                auto x = normal_values(static_cast<size_t>(cols), static_cast<uint32_t>(cols + block), sigma);
                 if (cols >= 1024) {
                     for (int i = 0; i < 32; ++i) x[i] = static_cast<float>(i - 16) + 0.5f;  // ties when scaled by 1
                     x[0] = 127.0f;

@@ -38,7 +38,7 @@ TEST_P(Prefill, RandomMatricesMatchTwin) {
         for (auto [rows, cols] : {std::pair<int64_t, int64_t>{5, 40}, {9, 172}, {6, 288}, {3, 1100}}) {
             const PackedTensor& w = cached_matrix(s, rows, cols);
             for (int64_t tokens : {8, 16, 17, 33, 50}) {
-                const auto x = random_normal(static_cast<size_t>(tokens * cols), 3 + tokens + cols);
+                const auto x = normal_values(static_cast<size_t>(tokens * cols), 3 + tokens + cols);
                 std::ostringstream what;
                 what << s.name() << " [" << rows << ", " << cols << "] tokens " << tokens;
                 for (ActivationMode mode : {ActivationMode::Q8, ActivationMode::Q16, ActivationMode::F32})
@@ -58,7 +58,7 @@ TEST_P(Prefill, ZeroRowsGroupsAndActivationBlocks) {
     for (int64_t c = 0; c < cols; ++c) values[2 * cols + c] = 0.0f;
     for (int64_t r = 0; r < rows; ++r)
         for (int64_t c = 128; c < 256; ++c) values[r * cols + c] = 0.0f;
-    auto x = random_normal(static_cast<size_t>(tokens * cols), 13);
+    auto x = normal_values(static_cast<size_t>(tokens * cols), 13);
     for (int64_t c = 0; c < cols; ++c) x[5 * cols + c] = 0.0f;  // token 5: all zero
     for (int64_t c = 0; c < 64; ++c) x[9 * cols + c] = 0.0f;    // token 9: zero first blocks
     for (const QuantScheme& s : all_schemes({0, 32, 128})) {
@@ -98,7 +98,7 @@ TEST_P(Prefill, ExtremeCodesAndScales) {
             pack_zero_row(s, zeros.data(), static_cast<int64_t>(zeros.size()),
                           w.zeros.data() + r * zero_row_bytes(s, cols));
         }
-        auto x = random_normal(static_cast<size_t>(tokens * cols), 32, 100.0f);
+        auto x = normal_values(static_cast<size_t>(tokens * cols), 32, 100.0f);
         for (int64_t c = 0; c < cols; c += 3) x[c] = 1e4f;  // blocks whose levels hit the ends
         for (ActivationMode mode : kIntegerModes) compare_with_twin(w.view(), x, tokens, mode, s.name() + " extreme");
         if (HasFailure()) return;
@@ -109,7 +109,7 @@ TEST_P(Prefill, NonFiniteActivationsStayInTheirToken) {
     const int64_t rows = 5, cols = 172, tokens = 19;
     for (const QuantScheme& s : all_schemes({0, 32})) {
         const PackedTensor& w = cached_matrix(s, rows, cols);
-        auto x = random_normal(static_cast<size_t>(tokens * cols), 8);
+        auto x = normal_values(static_cast<size_t>(tokens * cols), 8);
         x[3 * cols + 7] = std::numeric_limits<float>::quiet_NaN();
         x[17 * cols + 170] = -std::numeric_limits<float>::infinity();  // the short last block
         for (ActivationMode mode : kIntegerModes) {
@@ -131,7 +131,7 @@ TEST_P(Prefill, OutputsIndependentOfBatchAndThreads) {
     for (const QuantScheme& s : {QuantScheme{4, 32, true}, QuantScheme{8, 0, true}, QuantScheme{4, 128, false},
                                  QuantScheme{8, 64, false}, QuantScheme{3, 128, true}}) {
         const PackedTensor w = quantize(random_weights(rows, cols, 6), rows, cols, s);
-        const auto x = random_normal(static_cast<size_t>(tokens * cols), 66);
+        const auto x = normal_values(static_cast<size_t>(tokens * cols), 66);
         for (ActivationMode mode : kIntegerModes) {
             std::vector<float> one(static_cast<size_t>(tokens * rows)), two(one.size());
             {

@@ -62,7 +62,7 @@ std::vector<QuantScheme> sparse_schemes(std::initializer_list<int64_t> groups) {
 template <class View, class Fast, class Twin>
 void expect_matches(const View& w, const PackedTensor& dense, int64_t tokens, uint32_t seed, Fast fast_fn,
                     Twin twin_fn, const std::string& what) {
-    const auto x = random_normal(static_cast<size_t>(tokens * w.cols), seed);
+    const auto x = normal_values(static_cast<size_t>(tokens * w.cols), seed);
     const int64_t stride = w.rows + 2;
     std::vector<float> fast(static_cast<size_t>(tokens * stride), -3.0f), twin(fast.size(), -3.0f),
         dense_y(fast.size(), -3.0f);
@@ -207,7 +207,7 @@ TEST_P(SparseKernels, EdgeInputs) {
         const BitmaskSparseTensor bm = pack_bitmask_sparse(dense.view());
         expect_matches(nm.view(), dense, 2, 3, nm_fast, nm_sparse_matmul_scalar, s.name() + " nm extreme");
         expect_matches(bm.view(), dense, 2, 3, bm_fast, bitmask_sparse_matmul_scalar, s.name() + " bitmask extreme");
-        auto x = random_normal(static_cast<size_t>(2 * cols), 12);
+        auto x = normal_values(static_cast<size_t>(2 * cols), 12);
         x[7] = std::numeric_limits<float>::quiet_NaN();
         x[cols + 100] = std::numeric_limits<float>::infinity();
         std::vector<float> fast(static_cast<size_t>(2 * rows)), twin(fast.size());
@@ -227,7 +227,7 @@ TEST_P(SparseKernels, BitIdenticalForAnyThreadCount) {
         const PackedTensor dense = quantize(nm_pruned(rows, cols, 2, 4, 8), rows, cols, s);
         const NmSparseTensor nm = pack_nm_sparse(dense.view(), 2, 4);
         const BitmaskSparseTensor bm = pack_bitmask_sparse(dense.view());
-        const auto x = random_normal(static_cast<size_t>(5 * cols), 13);
+        const auto x = normal_values(static_cast<size_t>(5 * cols), 13);
         std::vector<float> a(static_cast<size_t>(5 * rows)), b(a.size()), c(a.size()), d(a.size());
         {
             ThreadLimit one(1);
@@ -313,7 +313,7 @@ TEST_P(SparseKernels, Q16MatchesTwin) {
                     if (s.group > cols && s.group != 0) continue;
                     std::ostringstream what;
                     what << s.name() << " [" << rows << ", " << cols << "] tokens " << tokens;
-                    const auto x = random_normal(static_cast<size_t>(tokens * cols), static_cast<uint32_t>(60 + tokens));
+                    const auto x = normal_values(static_cast<size_t>(tokens * cols), static_cast<uint32_t>(60 + tokens));
                     const PackedTensor nm_dense =
                         quantize(nm_pruned(rows, cols, 2, 4, static_cast<uint32_t>(rows + cols)), rows, cols, s);
                     const NmSparseTensor nm = pack_nm_sparse(nm_dense.view(), 2, 4);
@@ -351,7 +351,7 @@ TEST_P(SparseKernels, Q16EdgeInputs) {
         for (int64_t c = 0; c < cols; ++c) u[6 * cols + c] = 0.5f + 0.001f * static_cast<float>(c);  // all kept
         const NmSparseTensor nm = pack_nm_sparse(quantize(w, rows, cols, s).view(), 2, 4);
         const BitmaskSparseTensor bm = pack_bitmask_sparse(quantize(u, rows, cols, s).view());
-        auto x = random_normal(static_cast<size_t>(2 * cols), 17);
+        auto x = normal_values(static_cast<size_t>(2 * cols), 17);
         for (int64_t c = 64; c < 128; ++c) x[c] = 0.0f;  // zero activation blocks
         x[300] = 1e6f;                                  // outlier activation
         expect_q16_matches(nm.view(), x, 2, nm_sparse_matmul_q16, nm_sparse_matmul_q16_scalar, nm_sparse_matmul_scalar,
@@ -377,7 +377,7 @@ TEST_P(SparseKernels, Q16BitIdenticalForAnyThreadCount) {
         const PackedTensor dense = quantize(nm_pruned(rows, cols, 2, 4, 9), rows, cols, s);
         const NmSparseTensor nm = pack_nm_sparse(dense.view(), 2, 4);
         const BitmaskSparseTensor bm = pack_bitmask_sparse(dense.view());
-        const auto x = random_normal(static_cast<size_t>(5 * cols), 14);
+        const auto x = normal_values(static_cast<size_t>(5 * cols), 14);
         std::vector<float> a(static_cast<size_t>(5 * rows)), b(a.size()), c(a.size()), d(a.size());
         {
             ThreadLimit one(1);
