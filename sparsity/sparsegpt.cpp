@@ -74,6 +74,17 @@ inline float round_to_grid(const QuantScheme& scheme, float w, GroupParams p) {
     return dequantize_value(code, scale, p.zero);
 }
 
+// Each input's weight in the clip search: H's diagonal (its mean squared
+// activation), 0 where it is not a usable number.
+std::vector<float> diagonal_importance(const std::vector<double>& hessian, int64_t cols) {
+    std::vector<float> importance(static_cast<size_t>(cols));
+    for (int64_t c = 0; c < cols; ++c) {
+        const double d = hessian[static_cast<size_t>(c * cols + c)];
+        importance[static_cast<size_t>(c)] = std::isfinite(d) && d > 0 ? static_cast<float>(d) : 0.0f;
+    }
+    return importance;
+}
+
 // The fallback when H cannot be factored: the mask from |w| alone, no update.
 PruneMask magnitude_mask(const float* weight, int64_t rows, int64_t cols, const SparsityTarget& target,
                          const std::string& tensor) {
@@ -117,11 +128,7 @@ SparseGptResult sparsegpt_prune(const float* weight, int64_t rows, int64_t cols,
     result.dead_columns = factor->dead_columns;
     const Eigen::Map<const RowMatrix> upper(factor->upper.data(), cols, cols);
 
-    std::vector<float> importance(static_cast<size_t>(cols));
-    for (int64_t c = 0; c < cols; ++c) {
-        const double d = hessian[static_cast<size_t>(c * cols + c)];
-        importance[static_cast<size_t>(c)] = std::isfinite(d) && d > 0 ? static_cast<float>(d) : 0.0f;
-    }
+    const std::vector<float> importance = diagonal_importance(hessian, cols);
     const bool nm = target.kind == SparsityTarget::Kind::NM;
     const int64_t span = quant ? quant->group_span(cols) : cols;
     const int64_t groups = quant ? groups_per_row(*quant, cols) : 1;
@@ -253,11 +260,10 @@ SparseGptResult quantize_masked_with_refit(const float* original, const float* s
     if (mask.rows != rows || mask.cols != cols) {
         fail_in({"", tensor, ""}, "the mask is [", mask.rows, ", ", mask.cols, "], the weight [", rows, ", ", cols, "]");
     }
-    std::vector<float> importance(static_cast<size_t>(cols));
-    for (int64_t c = 0; c < cols; ++c) {
-        const double d = hessian.at(static_cast<size_t>(c * cols + c));
-        importance[static_cast<size_t>(c)] = std::isfinite(d) && d > 0 ? static_cast<float>(d) : 0.0f;
+    if (hessian.size() != static_cast<size_t>(cols) * static_cast<size_t>(cols)) {
+        fail_in({"", tensor, ""}, "the Hessian has ", hessian.size(), " values, expected ", cols, " x ", cols);
     }
+    const std::vector<float> importance = diagonal_importance(hessian, cols);
     const int64_t span = quant.group_span(cols);
     std::vector<float> values(start, start + rows * cols);
     PruneMask free = mask;
