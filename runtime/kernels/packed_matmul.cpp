@@ -44,13 +44,10 @@ HWY_EXPORT(QuantizeActivationBlocks16);
 
 namespace {
 
-// Rows per parallel chunk: about 64 KiB of packed weights, a multiple of the
-// row tile. Depends only on the shape, never on the thread count.
-int64_t rows_per_chunk(const DenseWeights& w) {
+// Rows per parallel chunk: a multiple of the row tile (kernel_args.h).
+int64_t dense_rows_per_chunk(const DenseWeights& w, int64_t tokens) {
     const int64_t row_bytes = w.code_row_bytes + 2 * w.groups_per_row + w.zero_row_bytes;
-    const int64_t rows = std::clamp<int64_t>((int64_t{64} * 1024) / std::max<int64_t>(row_bytes, 1),
-                                             kMaxTileRows, 1024);
-    return (rows + kMaxTileRows - 1) / kMaxTileRows * kMaxTileRows;
+    return rows_per_chunk(w.view.rows, row_bytes, tokens, kMaxTileRows);
 }
 
 void check_call(const PackedView& w, const float* x, int64_t tokens, const float* y, int64_t y_stride) {
@@ -286,7 +283,7 @@ void packed_matmul(const PackedView& w, const float* x, int64_t tokens, float* y
     call.x = buffers.view;
     call.dot = buffers.dot;
     call.mode = buffers.kernel_mode;
-    const int64_t chunk = rows_per_chunk(call.w);
+    const int64_t chunk = dense_rows_per_chunk(call.w, tokens);
     const int64_t dot_bytes = call.dot.q ? IntDotScratch(call.x.stride, call.dot.act_blocks, chunk).total : 0;
     // Row scales, then the tile buffer from a 64-byte boundary.
     const int64_t tile_offset = (call.w.groups_per_row + 16 + 15) / 16 * 16;

@@ -51,8 +51,7 @@ void run_sparse(SparseCall& c, const float* x, int64_t tokens, float* y, int64_t
     c.x.xf = xf.data();
     c.y = y;
     c.y_stride = y_stride;
-    // About 64 KiB of weights per chunk, from the shape alone.
-    const int64_t grain = std::clamp<int64_t>((int64_t{64} * 1024) / std::max<int64_t>(row_bytes, 1), 4, 1024);
+    const int64_t grain = kernels::rows_per_chunk(c.rows, row_bytes, tokens, 4);
     const size_t floats = static_cast<size_t>(c.groups_per_row + 16 + c.x.stride);
     const size_t bytes = static_cast<size_t>(std::max(c.cols, c.x.stride) + 64);
     parallel_for(0, c.rows, grain, [&](int64_t r0, int64_t r1) {
@@ -82,7 +81,7 @@ void run_sparse_q16(SparseCall& c, const float* x, int64_t tokens, float* y, int
     c.y = y;
     c.y_stride = y_stride;
     const SparseQ16Activations a = prepare_sparse_q16(x, tokens, c.cols, q8_block_columns(c.quant));
-    const int64_t grain = std::clamp<int64_t>((int64_t{64} * 1024) / std::max<int64_t>(row_bytes, 1), 4, 1024);
+    const int64_t grain = kernels::rows_per_chunk(c.rows, row_bytes, tokens, kSparseQ16TileRows);
     const size_t floats = static_cast<size_t>(2 * kSparseQ16TileRows * (c.groups_per_row + 16));
     const size_t bytes = static_cast<size_t>(kSparseQ16TileRows * (c.cols + 64));
     parallel_for(0, c.rows, grain, [&](int64_t r0, int64_t r1) {

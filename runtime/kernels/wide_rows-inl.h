@@ -226,15 +226,17 @@ HWY_INLINE float RowDotWide(const DenseWeights& w, const DenseRow<kBits, kSym>& 
     return sums - ZeroPointPart<kBits, kSym>(w, row.scales, x.group_sums, zeros);
 }
 
-// kRows symmetric rows times one token (out[i] for rows[i]): the same sums
-// as RowDotWide, with the rows' steps interleaved so their chains overlap
-// and the activation loads are shared (decode is compute-bound for int4
-// g32, where every 64 columns end in a float step). combined[i]: room for
-// act_blocks + 16 floats per row.
+// kRows symmetric int4 rows times one token (out[i] for rows[i]): the same
+// sums as RowDotWide, with the rows' steps interleaved so their chains
+// overlap and the activation loads are shared (int4 decode is
+// compute-bound: every 64 or 128 columns end in a float step). int8 rows
+// do not come here: they are lighter per byte and stream faster one at a
+// time (dense_rows-inl.h). combined[i]: room for act_blocks + 16 floats per
+// row.
 template <int kBits, int kRows>
 HWY_INLINE void RowsDotWideSym(const DenseWeights& w, const DenseRow<kBits, true>* rows,
                                const PreparedActivations& x, float* const* combined, float* HWY_RESTRICT out) {
-    static_assert(kBits == 4 || kBits == 8, "wide rows are int4 and int8");
+    static_assert(kBits == 4, "tiles of rows are for int4");
     const DWF df;
     const DW32 d32;
     const int16_t* HWY_RESTRICT xq = x.xq;
@@ -277,21 +279,15 @@ HWY_INLINE void RowsDotWideSym(const DenseWeights& w, const DenseRow<kBits, true
             }
         }
     } else {
-        constexpr int64_t kStep = kBits == 4 ? 2 : 1;  // blocks per vector
         for (int64_t s = 0; s < segments; ++s) {
             const int64_t b0 = s * blocks_per_segment, b1 = b0 + blocks_per_segment;
             hn::Vec<DW32> isum[kRows];
 #pragma GCC unroll 4
             for (int i = 0; i < kRows; ++i) isum[i] = hn::Zero(d32);
-            for (int64_t b = b0; b < b1; b += kStep) {
+            for (int64_t b = b0; b < b1; b += 2) {  // two blocks per vector
 #pragma GCC unroll 4
-                for (int i = 0; i < kRows; ++i) {
-                    if constexpr (kBits == 4) {
-                        isum[i] = Int4PairSums(rows[i].blocks.low + b * kCodeBytes, xq + b * kBlock, isum[i]);
-                    } else {
-                        isum[i] = Int8BlockSums<true>(rows[i].blocks.low + b * kCodeBytes, xq + b * kBlock, isum[i]);
-                    }
-                }
+                for (int i = 0; i < kRows; ++i)
+                    isum[i] = Int4PairSums(rows[i].blocks.low + b * kCodeBytes, xq + b * kBlock, isum[i]);
             }
 #pragma GCC unroll 4
             for (int i = 0; i < kRows; ++i)
