@@ -22,8 +22,8 @@
 //
 // Bitmask (int8). Per 64 columns the row's 64 mask bits spread the stored
 // values (contiguous, loaded from a running position) to their columns
-// with one masked vpermb (ExpandBytes), pruned columns 0; two widenings and two vpdpwssd with
-// the dense activations sum them.
+// with one masked vpermb (ExpandBytes), pruned columns 0; two widenings and
+// two vpdpwssd with the dense activations sum them.
 //
 // Sums are exact int32 per activation block (|level| <= 127, 256 columns
 // at most: below 2^31), then y = sum_s d_g(s) dx_s I_s in float, as the

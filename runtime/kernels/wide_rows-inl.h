@@ -247,7 +247,7 @@ HWY_INLINE void RowsDotWideSym(const DenseWeights& w, const DenseRow<kBits, true
     hn::Vec<DWF> acc[kRows];
 #pragma GCC unroll 4
     for (int i = 0; i < kRows; ++i) acc[i] = hn::Zero(df);
-    constexpr int64_t kCodeBytes = kBits == 4 ? 16 : 32;  // per block
+    constexpr int64_t kCodeBytes = 16;  // int4 bytes per block
     if (kBits == 4 && blocks_per_segment == 1 && x.quad_bytes) {
         // 128 columns per step: one float step per four groups.
         alignas(64) static constexpr int32_t kQuarters[16] = {0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3};
