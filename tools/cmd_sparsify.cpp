@@ -211,8 +211,10 @@ int run_sparsify(SparsifyArgs& args) {
     if (r.calibration) j["calibration"] = calibration;
     if (r.structured) j["structured"] = metadata["structured"];
     if (!r.layer_sparsity.empty()) j["layer_sparsity"] = r.layer_sparsity;
-    if (!r.outlier_ratios.empty()) j["outlier_ratios"] = r.outlier_ratios;
-    if (!r.outlier_ratios.empty()) j["owl"] = sparsity["owl"];
+    if (!r.outlier_ratios.empty()) {
+        j["outlier_ratios"] = r.outlier_ratios;
+        j["owl"] = sparsity["owl"];
+    }
     if (args.common.json) {
         print_json(j);
     } else {
