@@ -4,12 +4,14 @@
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
+#include <optional>
 
 #include "core/error.h"
 #include "core/memory.h"
 #include "passes/mixed_precision.h"
 #include "passes/quantize_model.h"
 #include "tools/command.h"
+#include "tools/smooth_search.h"
 
 namespace sparq::cli {
 
@@ -25,6 +27,7 @@ struct QuantizeArgs {
     bool sym = false;
     bool dry_run = false;
     bool no_act_order = false;
+    bool smooth_search = false;
     double target_bpw = 0;
     CLI::App* command = nullptr;
 };
@@ -98,6 +101,15 @@ int run_quantize(QuantizeArgs& args) {
         return 0;
     }
     if (args.output.empty()) fail_in({"", "", "-o"}, "an output file is required");
+    std::optional<SmoothSearchResult> smooth_search;
+    if (args.smooth_search) {
+        if (args.command->count("--smooth-alpha") > 0) {
+            fail_in({"", "", "--smooth-alpha"}, "is chosen by --smooth-search; give one or the other");
+        }
+        smooth_search = search_smooth_alpha(model, args.options, args.tokenizer, args.output + ".smooth-candidate",
+                                            [&](const std::string& s) { log_line(args.common, s); });
+        args.options.smooth_alpha = smooth_search->best.alpha;
+    }
     // Each tensor is written as soon as it is quantized and then freed.
     SparqModelWriter writer(args.output, model.config, *model.tokenizer);
     const QuantizeResult r = quantize_model(
@@ -152,6 +164,16 @@ int run_quantize(QuantizeArgs& args) {
           {"bits_per_weight", r.bits_per_weight},
           {"file_bits_per_weight", r.file_bits_per_weight}}},
     };
+    nlohmann::json smooth_report = nullptr;
+    if (smooth_search) {
+        smooth_report = {{"alpha", smooth_search->best.alpha},
+                         {"unsmoothed_calibration_ppl", smooth_search->unsmoothed_calibration_ppl},
+                         {"candidates", nlohmann::json::array()}};
+        for (const SmoothCandidate& c : smooth_search->candidates) {
+            smooth_report["candidates"].push_back({{"alpha", c.alpha}, {"calibration_ppl", c.calibration_ppl}});
+        }
+        metadata["quantization"]["smooth_search"] = smooth_report;
+    }
     if (!r.mixed_plan.is_null()) {
         metadata["quantization"]["scheme"] = "mixed";
         metadata["quantization"]["target_bpw"] = args.options.target_bpw;
@@ -173,6 +195,7 @@ int run_quantize(QuantizeArgs& args) {
                         {"scheme", args.options.linear_scheme().name()},
                         {"tensors", tensors}};
     if (r.calibration) j["calibration"] = calibration;
+    if (smooth_search) j["smooth_search"] = smooth_report;
     if (!r.mixed_plan.is_null()) {
         j["scheme"] = "mixed";
         j["target_bpw"] = args.options.target_bpw;
@@ -209,6 +232,9 @@ void register_quantize(CLI::App& app) {
     cmd->add_option("--act-bits", args.options.act_bits,
                     "8: the runtime runs the quantized block linears with int8 activations (any method)");
     cmd->add_option("--smooth-alpha", args.options.smooth_alpha, "SmoothQuant migration strength in [0, 1] (default 0.5)");
+    cmd->add_flag("--smooth-search", args.smooth_search,
+                  "SmoothQuant: choose the alpha on calibration windows (7 candidates quantized and scored by "
+                  "perplexity; the evaluation text is never read)");
     cmd->add_option("--awq-grid", args.options.awq_grid, "AWQ: alpha searched on k / N for k = 0..N (default N = 20)");
     cmd->add_option("--awq-score", args.options.awq_score,
                     "AWQ: score the alphas after the clip search (clip, default) or after plain RTN (rtn, llm-awq's)");

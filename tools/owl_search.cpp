@@ -1,13 +1,10 @@
 #include "tools/owl_search.h"
 
 #include <cstdio>
-#include <filesystem>
 
-#include "calibration/calibration_data.h"
 #include "core/error.h"
-#include "eval/perplexity.h"
 #include "models/sparq_model.h"
-#include "tools/model_loading.h"
+#include "tools/calibration_scoring.h"
 
 namespace sparq::cli {
 
@@ -15,18 +12,6 @@ namespace {
 
 constexpr double kGridM[] = {3, 5, 7, 10};
 constexpr double kGridLambda[] = {0.02, 0.04, 0.08};
-// Windows scored per candidate: enough to rank them, few enough that the
-// search costs about one pruning run per candidate.
-constexpr int64_t kScoredWindows = 64;
-
-// Removes the scratch file however the search ends.
-struct ScratchFile {
-    std::string path;
-    ~ScratchFile() {
-        std::error_code ignored;
-        std::filesystem::remove(path, ignored);
-    }
-};
 
 }  // namespace
 
@@ -37,17 +22,7 @@ OwlSearchResult search_owl_hyperparameters(const ModelSource& model, const Spars
     if (options.calib.empty()) fail_in({"", "", "--owl-search"}, "needs --calib FILE (the candidates are scored on it)");
     if (!model.tokenizer) fail_in({"", "", "--owl-search"}, "the model has no tokenizer to read the calibration text");
     if (!options.structured.empty()) fail_in({"", "", "--owl-search"}, "is not available with --structured");
-    CalibrationDataOptions scoring;
-    scoring.path = options.calib;
-    scoring.samples = std::min(options.calib_samples, kScoredWindows);
-    scoring.len = options.calib_len;
-    scoring.seed = options.seed + 1;
-    const CalibrationSamples windows = draw_calibration_samples(scoring, *model.tokenizer);
-    PerplexityOptions eval;
-    eval.ctx = windows.len;
-    eval.replace_first_with_bos = model.tokenizer->vocabulary().add_bos;
-    eval.bos_id = model.tokenizer->bos_id();
-
+    const CalibrationScorer scorer(model, options.calib, options.calib_samples, options.calib_len, options.seed);
     ScratchFile file{scratch};
     OwlSearchResult result;
     for (double m : kGridM) {
@@ -57,8 +32,7 @@ OwlSearchResult search_owl_hyperparameters(const ModelSource& model, const Spars
             candidate.owl_lambda = lambda;
             const SparsifyResult pruned = sparsify_model(model, candidate, nullptr);
             write_sparq_model(scratch, model.config, *model.tokenizer, pruned.tensors, nlohmann::json::object());
-            const RunnableModel runnable = open_runnable(scratch, tokenizer_path, false);
-            const double ppl = evaluate_perplexity(*runnable.model, windows.tokens, eval).ppl;
+            const double ppl = scorer.perplexity(scratch, tokenizer_path);
             result.candidates.push_back({m, lambda, ppl});
             if (log) {
                 char line[160];

@@ -1,0 +1,42 @@
+// Scores candidate models on calibration text, for the CLI's searches
+// (--owl-search, --smooth-search): a candidate is written to a scratch
+// .sparq file, opened on the packed runtime (the kernels it will really
+// run, int8 activations included) and its perplexity measured on
+// calibration windows drawn with the next seed, so not the very windows
+// the calibration statistics came from. The evaluation text is never read.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "calibration/calibration_data.h"
+#include "eval/perplexity.h"
+#include "models/model_source.h"
+
+namespace sparq::cli {
+
+// Windows scored per candidate: enough to rank them, few enough that a
+// search costs about one compression run per candidate.
+inline constexpr int64_t kScoredCalibrationWindows = 64;
+
+class CalibrationScorer {
+public:
+    // Draws min(samples, kScoredCalibrationWindows) windows of `len` tokens
+    // from `calib` with seed + 1. Needs the model's tokenizer.
+    CalibrationScorer(const ModelSource& model, const std::string& calib, int64_t samples, int64_t len,
+                      uint64_t seed);
+    // Perplexity of the .sparq model at `path` on the windows.
+    double perplexity(const std::string& path, const std::string& tokenizer_path) const;
+
+private:
+    CalibrationSamples windows_;
+    PerplexityOptions eval_;
+};
+
+// Removes a scratch file however a search ends.
+struct ScratchFile {
+    std::string path;
+    ~ScratchFile();
+};
+
+}  // namespace sparq::cli
