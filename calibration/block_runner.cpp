@@ -136,7 +136,80 @@ struct BlockAssembly {
     }
 };
 
+// Offers a probe to the callbacks of one stage.
+struct ProbeScope {
+    BlockWeights& block;
+    ProbeScope(BlockWeights& b, const BlockOutputProbe* probe) : block(b) { block.probe_ = probe; }
+    ~ProbeScope() { block.probe_ = nullptr; }
+};
+
 namespace {
+
+// BlockOutputProbe over the hidden states entering the stage: the
+// attention heads (AttnInput) or the MLP (MlpInput) of this block. The
+// reference outputs (current weights) are computed on first use.
+class ModuleProbe : public BlockOutputProbe {
+public:
+    ModuleProbe(const LlamaTransformer& transformer, BlockWeights& block, BlockAssembly& assembly, size_t layer_index,
+                InferenceState& state, const std::vector<float>& hidden, int64_t samples, int64_t len, InputSpace space)
+        : transformer_(transformer), block_(block), assembly_(assembly), layer_index_(layer_index), state_(state),
+          hidden_(hidden), len_(len), space_(space) {
+        probed_ = std::clamp<int64_t>(kProbeTokens / std::max<int64_t>(len, 1), 1, samples);
+    }
+
+    double output_error(const std::map<std::string, const float*>& replaced) const override {
+        if (reference_.empty()) reference_ = run({});
+        const std::vector<float> out = run(replaced);
+        double error = 0;
+        for (size_t i = 0; i < out.size(); ++i) {
+            const double d = static_cast<double>(out[i]) - static_cast<double>(reference_[i]);
+            error += d * d;
+        }
+        return error;
+    }
+
+private:
+    std::vector<float> run(const std::map<std::string, const float*>& replaced) const {
+        LlamaWeights::Layer layer = assembly_.layer(block_, {}, false);
+        for (const auto& [suffix, weights] : replaced) {
+            auto linear = std::make_unique<DenseLinear>(weights, block_.rows(suffix), block_.cols(suffix), nullptr);
+            if (suffix == "self_attn.q_proj.weight") layer.wq = std::move(linear);
+            else if (suffix == "self_attn.k_proj.weight") layer.wk = std::move(linear);
+            else if (suffix == "self_attn.v_proj.weight") layer.wv = std::move(linear);
+            else if (suffix == "mlp.gate_proj.weight") layer.w_gate = std::move(linear);
+            else if (suffix == "mlp.up_proj.weight") layer.w_up = std::move(linear);
+            else fail("block output probe: ", suffix, " is not read by the probed module");
+        }
+        const ModelConfig& c = transformer_.config();
+        const int64_t d = c.hidden_size;
+        const int64_t width = space_ == InputSpace::AttnInput ? c.q_dim() : d;
+        std::vector<float> out(static_cast<size_t>(probed_ * len_ * width));
+        for (int64_t s = 0; s < probed_; ++s) {
+            const float* x = hidden_.data() + s * len_ * d;
+            float* o = out.data() + s * len_ * width;
+            if (space_ == InputSpace::AttnInput) {
+                transformer_.forward_attention_heads(layer, layer_index_, state_, len_, x, o);
+            } else {
+                // forward_mlp adds its output to x in place; the residual is
+                // the same for every candidate, so it cancels in the error.
+                std::copy(x, x + len_ * d, o);
+                transformer_.forward_mlp(layer, len_, o);
+            }
+        }
+        return out;
+    }
+
+    const LlamaTransformer& transformer_;
+    BlockWeights& block_;
+    BlockAssembly& assembly_;
+    size_t layer_index_;
+    InferenceState& state_;
+    const std::vector<float>& hidden_;
+    int64_t len_;
+    InputSpace space_;
+    int64_t probed_ = 1;
+    mutable std::vector<float> reference_;
+};
 
 // Feeds one observed stage: runs `step` for every sample, tolerating the
 // observer's early stop.
@@ -168,7 +241,13 @@ void run_sequential_block(const LlamaTransformer& transformer, BlockWeights& blo
         }
         const LlamaWeights::Layer layer = assembly.layer(block, observe, true);
         for_each_sample(n_samples, [&](int64_t s) { step(layer, accumulator, s); });
-        callback(space, accumulator.finish(), block);
+        if (space == InputSpace::AttnInput || space == InputSpace::MlpInput) {
+            const ModuleProbe probe(transformer, block, assembly, layer_index, state, hidden, n_samples, len, space);
+            const ProbeScope scope(block, &probe);
+            callback(space, accumulator.finish(), block);
+        } else {
+            callback(space, accumulator.finish(), block);
+        }
     };
     std::vector<float> scratch(static_cast<size_t>(len * qd));
     stage(InputSpace::AttnInput, [&](const LlamaWeights::Layer& layer, StatisticsAccumulator&, int64_t s) {

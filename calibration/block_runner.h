@@ -35,6 +35,26 @@
 
 namespace sparq {
 
+// The module that reads one input space, run on calibration inputs with
+// some of its linears replaced: the attention heads for q/k/v (their
+// output, o_proj's input), the MLP for gate/up. Its output error is what
+// llm-awq scores scale candidates on (its "module2inspect"): errors the
+// module absorbs (a key's error through the softmax, a gate's where the
+// SiLU is flat) count for what they change downstream, not for their size.
+// Offered in sequential mode only, during the AttnInput and MlpInput
+// callbacks (BlockWeights::output_probe), over the first samples of the
+// calibration set up to kProbeTokens tokens.
+class BlockOutputProbe {
+public:
+    static constexpr int64_t kProbeTokens = 8192;
+    virtual ~BlockOutputProbe() = default;
+    // Sum over the probed tokens and outputs of (module(x; replaced) -
+    // module(x; current))^2. `replaced` maps suffixes of the space's linears
+    // ("self_attn.k_proj.weight", ...) to [rows, cols] weights of the same
+    // shape; the others keep the block's current weights.
+    virtual double output_error(const std::map<std::string, const float*>& replaced) const = 0;
+};
+
 // One block's linear weights as F32 [rows, cols] row-major, which a
 // callback may rewrite in place (same size) to change what later stages and
 // blocks see.
@@ -48,9 +68,12 @@ public:
     int64_t rows(const std::string& suffix) const;
     int64_t cols(const std::string& suffix) const;
     std::string tensor_name(const std::string& suffix) const;
+    // The current stage's module probe, or null (see BlockOutputProbe).
+    const BlockOutputProbe* output_probe() const { return probe_; }
 
 private:
     friend struct BlockAssembly;  // builds the runnable block (block_runner.cpp)
+    friend struct ProbeScope;     // sets probe_ for one callback (block_runner.cpp)
     struct Matrix {
         std::vector<float> values;
         int64_t rows = 0, cols = 0;
@@ -60,6 +83,7 @@ private:
     int64_t layer_;
     std::map<std::string, Matrix> linears_;
     std::vector<float> attn_norm_, mlp_norm_, bq_, bk_, bv_, bo_;
+    const BlockOutputProbe* probe_ = nullptr;
 };
 
 struct RunnerOptions {

@@ -52,8 +52,8 @@ void QuantizeOptions::validate() const {
     if (act_bits != 0 && act_bits != 8) fail_in({"", "", "--act-bits"}, "must be 8 (int8 activations), got ", act_bits);
     if (method == "imatrix" || method == "gptq" || method == "awq" || method == "smoothquant") {
         if (awq_grid < 1 || awq_grid > 1000) fail_in({"", "", "--awq-grid"}, "must be 1 to 1000 intervals, got ", awq_grid);
-        if (awq_score != "clip" && awq_score != "rtn") {
-            fail_in({"", "", "--awq-score"}, "must be clip or rtn, got '", awq_score, "'");
+        if (awq_score != "clip" && awq_score != "rtn" && awq_score != "block") {
+            fail_in({"", "", "--awq-score"}, "must be clip, block or rtn, got '", awq_score, "'");
         }
         if (!(smooth_alpha >= 0 && smooth_alpha <= 1)) {
             fail_in({"", "", "--smooth-alpha"}, "must be in [0, 1], got ", smooth_alpha);

@@ -38,7 +38,11 @@ struct QuantizeOptions {
     std::string imatrix_score = "block";   // imatrix clip search score: block (group's H block) or diagonal
     // Channel scaling (awq, smoothquant; passes/scaled_quantize.h).
     int awq_grid = 20;          // AWQ: alpha on k / awq_grid, k = 0 .. awq_grid
-    std::string awq_score = "clip";  // AWQ candidates scored after: clip (the clip search) or rtn (llm-awq's)
+    // AWQ candidates scored: clip (after the clip search, on the linears'
+    // outputs), block (after the clip search, on the attention heads' and
+    // the MLP's outputs where the sequential runner offers them) or rtn
+    // (after plain RTN, llm-awq's).
+    std::string awq_score = "clip";
     double smooth_alpha = 0.5;  // SmoothQuant migration strength in [0, 1]
     // 8: the runtime runs the quantized block linears with int8 activations
     // (the tensors' act_bits param); 0: float activations. smoothquant implies 8.

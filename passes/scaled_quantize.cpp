@@ -125,7 +125,8 @@ void ScaledBlockQuantizer::start_block(BlockWeights& block) {
 }
 
 std::vector<float> ScaledBlockQuantizer::choose_scales(InputSpace space, const SpaceFoldNames& names,
-                                                       const ActivationStatistics& statistics, double& alpha) {
+                                                       const ActivationStatistics& statistics,
+                                                       const BlockOutputProbe* probe, double& alpha) {
     const ModelConfig& c = model_.config;
     const int64_t cols = input_space_dim(c, space);
     const bool tie = names.shared_heads && c.num_heads != c.num_kv_heads;
@@ -144,17 +145,30 @@ std::vector<float> ScaledBlockQuantizer::choose_scales(InputSpace space, const S
             statistic = tie_shared_heads(statistic, head_sharing(c));
         }
         std::vector<AwqLinear> linears;
+        std::vector<std::string> suffixes;
         for (const std::string& suffix : names.successors) {
             const std::string name = layer_tensor_name(layer_, suffix);
             if (!planned_.count(name)) continue;
             linears.push_back({stored_.at(name).data(), shapes_.at(name).first, planned_.at(name), name});
+            suffixes.push_back(suffix);
         }
         AwqGrid grid;
         grid.intervals = options_.awq_grid;
-        grid.refine = options_.awq_score == "clip" ? AwqGrid{}.refine : 0;
+        grid.refine = options_.awq_score == "rtn" ? 0 : AwqGrid{}.refine;
         std::vector<double> wstat = awq_weight_statistic(linears, cols);
         if (tie) wstat = tie_shared_heads(wstat, head_sharing(c));
-        const AwqChoice choice = awq_search(linears, cols, statistics.hessian, statistic, grid, &wstat);
+        // --awq-score block: the finalists scored on the output of the module
+        // reading this space, where the runner offers it (sequential mode,
+        // q/k/v and gate/up); elsewhere on the linears' own outputs.
+        AwqModuleError module_error;
+        if (options_.awq_score == "block" && probe) {
+            module_error = [&](const std::vector<std::vector<float>>& effective) {
+                std::map<std::string, const float*> replaced;
+                for (size_t i = 0; i < effective.size(); ++i) replaced[suffixes[i]] = effective[i].data();
+                return probe->output_error(replaced);
+            };
+        }
+        const AwqChoice choice = awq_search(linears, cols, statistics.hessian, statistic, grid, &wstat, module_error);
         alpha = choice.alpha;
         if (log_) {
             char line[256];
@@ -240,7 +254,7 @@ void ScaledBlockQuantizer::on_space(InputSpace space, const ActivationStatistics
 
     double alpha = 0;
     if (any_planned) {
-        const std::vector<float> s = choose_scales(space, names, statistics, alpha);
+        const std::vector<float> s = choose_scales(space, names, statistics, block.output_probe(), alpha);
         ScaleFold fold = make_space_fold(c, layer_, space, stored_);
         fold_channel_scales(fold, s, layer_tensor_name(layer_, names.successors.front()));
         for (const std::string& suffix : names.successors) {

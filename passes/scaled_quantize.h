@@ -70,7 +70,8 @@ public:
 private:
     void start_block(BlockWeights& block);
     std::vector<float> choose_scales(InputSpace space, const SpaceFoldNames& names,
-                                     const ActivationStatistics& statistics, double& alpha);
+                                     const ActivationStatistics& statistics, const BlockOutputProbe* probe,
+                                     double& alpha);
     // Quantizes the stored (scaled) weights of one linear; returns the
     // effective weights in the unscaled basis. With `final`, records it.
     std::vector<float> quantize_linear(const std::string& name, const std::vector<double>& hessian, bool final,

@@ -91,7 +91,7 @@ std::vector<float> awq_duo_scales(const std::vector<double>& statistic, const st
 
 AwqChoice awq_search(const std::vector<AwqLinear>& linears, int64_t cols, const std::vector<double>& hessian,
                      const std::vector<double>& statistic, const AwqGrid& grid,
-                     const std::vector<double>* weight_statistic) {
+                     const std::vector<double>* weight_statistic, const AwqModuleError& module_error) {
     if (linears.empty()) fail_in({"", "", "linears"}, "AWQ needs at least one linear to search scales for");
     const std::string& where = linears.front().name;
     if (cols < 1) fail_in({"", where, "cols"}, "must be at least 1, got ", cols);
@@ -129,6 +129,7 @@ AwqChoice awq_search(const std::vector<AwqLinear>& linears, int64_t cols, const 
     std::vector<float> scaled;
     auto output_error = [&](const std::vector<float>& s, bool clip) {
         double error = 0;
+        std::vector<std::vector<float>> effective;
         for (const AwqLinear& l : linears) {
             scaled.assign(l.weight, l.weight + l.rows * cols);
             scale_columns({scaled.data(), l.rows, cols}, s);
@@ -137,9 +138,13 @@ AwqChoice awq_search(const std::vector<AwqLinear>& linears, int64_t cols, const 
                      : quantize_tensor(borrowed_f32_tensor(scaled.data(), l.rows, cols), l.scheme, QuantMethod::Rtn, nullptr,
                                        l.name));
             unscale_columns({q.data(), l.rows, cols}, s);
-            error += hessian_weighted_error(l.weight, q.data(), l.rows, cols, hessian);
+            if (clip && module_error) {
+                effective.push_back(std::move(q));
+            } else {
+                error += hessian_weighted_error(l.weight, q.data(), l.rows, cols, hessian);
+            }
         }
-        return error;
+        return clip && module_error ? module_error(effective) : error;
     };
     AwqChoice best;
     for (const Candidate& c : candidates) best.errors.push_back(output_error(c.scales, false));

@@ -18,6 +18,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -67,9 +68,17 @@ std::vector<float> awq_scales(const std::vector<double>& statistic, double alpha
 // fold needs it (quant/channel_scaling.h tie_shared_heads). Throws
 // sparq::Error naming the first linear for bad sizes, a grid below one
 // interval, non-finite weights or statistics.
+//
+// `module_error`, when given, replaces the sum of the linears' own output
+// errors as the score of the finalists (after the clip search): it receives
+// each linear's effective weights (quantized, back in the unscaled basis),
+// in the order of `linears`, and returns the error of the module reading
+// them (calibration/block_runner.h BlockOutputProbe: llm-awq's block
+// output). The RTN pre-scoring stays on H.
+using AwqModuleError = std::function<double(const std::vector<std::vector<float>>& effective)>;
 AwqChoice awq_search(const std::vector<AwqLinear>& linears, int64_t cols, const std::vector<double>& hessian,
                      const std::vector<double>& statistic, const AwqGrid& grid = {},
-                     const std::vector<double>* weight_statistic = nullptr);
+                     const std::vector<double>* weight_statistic = nullptr, const AwqModuleError& module_error = {});
 
 // AutoAWQ's weight statistic for duo scaling: per column, the mean over
 // all rows of all linears of |w| / max|w| of the row's group, floored at

@@ -237,7 +237,8 @@ void register_quantize(CLI::App& app) {
                   "perplexity; the evaluation text is never read)");
     cmd->add_option("--awq-grid", args.options.awq_grid, "AWQ: alpha searched on k / N for k = 0..N (default N = 20)");
     cmd->add_option("--awq-score", args.options.awq_score,
-                    "AWQ: score the alphas after the clip search (clip, default) or after plain RTN (rtn, llm-awq's)");
+                    "AWQ: score the alphas after the clip search on the linears' outputs (clip, default) or on the "
+                    "attention heads' and MLP's outputs (block, as llm-awq), or after plain RTN (rtn, llm-awq's)");
     cmd->add_option("--calib", args.options.calib, "Calibration text, or JSON lines with a \"text\" field (.jsonl)");
     cmd->add_option("--calib-samples", args.options.calib_samples, "Calibration samples (default 128)");
     cmd->add_option("--calib-len", args.options.calib_len, "Tokens per calibration sample (default 512)");

@@ -9,6 +9,7 @@
 #include <random>
 
 #include "calibration/block_runner.h"
+#include "core/error.h"
 #include "core/parallel.h"
 #include "models/llama_reference.h"
 #include "tiny_model.h"
@@ -192,6 +193,51 @@ TEST(Runner, TokensOutsideTheVocabularyAreErrors) {
     samples.len = 4;
     samples.tokens = {1, 5, 999, 7};
     EXPECT_THROW(run(model, samples, false), Error);
+}
+
+}  // namespace
+}  // namespace sparq
+
+namespace sparq {
+namespace {
+
+// The block-output probe: offered for q/k/v and gate/up in sequential mode
+// only; zero error for a copy of the current weights, positive for a
+// changed linear, an error for a linear the module does not read.
+TEST(Runner, OutputProbeComparesTheModuleWithItsCurrentWeights) {
+    const ModelSource model = testing::tiny_model();
+    const CalibrationSamples samples = tiny_samples(*model.tokenizer, 2, 24);
+    int offered = 0;
+    std::map<int, double> copy_error, changed_error;
+    RunnerOptions options;
+    options.sequential = true;
+    run_calibration(model, samples, options, [&](InputSpace space, const ActivationStatistics&, BlockWeights& b) {
+        const BlockOutputProbe* probe = b.output_probe();
+        const bool expected = space == InputSpace::AttnInput || space == InputSpace::MlpInput;
+        EXPECT_EQ(probe != nullptr, expected) << input_space_name(space);
+        if (!probe || b.layer() != 0) return;
+        ++offered;
+        const int s = static_cast<int>(space);
+        const std::string changed = space == InputSpace::AttnInput ? "self_attn.v_proj.weight" : "mlp.gate_proj.weight";
+        const std::string kept = space == InputSpace::AttnInput ? "self_attn.k_proj.weight" : "mlp.up_proj.weight";
+        const std::vector<float> copy = b.weight(kept);
+        copy_error[s] = probe->output_error({{kept, copy.data()}});
+        std::vector<float> w = b.weight(changed);
+        for (int64_t col = 0; col < b.cols(changed); ++col) w[static_cast<size_t>(col)] += 0.05f;
+        changed_error[s] = probe->output_error({{kept, copy.data()}, {changed, w.data()}});
+        const std::string o = "self_attn.o_proj.weight";
+        EXPECT_THROW(probe->output_error({{o, b.weight(o).data()}}), Error);
+    });
+    EXPECT_EQ(offered, 2);
+    for (InputSpace space : {InputSpace::AttnInput, InputSpace::MlpInput}) {
+        const int s = static_cast<int>(space);
+        EXPECT_EQ(copy_error[s], 0.0) << input_space_name(space);
+        EXPECT_GT(changed_error[s], 0.0) << input_space_name(space);
+    }
+    RunnerOptions statistics_mode;
+    run_calibration(model, samples, statistics_mode, [&](InputSpace, const ActivationStatistics&, BlockWeights& b) {
+        EXPECT_EQ(b.output_probe(), nullptr);
+    });
 }
 
 }  // namespace

@@ -6,6 +6,8 @@
 // bad input named.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <cmath>
 #include <random>
 
@@ -191,6 +193,44 @@ TEST(Awq, OutlierChannelsGetProtectedOnEveryScheme) {
                   hessian_weighted_error(a.data(), rtn.data(), rows, cols, h))
             << scheme.name();
     }
+}
+
+// A module score replaces the linears' H error for the finalists: it sees
+// each linear's effective weights (in the unscaled basis), and what it
+// prefers wins even against the H error.
+TEST(Awq, ModuleErrorPicksAmongTheFinalists) {
+    const int64_t rows = 32, cols = 128;
+    std::vector<double> magnitude(cols, 0.2);
+    for (int64_t j = 0; j < cols; j += 16) magnitude[j] = 6.0;
+    const std::vector<double> h = hessian_of_channels(magnitude, 3 * cols, 13);
+    const std::vector<float> a = normal_values(rows * cols, 14), b = normal_values(rows / 2 * cols, 15);
+    const QuantScheme scheme{4, 128, true};
+    const std::vector<AwqLinear> linears = {{a.data(), rows, scheme, "a"}, {b.data(), rows / 2, scheme, "b"}};
+    const AwqChoice by_h = awq_search(linears, cols, h, magnitude);
+    ASSERT_GT(by_h.alpha, 0.0);
+    // A module that only cares how far `a` moved, unweighted: alpha 0 (the
+    // clip search on H alone) is no longer what the score says is best, and
+    // the score must see both linears' effective weights each time.
+    int calls = 0;
+    std::vector<double> scores;
+    const AwqModuleError module = [&](const std::vector<std::vector<float>>& effective) {
+        ++calls;
+        EXPECT_EQ(effective.size(), 2u);
+        EXPECT_EQ(effective[0].size(), static_cast<size_t>(rows * cols));
+        EXPECT_EQ(effective[1].size(), static_cast<size_t>(rows / 2 * cols));
+        double e = 0;
+        for (int64_t i = 0; i < rows * cols; ++i) e += std::abs(effective[0][i] - a[i]);
+        scores.push_back(e);
+        return e;
+    };
+    const AwqChoice by_module = awq_search(linears, cols, h, magnitude, AwqGrid{}, nullptr, module);
+    EXPECT_EQ(calls, 21);  // every alpha is a finalist by default
+    EXPECT_EQ(by_module.error, *std::min_element(scores.begin(), scores.end()));
+    // A module that prefers no scaling at all gets alpha 0.
+    const AwqChoice flat = awq_search(linears, cols, h, magnitude, AwqGrid{}, nullptr,
+                                      [](const std::vector<std::vector<float>>&) { return 1.0; });
+    EXPECT_EQ(flat.alpha, 0.0);
+    EXPECT_EQ(flat.scales, std::vector<float>(cols, 1.0f));
 }
 
 TEST(Awq, UnitScalesClipSearchIsTheImatrixSearch) {
