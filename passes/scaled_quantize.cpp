@@ -161,6 +161,11 @@ std::vector<float> ScaledBlockQuantizer::choose_scales(InputSpace space, const S
         // reading this space, where the runner offers it (sequential mode,
         // q/k/v and gate/up); elsewhere on the linears' own outputs.
         AwqModuleError module_error;
+        const bool module_space = space == InputSpace::AttnInput || space == InputSpace::MlpInput;
+        if (options_.awq_score == "block" && module_space && !probe && log_) {
+            log_(std::string("layer ") + std::to_string(layer_) + " " + input_space_name(space) +
+                 ": no block output without the sequential runner (--calib-cache); scored on the linears' outputs");
+        }
         if (options_.awq_score == "block" && probe) {
             module_error = [&](const std::vector<std::vector<float>>& effective) {
                 std::map<std::string, const float*> replaced;
