@@ -8,6 +8,7 @@
 #include "quant/reference_codec.h"
 #include "quant/quantize_tensor.h"
 #include "runtime/kernels/sparse_matmul.h"
+#include "runtime/kernels/sparse_unpacked.h"
 
 namespace sparq {
 
@@ -48,9 +49,17 @@ SparseLinear::SparseLinear(BitmaskSparseView view, std::shared_ptr<const void> o
     : bitmask_(view), rows_(view.rows), cols_(view.cols), owner_(std::move(owner)) {}
 
 void SparseLinear::forward(const float* x, int64_t tokens, float* y, int64_t y_stride) const {
+    // Prefill: the rows unpacked once per call and run on the dense kernels
+    // (sparse_unpacked.h), in the mode a dense layer of the scheme takes.
+    if (sparse_unpacked_applies(x, tokens, cols_)) {
+        const QuantScheme& scheme = nm_ ? nm_->scheme.quant : bitmask_->scheme;
+        const ActivationMode mode = packed_q16_is_faster(scheme, tokens) ? ActivationMode::Q16 : ActivationMode::F32;
+        if (nm_) return nm_sparse_matmul_unpacked(*nm_, x, tokens, y, y_stride, mode);
+        return bitmask_sparse_matmul_unpacked(*bitmask_, x, tokens, y, y_stride, mode);
+    }
     // Decode takes int16 activations where the CPU has the native kernels
     // (the integer work is per kept weight there; sparse_matmul.h), as the
-    // dense layers do; prefill stays on the FP32 kernels.
+    // dense layers do; a few tokens stay on the FP32 kernels.
     const bool q16 = tokens == 1 && sparse_q16_native();
     if (nm_) {
         if (q16) return nm_sparse_matmul_q16(*nm_, x, tokens, y, y_stride);

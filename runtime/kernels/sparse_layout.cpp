@@ -1,5 +1,7 @@
 #include "runtime/kernels/sparse_layout.h"
 
+#include <bit>
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -186,16 +188,70 @@ NmSparseTensor pack_nm_sparse(const PackedView& dense, int n, int m) {
     return out;
 }
 
+namespace {
+
+// The 4-bit code at position j of a row in pack_code_row's layout (even
+// positions in the low nibble), and setting it.
+inline uint8_t get_nibble(const uint8_t* row, int64_t j) { return (row[j / 2] >> (4 * (j & 1))) & 15; }
+inline void set_nibble(uint8_t* row, int64_t j, uint8_t v) {
+    const int shift = 4 * static_cast<int>(j & 1);
+    row[j / 2] = static_cast<uint8_t>((row[j / 2] & ~(15 << shift)) | (v << shift));
+}
+
+// Row r of the dense code plane with every weight at its group's zero point
+// (8- and 4-bit rows, in their stored byte form: pack_code_row's).
+void fill_zero_row(const PackedView& params, int64_t r, uint8_t* out) {
+    const QuantScheme& s = params.scheme;
+    const int64_t span = s.group_span(params.cols);
+    const int64_t groups = groups_per_row(s, params.cols);
+    const uint8_t flip = s.bits == 8 && s.symmetric ? 0x80 : 0x00;
+    for (int64_t g = 0; g < groups; ++g) {
+        const int z = s.symmetric ? implicit_zero_point(s) : read_group_params(params, r, g).zero;
+        const int64_t c0 = g * span, c1 = std::min(params.cols, c0 + span);
+        if (s.bits == 8) {
+            std::memset(out + c0, static_cast<uint8_t>(z) ^ flip, static_cast<size_t>(c1 - c0));
+        } else {
+            for (int64_t c = c0; c < c1; ++c) set_nibble(out, c, static_cast<uint8_t>(z));
+        }
+    }
+}
+
+}  // namespace
+
 PackedTensor unpack_nm_sparse(const NmSparseView& sparse) {
+    PackedTensor out(sparse.scheme.quant, sparse.rows, sparse.cols);
+    restore_group_planes(sparse, out);
+    unpack_nm_sparse_codes(sparse, 0, sparse.rows, out.codes.data());
+    return out;
+}
+
+void unpack_nm_sparse_codes(const NmSparseView& sparse, int64_t r0, int64_t r1, uint8_t* out) {
     const NmSparseScheme& s = sparse.scheme;
     const NmSparseGeometry g = nm_sparse_geometry(s, sparse.rows, sparse.cols);
-    PackedTensor out(s.quant, sparse.rows, sparse.cols);
-    restore_group_planes(sparse, out);
     const PackedView params = sparse.group_params();
     const int width = nm_index_field_bits(s.m);
     const int64_t span = s.quant.group_span(sparse.cols);
+    const int64_t row_bytes = code_row_bytes(s.quant, sparse.cols);
+    if (s.quant.bits == 8 || s.quant.bits == 4) {
+        // Stored bytes moved as they are (both planes use pack_code_row's form).
+        for (int64_t r = r0; r < r1; ++r) {
+            uint8_t* row = out + (r - r0) * row_bytes;
+            fill_zero_row(params, r, row);
+            const uint8_t* values = sparse.values + r * g.value_row_bytes;
+            const uint8_t* index_row = sparse.indices + r * g.index_row_bytes;
+            for (int64_t j = 0; j < g.kept_per_row; ++j) {
+                const int64_t col = (j / s.n) * s.m + get_field(index_row, width, j);
+                if (s.quant.bits == 8) {
+                    row[col] = values[j];
+                } else {
+                    set_nibble(row, col, get_nibble(values, j));
+                }
+            }
+        }
+        return;
+    }
     std::vector<uint8_t> codes(static_cast<size_t>(sparse.cols)), kept(static_cast<size_t>(g.kept_per_row));
-    for (int64_t r = 0; r < sparse.rows; ++r) {
+    for (int64_t r = r0; r < r1; ++r) {
         const std::vector<int> zero = row_zero_points(params, r, g.groups_per_row);
         for (int64_t c = 0; c < sparse.cols; ++c) codes[c] = static_cast<uint8_t>(zero[c / span]);
         unpack_code_row(s.quant, sparse.values + r * g.value_row_bytes, g.kept_per_row, kept.data());
@@ -203,9 +259,8 @@ PackedTensor unpack_nm_sparse(const NmSparseView& sparse) {
         for (int64_t j = 0; j < g.kept_per_row; ++j) {
             codes[(j / s.n) * s.m + get_field(index_row, width, j)] = kept[j];
         }
-        pack_code_row(s.quant, codes.data(), sparse.cols, out.codes.data() + r * code_row_bytes(s.quant, sparse.cols));
+        pack_code_row(s.quant, codes.data(), sparse.cols, out + (r - r0) * row_bytes);
     }
-    return out;
 }
 
 void check_nm_sparse_contents(const NmSparseView& sparse, const std::string& tensor) {
@@ -306,11 +361,42 @@ BitmaskSparseTensor pack_bitmask_sparse(const PackedView& dense) {
 PackedTensor unpack_bitmask_sparse(const BitmaskSparseView& sparse) {
     PackedTensor out(sparse.scheme, sparse.rows, sparse.cols);
     restore_group_planes(sparse, out);
+    unpack_bitmask_sparse_codes(sparse, 0, sparse.rows, out.codes.data());
+    return out;
+}
+
+void unpack_bitmask_sparse_codes(const BitmaskSparseView& sparse, int64_t r0, int64_t r1, uint8_t* out) {
     const PackedView params = sparse.group_params();
     const int64_t span = sparse.scheme.group_span(sparse.cols);
     const int64_t groups = groups_per_row(sparse.scheme, sparse.cols);
+    const int64_t row_bytes = code_row_bytes(sparse.scheme, sparse.cols);
+    const int bits = sparse.scheme.bits;
+    if (bits == 8 || bits == 4) {
+        // Stored bytes moved as they are, the mask read 64 columns at a time.
+        const int64_t mask_bytes = sparse.mask_row_bytes();
+        for (int64_t r = r0; r < r1; ++r) {
+            uint8_t* row = out + (r - r0) * row_bytes;
+            fill_zero_row(params, r, row);
+            const uint8_t* values = sparse.values + sparse.row_offset(r);
+            const uint8_t* mask = sparse.mask + r * mask_bytes;
+            int64_t j = 0;
+            for (int64_t byte = 0; byte < mask_bytes; byte += 8) {
+                uint64_t word = 0;
+                std::memcpy(&word, mask + byte, static_cast<size_t>(std::min<int64_t>(8, mask_bytes - byte)));
+                for (; word != 0; word &= word - 1, ++j) {
+                    const int64_t col = 8 * byte + std::countr_zero(word);
+                    if (bits == 8) {
+                        row[col] = values[j];
+                    } else {
+                        set_nibble(row, col, get_nibble(values, j));
+                    }
+                }
+            }
+        }
+        return;
+    }
     std::vector<uint8_t> codes(static_cast<size_t>(sparse.cols)), kept(static_cast<size_t>(sparse.cols));
-    for (int64_t r = 0; r < sparse.rows; ++r) {
+    for (int64_t r = r0; r < r1; ++r) {
         const std::vector<int> zero = row_zero_points(params, r, groups);
         const uint8_t* mask = sparse.mask + r * sparse.mask_row_bytes();
         int64_t k = 0;
@@ -319,10 +405,8 @@ PackedTensor unpack_bitmask_sparse(const BitmaskSparseView& sparse) {
         for (int64_t c = 0, j = 0; c < sparse.cols; ++c) {
             codes[c] = ((mask[c / 8] >> (c % 8)) & 1) ? kept[j++] : static_cast<uint8_t>(zero[c / span]);
         }
-        pack_code_row(sparse.scheme, codes.data(), sparse.cols,
-                      out.codes.data() + r * code_row_bytes(sparse.scheme, sparse.cols));
+        pack_code_row(sparse.scheme, codes.data(), sparse.cols, out + (r - r0) * row_bytes);
     }
-    return out;
 }
 
 void check_bitmask_sparse_contents(const BitmaskSparseView& sparse, size_t values_size, const std::string& tensor) {

@@ -112,6 +112,10 @@ struct NmSparseTensor {
 NmSparseTensor pack_nm_sparse(const PackedView& dense, int n, int m);
 // The dense matrix back: pruned columns get the zero point.
 PackedTensor unpack_nm_sparse(const NmSparseView& sparse);
+// Rows [r0, r1) of that matrix's code plane only, written to `codes` (row r
+// at (r - r0) * code_row_bytes): with the sparse tensor's own scales and
+// zero points (group_params()) it is the dense matrix, no plane copied.
+void unpack_nm_sparse_codes(const NmSparseView& sparse, int64_t r0, int64_t r1, uint8_t* codes);
 // Hostile-input checks beyond sizes: index fields strictly increasing in
 // each run and below m, padding bits zero, scales and zero points as
 // check_packed_contents requires. Throws sparq::Error naming `tensor`.
@@ -150,6 +154,8 @@ struct BitmaskSparseTensor {
 // Stores every code that differs from its group's zero point.
 BitmaskSparseTensor pack_bitmask_sparse(const PackedView& dense);
 PackedTensor unpack_bitmask_sparse(const BitmaskSparseView& sparse);
+// Rows [r0, r1) of its code plane, as unpack_nm_sparse_codes.
+void unpack_bitmask_sparse_codes(const BitmaskSparseView& sparse, int64_t r0, int64_t r1, uint8_t* codes);
 // Checks `values_size` bytes of values against row_offsets and the mask
 // (non-decreasing, ending at the size, each row's size matching its mask's
 // count), unused mask bits zero, and the group planes. Throws sparq::Error

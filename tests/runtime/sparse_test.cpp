@@ -16,6 +16,7 @@
 #include "core/parallel.h"
 #include "kernel_test_util.h"
 #include "runtime/kernels/sparse_matmul.h"
+#include "runtime/kernels/sparse_unpacked.h"
 
 namespace sparq::testing {
 namespace {
@@ -399,6 +400,52 @@ TEST(SparseQ16, NativeWhereTheCpuHasVbmiVbmi2AndVnni) {
     // kernels must be native, elsewhere the twin runs and that is allowed.
     const bool dl = (hwy::SupportedTargets() & HWY_AVX3_DL) != 0;
     EXPECT_EQ(sparse_q16_native(), dl);
+}
+
+}  // namespace
+}  // namespace sparq::testing
+
+namespace sparq::testing {
+namespace {
+
+// The prefill path of sparse layers: the rows unpacked to the dense code
+// plane and run on packed_matmul equal packed_matmul on the dense tensor the
+// sparse one was packed from, bit for bit, in every mode and for any
+// thread count; it applies from kSparseUnpackTokens finite tokens on.
+TEST(SparseUnpacked, EqualsTheDenseProductBitForBit) {
+    const int64_t rows = 37, cols = 320, tokens = kSparseUnpackTokens + 3;
+    const auto x = normal_values(static_cast<size_t>(tokens * cols), 21);
+    for (const QuantScheme& s : sparse_schemes({0, 32})) {
+        const PackedTensor nm_dense = quantize(nm_pruned(rows, cols, 2, 4, 22), rows, cols, s);
+        const PackedTensor bm_dense = quantize(randomly_pruned(rows, cols, 0.6, 23), rows, cols, s);
+        const NmSparseTensor nm = pack_nm_sparse(nm_dense.view(), 2, 4);
+        const BitmaskSparseTensor bm = pack_bitmask_sparse(bm_dense.view());
+        for (ActivationMode mode : {ActivationMode::F32, ActivationMode::Q8, ActivationMode::Q16}) {
+            for (int threads : {1, 2}) {
+                ThreadLimit limit(threads);
+                std::vector<float> expected(static_cast<size_t>(tokens * rows)), actual(expected.size(), -1.0f);
+                packed_matmul(nm_dense.view(), x.data(), tokens, expected.data(), rows, mode);
+                nm_sparse_matmul_unpacked(nm.view(), x.data(), tokens, actual.data(), rows, mode);
+                EXPECT_EQ(0, std::memcmp(expected.data(), actual.data(), expected.size() * sizeof(float)))
+                    << s.name() << " 2:4, mode " << static_cast<int>(mode) << ", threads " << threads;
+                packed_matmul(bm_dense.view(), x.data(), tokens, expected.data(), rows, mode);
+                bitmask_sparse_matmul_unpacked(bm.view(), x.data(), tokens, actual.data(), rows, mode);
+                EXPECT_EQ(0, std::memcmp(expected.data(), actual.data(), expected.size() * sizeof(float)))
+                    << s.name() << " bitmask, mode " << static_cast<int>(mode) << ", threads " << threads;
+            }
+        }
+    }
+}
+
+TEST(SparseUnpacked, AppliesToManyFiniteTokensOnly) {
+    const int64_t cols = 64;
+    std::vector<float> x(static_cast<size_t>(kSparseUnpackTokens * cols), 0.5f);
+    EXPECT_TRUE(sparse_unpacked_applies(x.data(), kSparseUnpackTokens, cols));
+    EXPECT_FALSE(sparse_unpacked_applies(x.data(), kSparseUnpackTokens - 1, cols));
+    x[x.size() - 1] = std::numeric_limits<float>::infinity();
+    EXPECT_FALSE(sparse_unpacked_applies(x.data(), kSparseUnpackTokens, cols));
+    x[x.size() - 1] = std::numeric_limits<float>::quiet_NaN();
+    EXPECT_FALSE(sparse_unpacked_applies(x.data(), kSparseUnpackTokens, cols));
 }
 
 }  // namespace
