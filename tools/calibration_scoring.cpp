@@ -2,13 +2,15 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <utility>
 
 #include "tools/model_loading.h"
 
 namespace sparq::cli {
 
 CalibrationScorer::CalibrationScorer(const ModelSource& model, const std::string& calib, int64_t samples, int64_t len,
-                                     uint64_t seed) {
+                                     uint64_t seed, std::string scratch, std::string tokenizer_path)
+    : scratch_(std::move(scratch)), tokenizer_path_(std::move(tokenizer_path)) {
     CalibrationDataOptions scoring;
     scoring.path = calib;
     scoring.samples = std::min(samples, kScoredCalibrationWindows);
@@ -20,14 +22,15 @@ CalibrationScorer::CalibrationScorer(const ModelSource& model, const std::string
     eval_.bos_id = model.tokenizer->bos_id();
 }
 
-double CalibrationScorer::perplexity(const std::string& path, const std::string& tokenizer_path) const {
-    const RunnableModel runnable = open_runnable(path, tokenizer_path, false);
-    return evaluate_perplexity(*runnable.model, windows_.tokens, eval_).ppl;
+CalibrationScorer::~CalibrationScorer() {
+    std::error_code ignored;
+    std::filesystem::remove(scratch_, ignored);
 }
 
-ScratchFile::~ScratchFile() {
-    std::error_code ignored;
-    std::filesystem::remove(path, ignored);
+double CalibrationScorer::score(const std::function<void(const std::string& path)>& write_to) const {
+    write_to(scratch_);
+    const RunnableModel runnable = open_runnable(scratch_, tokenizer_path_, false);
+    return evaluate_perplexity(*runnable.model, windows_.tokens, eval_).ppl;
 }
 
 }  // namespace sparq::cli

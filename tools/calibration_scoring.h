@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "calibration/calibration_data.h"
@@ -22,21 +23,22 @@ inline constexpr int64_t kScoredCalibrationWindows = 64;
 class CalibrationScorer {
 public:
     // Draws min(samples, kScoredCalibrationWindows) windows of `len` tokens
-    // from `calib` with seed + 1. Needs the model's tokenizer.
-    CalibrationScorer(const ModelSource& model, const std::string& calib, int64_t samples, int64_t len,
-                      uint64_t seed);
-    // Perplexity of the .sparq model at `path` on the windows.
-    double perplexity(const std::string& path, const std::string& tokenizer_path) const;
+    // from `calib` with seed + 1. Needs the model's tokenizer. Candidates go
+    // to `scratch`, which is removed when the scorer goes away.
+    CalibrationScorer(const ModelSource& model, const std::string& calib, int64_t samples, int64_t len, uint64_t seed,
+                      std::string scratch, std::string tokenizer_path);
+    ~CalibrationScorer();
+    CalibrationScorer(const CalibrationScorer&) = delete;
+    CalibrationScorer& operator=(const CalibrationScorer&) = delete;
+
+    // Writes one candidate (write_to(path) writes a .sparq model there) and
+    // returns its perplexity on the windows.
+    double score(const std::function<void(const std::string& path)>& write_to) const;
 
 private:
     CalibrationSamples windows_;
     PerplexityOptions eval_;
-};
-
-// Removes a scratch file however a search ends.
-struct ScratchFile {
-    std::string path;
-    ~ScratchFile();
+    std::string scratch_, tokenizer_path_;
 };
 
 }  // namespace sparq::cli

@@ -22,17 +22,18 @@ OwlSearchResult search_owl_hyperparameters(const ModelSource& model, const Spars
     if (options.calib.empty()) fail_in({"", "", "--owl-search"}, "needs --calib FILE (the candidates are scored on it)");
     if (!model.tokenizer) fail_in({"", "", "--owl-search"}, "the model has no tokenizer to read the calibration text");
     if (!options.structured.empty()) fail_in({"", "", "--owl-search"}, "is not available with --structured");
-    const CalibrationScorer scorer(model, options.calib, options.calib_samples, options.calib_len, options.seed);
-    ScratchFile file{scratch};
+    const CalibrationScorer scorer(model, options.calib, options.calib_samples, options.calib_len, options.seed, scratch,
+                                   tokenizer_path);
     OwlSearchResult result;
     for (double m : kGridM) {
         for (double lambda : kGridLambda) {
             SparsifyOptions candidate = options;
             candidate.owl_m = m;
             candidate.owl_lambda = lambda;
-            const SparsifyResult pruned = sparsify_model(model, candidate, nullptr);
-            write_sparq_model(scratch, model.config, *model.tokenizer, pruned.tensors, nlohmann::json::object());
-            const double ppl = scorer.perplexity(scratch, tokenizer_path);
+            const double ppl = scorer.score([&](const std::string& path) {
+                const SparsifyResult pruned = sparsify_model(model, candidate, nullptr);
+                write_sparq_model(path, model.config, *model.tokenizer, pruned.tensors, nlohmann::json::object());
+            });
             result.candidates.push_back({m, lambda, ppl});
             if (log) {
                 char line[160];

@@ -21,15 +21,14 @@ SmoothSearchResult search_smooth_alpha(const ModelSource& model, const QuantizeO
     if (options.calib.empty()) fail_in({"", "", "--smooth-search"}, "needs --calib FILE (the candidates are scored on it)");
     if (!model.tokenizer) fail_in({"", "", "--smooth-search"}, "the model has no tokenizer to read the calibration text");
     if (options.target_bpw > 0) fail_in({"", "", "--smooth-search"}, "is not available with --target-bpw");
-    const CalibrationScorer scorer(model, options.calib, options.calib_samples, options.calib_len, options.seed);
-    ScratchFile file{scratch};
+    const CalibrationScorer scorer(model, options.calib, options.calib_samples, options.calib_len, options.seed, scratch,
+                                   tokenizer_path);
     const auto score = [&](const QuantizeOptions& candidate) {
-        {
-            SparqModelWriter writer(scratch, model.config, *model.tokenizer);
+        return scorer.score([&](const std::string& path) {
+            SparqModelWriter writer(path, model.config, *model.tokenizer);
             quantize_model(model, candidate, nullptr, [&](ModelTensorEntry&& entry) { writer.add(entry); });
             writer.commit(nlohmann::json::object());
-        }
-        return scorer.perplexity(scratch, tokenizer_path);
+        });
     };
     SmoothSearchResult result;
     QuantizeOptions unsmoothed = options;
