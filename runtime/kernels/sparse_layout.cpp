@@ -1,8 +1,7 @@
 #include "runtime/kernels/sparse_layout.h"
 
-#include <bit>
-
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -199,12 +198,23 @@ inline void set_nibble(uint8_t* row, int64_t j, uint8_t v) {
 }
 
 // Row r of the dense code plane with every weight at its group's zero point
-// (8- and 4-bit rows, in their stored byte form: pack_code_row's).
+// (8- and 4-bit rows, in their stored byte form: pack_code_row's, whose
+// padding nibble of an odd 4-bit row is 0).
 void fill_zero_row(const PackedView& params, int64_t r, uint8_t* out) {
     const QuantScheme& s = params.scheme;
     const int64_t span = s.group_span(params.cols);
     const int64_t groups = groups_per_row(s, params.cols);
     const uint8_t flip = s.bits == 8 && s.symmetric ? 0x80 : 0x00;
+    if (s.bits == 4) {
+        const int64_t bytes = (params.cols + 1) / 2;
+        if (s.symmetric) {
+            const auto z = static_cast<uint8_t>(implicit_zero_point(s));
+            std::memset(out, z | z << 4, static_cast<size_t>(bytes));
+            if (params.cols & 1) out[bytes - 1] = z;
+            return;
+        }
+        std::memset(out, 0, static_cast<size_t>(bytes));
+    }
     for (int64_t g = 0; g < groups; ++g) {
         const int z = s.symmetric ? implicit_zero_point(s) : read_group_params(params, r, g).zero;
         const int64_t c0 = g * span, c1 = std::min(params.cols, c0 + span);

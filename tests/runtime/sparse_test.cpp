@@ -437,6 +437,32 @@ TEST(SparseUnpacked, EqualsTheDenseProductBitForBit) {
     }
 }
 
+// Odd widths (a 4-bit row's padding nibble, a partial last group) and
+// empty rows: the unpacked plane is the dense tensor's, byte for byte.
+TEST(SparseUnpacked, CodePlaneEqualsTheDenseOne) {
+    for (const QuantScheme& s : sparse_schemes({0, 32})) {
+        for (int64_t cols : {63, 172, 321}) {
+            const int64_t rows = 5;
+            std::vector<float> values = randomly_pruned(rows, cols, 0.5, static_cast<uint32_t>(cols));
+            for (int64_t c = 0; c < cols; ++c) values[static_cast<size_t>(cols + c)] = 0.0f;  // row 1 empty
+            const PackedTensor dense = quantize(values, rows, cols, s);
+            const BitmaskSparseTensor bm = pack_bitmask_sparse(dense.view());
+            // Rows 1..4 into a buffer with stale bytes, as the reused plane has.
+            std::vector<uint8_t> plane(static_cast<size_t>((rows - 1) * code_row_bytes(s, cols)), 0x5A);
+            unpack_bitmask_sparse_codes(bm.view(), 1, rows, plane.data());
+            const std::vector<uint8_t> expected(dense.codes.begin() + code_row_bytes(s, cols), dense.codes.end());
+            EXPECT_EQ(plane, expected) << s.name() << " cols " << cols;
+            if (cols % 4 == 0) {
+                const PackedTensor nm_dense = quantize(nm_pruned(rows, cols, 2, 4, 5), rows, cols, s);
+                const NmSparseTensor nm = pack_nm_sparse(nm_dense.view(), 2, 4);
+                std::vector<uint8_t> nm_plane(nm_dense.codes.size(), 0xA5);
+                unpack_nm_sparse_codes(nm.view(), 0, rows, nm_plane.data());
+                EXPECT_EQ(nm_plane, nm_dense.codes) << s.name() << " 2:4 cols " << cols;
+            }
+        }
+    }
+}
+
 TEST(SparseUnpacked, AppliesToManyFiniteTokensOnly) {
     const int64_t cols = 64;
     std::vector<float> x(static_cast<size_t>(kSparseUnpackTokens * cols), 0.5f);
