@@ -249,12 +249,15 @@ void unpack_nm_sparse_codes(const NmSparseView& sparse, int64_t r0, int64_t r1, 
             fill_zero_row(params, r, row);
             const uint8_t* values = sparse.values + r * g.value_row_bytes;
             const uint8_t* index_row = sparse.indices + r * g.index_row_bytes;
-            for (int64_t j = 0; j < g.kept_per_row; ++j) {
-                const int64_t col = (j / s.n) * s.m + get_field(index_row, width, j);
-                if (s.quant.bits == 8) {
-                    row[col] = values[j];
-                } else {
-                    set_nibble(row, col, get_nibble(values, j));
+            // Run by run: kept value j of run `first / m` (no division per value).
+            for (int64_t j = 0, first = 0; j < g.kept_per_row; first += s.m) {
+                for (int i = 0; i < s.n && j < g.kept_per_row; ++i, ++j) {
+                    const int64_t col = first + get_field(index_row, width, j);
+                    if (s.quant.bits == 8) {
+                        row[col] = values[j];
+                    } else {
+                        set_nibble(row, col, get_nibble(values, j));
+                    }
                 }
             }
         }
