@@ -53,23 +53,22 @@ TEST(SmoothSearch, ScoresEveryAlphaAndKeepsTheLowest) {
 TEST(SmoothSearch, RefusesWhatItCannotScore) {
     SPARQ_REQUIRE_DATA("stories260K/hf/model.safetensors");
     const ModelSource model = load_model(testing::data_path("stories260K/hf"));
+    // The search must refuse `options` with an error naming `flag`.
+    const auto expect_refused = [&](const QuantizeOptions& options, const std::string& flag) {
+        try {
+            search_smooth_alpha(model, options, "", "unused.sparq", nullptr);
+            ADD_FAILURE() << "expected an error naming " << flag;
+        } catch (const Error& e) {
+            EXPECT_NE(std::string(e.what()).find(flag), std::string::npos) << e.what();
+        }
+    };
     QuantizeOptions rtn = smooth_options();
     rtn.method = "rtn";
-    try {
-        search_smooth_alpha(model, rtn, "", "unused.sparq", nullptr);
-        FAIL() << "expected an error";
-    } catch (const Error& e) {
-        EXPECT_NE(std::string(e.what()).find("--method smoothquant"), std::string::npos) << e.what();
-    }
+    expect_refused(rtn, "--method smoothquant");
     QuantizeOptions cached = smooth_options();
     cached.calib.clear();
     cached.calib_cache = "c.h5";
-    try {
-        search_smooth_alpha(model, cached, "", "unused.sparq", nullptr);
-        FAIL() << "expected an error";
-    } catch (const Error& e) {
-        EXPECT_NE(std::string(e.what()).find("--calib"), std::string::npos) << e.what();
-    }
+    expect_refused(cached, "--calib");
     EXPECT_FALSE(std::filesystem::exists("unused.sparq"));
 }
 
