@@ -31,6 +31,18 @@ GroupParamSearch parse_group_search(const std::string& name) {
     fail_in({"", "", "gptq_params"}, "must be rtn, mse, weighted or hessian, got '", name, "'");
 }
 
+}  // namespace
+
+GptqOptions gptq_options_of(const QuantizeOptions& options) {
+    GptqOptions gptq;
+    gptq.damping.fraction = options.damp;
+    gptq.act_order = options.act_order;
+    gptq.params = parse_group_search(options.gptq_params);
+    return gptq;
+}
+
+namespace {
+
 double sqnr_db_of(const float* w, const std::vector<float>& q) {
     double signal = 0, noise = 0;
     for (size_t i = 0; i < q.size(); ++i) {
@@ -78,9 +90,7 @@ public:
         for (const auto& p : plan) {
             if (p.action == TensorAction::Quantize && locate_block_linear(p.name)) planned_[p.name] = p.scheme;
         }
-        gptq_.damping.fraction = options.damp;
-        gptq_.act_order = options.act_order;
-        gptq_.params = parse_group_search(options.gptq_params);
+        gptq_ = gptq_options_of(options);
     }
 
     bool planned(const std::string& name) const { return planned_.count(name) != 0; }

@@ -22,10 +22,15 @@
 
 #include "calibration/statistics_source.h"
 #include "passes/quantize_model.h"
+#include "quant/gptq.h"
 
 namespace sparq {
 
 bool is_calibrated_method(const std::string& method);
+
+// The GPTQ options the quantize options name (--damp, --no-act-order,
+// --gptq-params), shared by --method gptq and SmoothQuant's GPTQ weights.
+GptqOptions gptq_options_of(const QuantizeOptions& options);
 
 // Adds what visit_statistics reports (samples, cache use, block times,
 // warnings) to a pass's calibration summary; shared by the calibrated

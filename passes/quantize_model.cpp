@@ -50,6 +50,12 @@ void QuantizeOptions::validate() const {
         fail_in({"", "", "--mixed-sensitivity"}, "must be kl or hessian, got '", mixed_sensitivity, "'");
     }
     if (act_bits != 0 && act_bits != 8) fail_in({"", "", "--act-bits"}, "must be 8 (int8 activations), got ", act_bits);
+    if (smooth_weights != "rtn" && smooth_weights != "gptq") {
+        fail_in({"", "", "--smooth-weights"}, "must be rtn or gptq, got '", smooth_weights, "'");
+    }
+    if (smooth_weights != "rtn" && method != "smoothquant") {
+        fail_in({"", "", "--smooth-weights"}, "applies to --method smoothquant, not '", method, "'");
+    }
     if (method == "imatrix" || method == "gptq" || method == "awq" || method == "smoothquant") {
         if (awq_grid < 1 || awq_grid > 1000) fail_in({"", "", "--awq-grid"}, "must be 1 to 1000 intervals, got ", awq_grid);
         if (awq_score != "clip" && awq_score != "rtn" && awq_score != "block") {
@@ -80,7 +86,7 @@ QuantizeOptions parse_quantize_options(const nlohmann::json& j) {
                                                 "ignore", "embed_bits", "head_bits", "calib", "calib_samples",
                                                 "calib_len", "seed", "calib_cache", "damp", "act_order", "gptq_params",
                                                 "imatrix_score", "target_bpw", "mixed_sensitivity",
-                                                "awq_grid", "awq_score", "smooth_alpha", "act_bits"};
+                                                "awq_grid", "awq_score", "smooth_alpha", "smooth_weights", "act_bits"};
     if (!j.is_object()) fail_in({"", "", "quantize"}, "options must be an object");
     for (const auto& [key, value] : j.items()) {
         if (!known.count(key)) fail_in({"", "", key}, "unknown option of the quantize pass");
@@ -109,6 +115,7 @@ QuantizeOptions parse_quantize_options(const nlohmann::json& j) {
         if (j.contains("awq_grid")) o.awq_grid = j["awq_grid"].get<int>();
         if (j.contains("awq_score")) o.awq_score = j["awq_score"].get<std::string>();
         if (j.contains("smooth_alpha")) o.smooth_alpha = j["smooth_alpha"].get<double>();
+        if (j.contains("smooth_weights")) o.smooth_weights = j["smooth_weights"].get<std::string>();
         if (j.contains("act_bits")) o.act_bits = j["act_bits"].get<int>();
     } catch (const nlohmann::json::exception& e) {
         fail_in({"", "", "quantize"}, "an option has the wrong type: ", e.what());

@@ -44,6 +44,10 @@ struct QuantizeOptions {
     // (after plain RTN, llm-awq's).
     std::string awq_score = "clip";
     double smooth_alpha = 0.5;  // SmoothQuant migration strength in [0, 1]
+    // SmoothQuant's weight quantizer on the smoothed basis: "rtn" (the
+    // paper's) or "gptq" (quant/gptq.h with the smoothed inputs' Hessian
+    // and the GPTQ options above; llm-compressor's W8A8 recipe).
+    std::string smooth_weights = "rtn";
     // 8: the runtime runs the quantized block linears with int8 activations
     // (the tensors' act_bits param); 0: float activations. smoothquant implies 8.
     int act_bits = 0;

@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "quant/awq.h"
+#include "quant/gptq.h"
 #include "quant/hessian.h"
 #include "quant/quantize_tensor.h"
 #include "quant/smoothquant.h"
@@ -208,9 +209,17 @@ std::vector<float> ScaledBlockQuantizer::quantize_linear(const std::string& name
     const auto col = column_scales_.find(name);
     const std::vector<float> ones(static_cast<size_t>(cols), 1.0f);
     const std::vector<float>& s = col == column_scales_.end() ? ones : col->second;
-    PackedTensor packed = options_.method == "awq"
-                              ? quantize_scaled_clip_search(w.data(), rows, cols, hessian, s, scheme, name)
-                              : quantize_tensor(borrowed_f32_tensor(w.data(), rows, cols), scheme, QuantMethod::Rtn, nullptr, name);
+    PackedTensor packed;
+    if (options_.method == "awq") {
+        packed = quantize_scaled_clip_search(w.data(), rows, cols, hessian, s, scheme, name);
+    } else if (options_.smooth_weights == "gptq") {
+        GptqResult r = gptq_quantize(w.data(), rows, cols, scaled_basis_hessian(hessian, s, cols, name), scheme,
+                                     gptq_options_of(options_), name);
+        if (r.fell_back_to_rtn && log_) log_(name + ": GPTQ fell back to RTN: " + r.fallback_reason);
+        packed = std::move(r.packed);
+    } else {
+        packed = quantize_tensor(borrowed_f32_tensor(w.data(), rows, cols), scheme, QuantMethod::Rtn, nullptr, name);
+    }
     std::vector<float> effective = dequantize_tensor(packed);
     unscale_columns({effective.data(), rows, cols}, s);
     if (const auto r = row_scales_.find(name); r != row_scales_.end()) multiply_rows({effective.data(), rows, cols}, r->second);

@@ -180,15 +180,7 @@ PackedTensor quantize_scaled_clip_search(const float* scaled_weight, int64_t row
                                          const std::vector<double>& hessian, const std::vector<float>& scales,
                                          const QuantScheme& scheme, const std::string& tensor_name) {
     check_hessian(hessian, cols, tensor_name);
-    check_channel_scales(scales, cols, tensor_name);
-    // x' = x / s, so X'^T X' = diag(1/s) H diag(1/s).
-    std::vector<double> scaled_hessian(hessian.size());
-    for (int64_t i = 0; i < cols; ++i) {
-        for (int64_t j = 0; j < cols; ++j) {
-            const size_t at = static_cast<size_t>(i * cols + j);
-            scaled_hessian[at] = hessian[at] / (static_cast<double>(scales[i]) * scales[j]);
-        }
-    }
+    const std::vector<double> scaled_hessian = scaled_basis_hessian(hessian, scales, cols, tensor_name);
     return quantize_importance_weighted(scaled_weight, rows, cols, scaled_hessian, scheme,
                                         ImportanceWeighting::GroupHessian, tensor_name);
 }

@@ -134,4 +134,20 @@ void fold_channel_scales(const ScaleFold& fold, const std::vector<float>& s, con
     if (fold.predecessor_bias) divide_rows({fold.predecessor_bias, fold.predecessor.rows, 1}, rows);
 }
 
+std::vector<double> scaled_basis_hessian(const std::vector<double>& hessian, const std::vector<float>& s,
+                                         int64_t cols, const std::string& where) {
+    check_channel_scales(s, cols, where);
+    if (hessian.size() != static_cast<size_t>(cols * cols)) {
+        fail_in({"", where, "hessian"}, "expected ", cols, " x ", cols, " values, got ", hessian.size());
+    }
+    std::vector<double> scaled(hessian.size());
+    for (int64_t i = 0; i < cols; ++i) {
+        for (int64_t j = 0; j < cols; ++j) {
+            const size_t at = static_cast<size_t>(i * cols + j);
+            scaled[at] = hessian[at] / (static_cast<double>(s[i]) * s[j]);
+        }
+    }
+    return scaled;
+}
+
 }  // namespace sparq

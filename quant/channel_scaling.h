@@ -81,4 +81,12 @@ void fold_channel_scales(const ScaleFold& fold, const std::vector<float>& s, con
 // Checks scales: cols values, each finite and > 0.
 void check_channel_scales(const std::vector<float>& s, int64_t cols, const std::string& where);
 
+// The Hessian of the scaled basis: inputs x' = x / s, so
+// X'^T X' = diag(1/s) H diag(1/s) for H (cols x cols, row-major) of x.
+// Weights quantized in that basis against it see the same output error as
+// in the unscaled one. Throws sparq::Error naming `where` for bad sizes or
+// scales.
+std::vector<double> scaled_basis_hessian(const std::vector<double>& hessian, const std::vector<float>& s,
+                                         int64_t cols, const std::string& where);
+
 }  // namespace sparq

@@ -232,6 +232,9 @@ void register_quantize(CLI::App& app) {
     cmd->add_option("--act-bits", args.options.act_bits,
                     "8: the runtime runs the quantized block linears with int8 activations (any method)");
     cmd->add_option("--smooth-alpha", args.options.smooth_alpha, "SmoothQuant migration strength in [0, 1] (default 0.5)");
+    cmd->add_option("--smooth-weights", args.options.smooth_weights,
+                    "SmoothQuant weight quantizer on the smoothed basis: rtn (default, the paper's) or gptq (with "
+                    "--damp, --gptq-params and act order as for --method gptq)");
     cmd->add_flag("--smooth-search", args.smooth_search,
                   "SmoothQuant: choose the alpha on calibration windows (7 candidates quantized and scored by "
                   "perplexity; the evaluation text is never read)");

@@ -31,8 +31,10 @@ SmoothSearchResult search_smooth_alpha(const ModelSource& model, const QuantizeO
         });
     };
     SmoothSearchResult result;
+    // The same weight quantizer without the smoothing.
     QuantizeOptions unsmoothed = options;
-    unsmoothed.method = "rtn";
+    unsmoothed.method = options.smooth_weights;
+    unsmoothed.smooth_weights = "rtn";
     unsmoothed.act_bits = 8;
     result.unsmoothed_calibration_ppl = score(unsmoothed);
     for (double alpha : kGridAlpha) {
@@ -54,7 +56,8 @@ SmoothSearchResult search_smooth_alpha(const ModelSource& model, const QuantizeO
                       result.best.alpha, result.best.calibration_ppl, result.unsmoothed_calibration_ppl,
                       result.best.calibration_ppl < result.unsmoothed_calibration_ppl
                           ? ""
-                          : ": smoothing does not help this model (--method rtn --act-bits 8 is as good)");
+                          : (": smoothing does not help this model (--method " + options.smooth_weights +
+                             " --act-bits 8 is as good)").c_str());
         log(line);
     }
     return result;

@@ -164,6 +164,36 @@ TEST(ScaledQuantize, AwqBeatsRtnOnTheCalibrationOutputErrorAtFourBits) {
     EXPECT_GT(scaled, 0) << "no space chose a nonzero alpha";
 }
 
+// --smooth-weights gptq: GPTQ on the smoothed basis (with the smoothed
+// inputs' Hessian) lowers the output error the RTN weights leave, at the
+// same scales, and the scales are still folded (the norms change).
+TEST(ScaledQuantize, SmoothQuantGptqWeightsLowerTheOutputErrorOfRtnWeights) {
+    SPARQ_REQUIRE_DATA("stories260K/hf/model.safetensors");
+    SPARQ_REQUIRE_DATA("text/tinystories-calibration-selfgen.txt");
+    const ModelSource source = load_model(testing::data_path("stories260K/hf"));
+    auto total_error = [&](const std::string& weights, int bits) {
+        QuantizeOptions o = calibrated("smoothquant", bits);
+        o.smooth_weights = weights;
+        const QuantizeResult r = quantize_model(source, o);
+        EXPECT_NE(entry_of(r, "model.layers.0.post_attention_layernorm.weight").dense.to_f32(),
+                  source.tensors.get("model.layers.0.post_attention_layernorm.weight").to_f32());
+        double error = 0;
+        int reports = 0;
+        for (const auto& t : r.reports) {
+            if (!t.calibration) continue;
+            ++reports;
+            error += t.calibration->weighted_error;
+        }
+        EXPECT_EQ(reports, 7 * source.config.num_layers);
+        return error;
+    };
+    for (int bits : {8, 4}) {
+        const double rtn = total_error("rtn", bits), gptq = total_error("gptq", bits);
+        EXPECT_GT(rtn, 0) << bits;
+        EXPECT_LT(gptq, 0.9 * rtn) << bits << " bits";
+    }
+}
+
 TEST(ScaledQuantize, ActBitsOnAnyMethodReachTheRuntimeKernels) {
     SPARQ_REQUIRE_DATA("stories260K/hf/model.safetensors");
     const ModelSource source = load_model(testing::data_path("stories260K/hf"));
@@ -195,6 +225,11 @@ TEST(ScaledQuantize, OptionsParseAndRejectBadValues) {
     EXPECT_THROW(parse_quantize_options({{"method", "awq"}, {"calib", "c"}, {"awq_grid", 0}}), Error);
     EXPECT_THROW(parse_quantize_options({{"method", "awq"}, {"calib", "c"}, {"awq_score", "mse"}}), Error);
     EXPECT_THROW(parse_quantize_options({{"act_bits", "8"}}), Error);
+    EXPECT_EQ(parse_quantize_options({{"method", "smoothquant"}, {"calib", "c"}, {"smooth_weights", "gptq"}}).smooth_weights,
+              "gptq");
+    EXPECT_THROW(parse_quantize_options({{"method", "smoothquant"}, {"calib", "c"}, {"smooth_weights", "awq"}}), Error);
+    EXPECT_THROW(parse_quantize_options({{"method", "awq"}, {"calib", "c"}, {"smooth_weights", "gptq"}}), Error);
+    EXPECT_THROW(parse_quantize_options({{"smooth_weights", "gptq"}}), Error);  // plain rtn
     try {
         parse_quantize_options({{"smooth_alpha", 0.5}, {"smoothing", 1}});
         FAIL() << "unknown key accepted";
