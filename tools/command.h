@@ -53,6 +53,7 @@ void register_verify(CLI::App& app);
 void register_bench(CLI::App& app);
 void register_calibrate(CLI::App& app);
 void register_sparsify(CLI::App& app);
+void register_check(CLI::App& app);
 
 // The command line this process was started with (recorded in outputs).
 const std::string& invocation();

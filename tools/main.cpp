@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
     sparq::cli::register_bench(app);
     sparq::cli::register_calibrate(app);
     sparq::cli::register_sparsify(app);
+    sparq::cli::register_check(app);
     sparq::cli::set_invocation(argc, argv);
     try {
         app.parse(argc, argv);
