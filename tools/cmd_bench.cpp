@@ -1,6 +1,7 @@
 // sparq bench MODEL: prefill and decode speed of the runtime (the packed
 // runtime for .sparq files), with a streaming-read bandwidth probe measured
 // in the same run and the roofline it implies.
+#include <memory>
 #include <chrono>
 #include <iomanip>
 #include <iostream>
@@ -88,7 +89,9 @@ int run_bench(const BenchArgs& args) {
 }  // namespace
 
 void register_bench(CLI::App& app) {
-    static BenchArgs args;
+    // Owned by the command's callback: each app registered gets its own.
+    auto shared = std::make_shared<BenchArgs>();
+    BenchArgs& args = *shared;
     CLI::App* cmd = app.add_subcommand("bench", "Prefill and decode speed against the memory-bandwidth roofline");
     cmd->add_option("MODEL", args.model, "Model (a .sparq file runs on the packed runtime)")->required();
     cmd->add_option("--prompt-tokens", args.prompt_tokens, "Prompt length")->check(CLI::Range(int64_t{1}, int64_t{1} << 16));
@@ -98,7 +101,7 @@ void register_bench(CLI::App& app) {
     cmd->add_option("--tokenizer", args.tokenizer, "Tokenizer file (llama2.c checkpoints)");
     cmd->add_flag("--reference-path", args.reference_path, "Run the FP32 reference forward instead");
     add_common_options(cmd, args.common);
-    set_command_body(cmd, args.common, [] { return run_bench(args); });
+    set_command_body(cmd, args.common, [shared] { return run_bench(*shared); });
 }
 
 }  // namespace sparq::cli

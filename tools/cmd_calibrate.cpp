@@ -2,6 +2,7 @@
 // [--seed S] -o calibration.h5: runs the calibration text through the model
 // block by block and caches every block's activation statistics (HDF5,
 // docs/calibration.md) for `sparq quantize --calib-cache`.
+#include <memory>
 #include <chrono>
 #include <iomanip>
 #include <iostream>
@@ -62,7 +63,9 @@ int run_calibrate(CalibrateArgs& args) {
 }  // namespace
 
 void register_calibrate(CLI::App& app) {
-    static CalibrateArgs args;
+    // Owned by the command's callback: each app registered gets its own.
+    auto shared = std::make_shared<CalibrateArgs>();
+    CalibrateArgs& args = *shared;
     CLI::App* cmd = app.add_subcommand("calibrate", "Compute and cache the activation statistics calibrated methods use");
     cmd->add_option("MODEL", args.model, "Model directory or file")->required();
     cmd->add_option("--calib", args.data.path, "Calibration text, or JSON lines with a \"text\" field (.jsonl)")
@@ -73,7 +76,7 @@ void register_calibrate(CLI::App& app) {
     cmd->add_option("-o,--output", args.output, "Output HDF5 file (calibration.h5)");
     cmd->add_option("--tokenizer", args.tokenizer, "Tokenizer file (llama2.c checkpoints)");
     add_common_options(cmd, args.common);
-    set_command_body(cmd, args.common, [] { return run_calibrate(args); });
+    set_command_body(cmd, args.common, [shared] { return run_calibrate(*shared); });
 }
 
 }  // namespace sparq::cli

@@ -1,5 +1,6 @@
 // sparq eval MODEL --text FILE: perplexity as llama-perplexity computes it,
 // optionally KL divergence and top-1 agreement against a reference model.
+#include <memory>
 #include <chrono>
 #include <iomanip>
 #include <iostream>
@@ -97,7 +98,9 @@ int run_eval(const EvalArgs& args) {
 }  // namespace
 
 void register_eval(CLI::App& app) {
-    static EvalArgs args;
+    // Owned by the command's callback: each app registered gets its own.
+    auto shared = std::make_shared<EvalArgs>();
+    EvalArgs& args = *shared;
     CLI::App* cmd = app.add_subcommand("eval", "Perplexity (and KL divergence to a reference) on a text");
     cmd->add_option("MODEL", args.model, "Model directory or file")->required();
     cmd->add_option("--text", args.text, "Evaluation text, read byte for byte")->required();
@@ -109,7 +112,7 @@ void register_eval(CLI::App& app) {
     cmd->add_flag("--no-escape", args.no_escape,
                   "Score the raw bytes (by default backslash escapes are processed as llama.cpp does)");
     add_common_options(cmd, args.common);
-    set_command_body(cmd, args.common, [] { return run_eval(args); });
+    set_command_body(cmd, args.common, [shared] { return run_eval(*shared); });
 }
 
 }  // namespace sparq::cli

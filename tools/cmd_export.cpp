@@ -1,6 +1,7 @@
 // sparq export IN -o OUT.gguf [--type f32|f16]: writes a GGUF file that
 // llama.cpp loads (Llama and Mistral as arch "llama", Qwen2 as "qwen2",
 // MiniCPM as "minicpm"; see formats/gguf/llama_export.h).
+#include <memory>
 #include <algorithm>
 #include <cctype>
 #include <chrono>
@@ -102,7 +103,9 @@ int run_export(const ExportArgs& args) {
 }  // namespace
 
 void register_export(CLI::App& app) {
-    static ExportArgs args;
+    // Owned by the command's callback: each app registered gets its own.
+    auto shared = std::make_shared<ExportArgs>();
+    ExportArgs& args = *shared;
     CLI::App* cmd = app.add_subcommand(
         "export", "Write a GGUF file that llama.cpp loads (Llama, Mistral, Qwen2, MiniCPM)");
     cmd->add_option("IN", args.model, "Model directory or file")->required();
@@ -113,7 +116,7 @@ void register_export(CLI::App& app) {
     cmd->add_option("--tokenizer", args.tokenizer, "Tokenizer file (llama2.c checkpoints)");
     cmd->add_option("--name", args.name, "general.name stored in the file (default: the output file's stem)");
     add_common_options(cmd, args.common);
-    set_command_body(cmd, args.common, [] { return run_export(args); });
+    set_command_body(cmd, args.common, [shared] { return run_export(*shared); });
 }
 
 }  // namespace sparq::cli

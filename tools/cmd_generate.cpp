@@ -1,4 +1,5 @@
 // sparq generate MODEL --prompt TEXT: prints the continuation.
+#include <memory>
 #include <chrono>
 #include <iostream>
 
@@ -66,7 +67,9 @@ int run_generate(const GenerateArgs& args) {
 }  // namespace
 
 void register_generate(CLI::App& app) {
-    static GenerateArgs args;
+    // Owned by the command's callback: each app registered gets its own.
+    auto shared = std::make_shared<GenerateArgs>();
+    GenerateArgs& args = *shared;
     CLI::App* cmd = app.add_subcommand("generate", "Continue a prompt");
     cmd->add_option("MODEL", args.model, "Model directory or file")->required();
     cmd->add_option("--prompt", args.prompt, "Text to continue")->required();
@@ -77,7 +80,7 @@ void register_generate(CLI::App& app) {
     cmd->add_option("--tokenizer", args.tokenizer, "Tokenizer file (llama2.c checkpoints)");
     cmd->add_flag("--reference-path", args.reference_path, "Force the FP32 reference forward");
     add_common_options(cmd, args.common);
-    set_command_body(cmd, args.common, [] { return run_generate(args); });
+    set_command_body(cmd, args.common, [shared] { return run_generate(*shared); });
 }
 
 }  // namespace sparq::cli

@@ -1,4 +1,5 @@
 // sparq inspect MODEL: what a model holds (CONTRACT.md fields).
+#include <memory>
 #include <cmath>
 #include <iomanip>
 #include <iostream>
@@ -145,12 +146,14 @@ int run_inspect(const InspectArgs& args) {
 }  // namespace
 
 void register_inspect(CLI::App& app) {
-    static InspectArgs args;
+    // Owned by the command's callback: each app registered gets its own.
+    auto shared = std::make_shared<InspectArgs>();
+    InspectArgs& args = *shared;
     CLI::App* cmd = app.add_subcommand("inspect", "Show a model's configuration, tensors and size");
     cmd->add_option("MODEL", args.model, "Model directory or file")->required();
     cmd->add_option("--tokenizer", args.tokenizer, "Tokenizer file (llama2.c checkpoints)");
     add_common_options(cmd, args.common);
-    set_command_body(cmd, args.common, [] { return run_inspect(args); });
+    set_command_body(cmd, args.common, [shared] { return run_inspect(*shared); });
 }
 
 }  // namespace sparq::cli

@@ -1,4 +1,5 @@
 // sparq quantize MODEL -o OUT.sparq --bits B [--group G] [--sym|--asym] [--method M]
+#include <memory>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -215,7 +216,9 @@ int run_quantize(QuantizeArgs& args) {
 }  // namespace
 
 void register_quantize(CLI::App& app) {
-    static QuantizeArgs args;
+    // Owned by the command's callback: each app registered gets its own.
+    auto shared = std::make_shared<QuantizeArgs>();
+    QuantizeArgs& args = *shared;
     CLI::App* cmd = app.add_subcommand("quantize", "Quantize a model's weights into a packed .sparq file");
     args.command = cmd;
     cmd->add_option("MODEL", args.model, "Model directory or file")->required();
@@ -262,7 +265,7 @@ void register_quantize(CLI::App& app) {
     cmd->add_option("--tokenizer", args.tokenizer, "Tokenizer file (llama2.c checkpoints)");
     cmd->add_flag("--dry-run", args.dry_run, "Print the plan and write nothing");
     add_common_options(cmd, args.common);
-    set_command_body(cmd, args.common, [] { return run_quantize(args); });
+    set_command_body(cmd, args.common, [shared] { return run_quantize(*shared); });
 }
 
 }  // namespace sparq::cli

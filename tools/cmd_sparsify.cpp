@@ -2,6 +2,7 @@
 //   [--layer-ratios uniform|owl] [--calib FILE --calib-samples N --calib-len L --seed S --calib-cache H5]
 //   [--bits B --group G --sym|--asym --quant-method rtn|mse|gptq] [--targets R] [--ignore R] [--dry-run]
 //   [--structured mlp=F,heads=F [--no-reconstruct]]
+#include <memory>
 #include <chrono>
 #include <filesystem>
 #include <iomanip>
@@ -229,7 +230,9 @@ int run_sparsify(SparsifyArgs& args) {
 }  // namespace
 
 void register_sparsify(CLI::App& app) {
-    static SparsifyArgs args;
+    // Owned by the command's callback: each app registered gets its own.
+    auto shared = std::make_shared<SparsifyArgs>();
+    SparsifyArgs& args = *shared;
     CLI::App* cmd = app.add_subcommand("sparsify", "Prune a model's weights (optionally with quantization) into a .sparq file");
     args.command = cmd;
     cmd->add_option("MODEL", args.model, "Model directory or file")->required();
@@ -273,7 +276,7 @@ void register_sparsify(CLI::App& app) {
     cmd->add_option("--tokenizer", args.tokenizer, "Tokenizer file (llama2.c checkpoints)");
     cmd->add_flag("--dry-run", args.dry_run, "Print the plan and write nothing");
     add_common_options(cmd, args.common);
-    set_command_body(cmd, args.common, [] { return run_sparsify(args); });
+    set_command_body(cmd, args.common, [shared] { return run_sparsify(*shared); });
 }
 
 }  // namespace sparq::cli

@@ -1,5 +1,6 @@
 // sparq synth --config CONFIG.json -o DIR --tokenizer FILE: a deterministic
 // random-weight model of any Llama-family shape.
+#include <memory>
 #include <iostream>
 
 #include "core/error.h"
@@ -53,7 +54,9 @@ int run_synth(const SynthArgs& args) {
 }  // namespace
 
 void register_synth(CLI::App& app) {
-    static SynthArgs args;
+    // Owned by the command's callback: each app registered gets its own.
+    auto shared = std::make_shared<SynthArgs>();
+    SynthArgs& args = *shared;
     CLI::App* cmd = app.add_subcommand("synth", "Write a deterministic random-weight model of a given shape");
     cmd->add_option("--config", args.config, "config.json giving the shape and architecture")->required();
     cmd->add_option("-o,--output", args.output, "Output directory")->required();
@@ -63,7 +66,7 @@ void register_synth(CLI::App& app) {
     cmd->add_option("--shard-size", args.shard_size, "Bytes per shard (sharded with an index)")->check(CLI::NonNegativeNumber);
     cmd->add_flag("--peaked", args.peaked, "Scale the final norm until next-token distributions are peaked");
     add_common_options(cmd, args.common);
-    set_command_body(cmd, args.common, [] { return run_synth(args); });
+    set_command_body(cmd, args.common, [shared] { return run_synth(*shared); });
 }
 
 }  // namespace sparq::cli

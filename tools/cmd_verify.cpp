@@ -5,6 +5,7 @@
 // dequantized weights (so only the kernels differ), over chunks (prefill
 // kernels) and over the text's first tokens fed one at a time (decode
 // kernels). Exit 3 when not ok.
+#include <memory>
 #include <algorithm>
 #include <cmath>
 #include <span>
@@ -177,7 +178,9 @@ int run_verify(const VerifyArgs& args) {
 }  // namespace
 
 void register_verify(CLI::App& app) {
-    static VerifyArgs args;
+    // Owned by the command's callback: each app registered gets its own.
+    auto shared = std::make_shared<VerifyArgs>();
+    VerifyArgs& args = *shared;
     CLI::App* cmd = app.add_subcommand("verify", "Check a .sparq file: checksums, error vs source, runtime vs reference");
     cmd->add_option("FILE", args.file, ".sparq file")->required();
     cmd->add_option("--against", args.against, "Source model to compare each tensor with");
@@ -190,7 +193,7 @@ void register_verify(CLI::App& app) {
                     "Tokens of --text also fed one at a time (the decode kernels); 0: none")
         ->check(CLI::NonNegativeNumber);
     add_common_options(cmd, args.common);
-    set_command_body(cmd, args.common, [] { return run_verify(args); });
+    set_command_body(cmd, args.common, [shared] { return run_verify(*shared); });
 }
 
 }  // namespace sparq::cli

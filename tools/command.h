@@ -54,9 +54,13 @@ void register_bench(CLI::App& app);
 void register_calibrate(CLI::App& app);
 void register_sparsify(CLI::App& app);
 void register_check(CLI::App& app);
+void register_run(CLI::App& app);
+// Every command above but run (which drives the others: tools/recipe.h).
+void register_commands(CLI::App& app);
 
 // The command line this process was started with (recorded in outputs).
 const std::string& invocation();
 void set_invocation(int argc, char** argv);
+void set_invocation_line(const std::string& line);
 
 }  // namespace sparq::cli

@@ -59,6 +59,8 @@ void set_invocation(int argc, char** argv) {
     invocation_storage() = line;
 }
 
+void set_invocation_line(const std::string& line) { invocation_storage() = line; }
+
 void print_json(const nlohmann::json& j) {
     std::cout << j.dump(1) << std::endl;
 }

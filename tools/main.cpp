@@ -13,17 +13,8 @@ int main(int argc, char** argv) {
     mallopt(M_TRIM_THRESHOLD, 512 << 20);
     CLI::App app{"sparq: compress, measure and run large language models"};
     app.require_subcommand(1);
-    sparq::cli::register_inspect(app);
-    sparq::cli::register_eval(app);
-    sparq::cli::register_generate(app);
-    sparq::cli::register_export(app);
-    sparq::cli::register_synth(app);
-    sparq::cli::register_quantize(app);
-    sparq::cli::register_verify(app);
-    sparq::cli::register_bench(app);
-    sparq::cli::register_calibrate(app);
-    sparq::cli::register_sparsify(app);
-    sparq::cli::register_check(app);
+    sparq::cli::register_commands(app);
+    sparq::cli::register_run(app);
     sparq::cli::set_invocation(argc, argv);
     try {
         app.parse(argc, argv);
