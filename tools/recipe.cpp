@@ -67,13 +67,24 @@ bool command_writes_output(const std::string& command) {
     return command == "quantize" || command == "sparsify" || command == "calibrate" || command == "export";
 }
 
+namespace {
+
+Recipe parse_recipe_node(const YAML::Node& root, const std::string& file);
+
+}  // namespace
+
 Recipe parse_recipe(const std::string& yaml_text, const std::string& file) {
-    YAML::Node root;
     try {
-        root = YAML::Load(yaml_text);
+        return parse_recipe_node(YAML::Load(yaml_text), file);
     } catch (const YAML::Exception& e) {
-        fail_in({file, "", ""}, "not valid YAML (line ", e.mark.line + 1, "): ", e.msg);
+        // Bad YAML, or a node of the wrong kind where a key or value was read.
+        fail_in({file, "", ""}, "not a valid recipe (YAML line ", e.mark.line + 1, "): ", e.msg);
     }
+}
+
+namespace {
+
+Recipe parse_recipe_node(const YAML::Node& root, const std::string& file) {
     if (!root.IsMap()) fail_in({file, "", ""}, "expected a mapping with 'model' and 'stages'");
     reject_unknown_keys(root, {"model", "output_dir", "stages"}, file, "");
     Recipe r;
@@ -134,6 +145,8 @@ Recipe parse_recipe(const std::string& yaml_text, const std::string& file) {
     }
     return r;
 }
+
+}  // namespace
 
 Recipe read_recipe(const std::string& path) {
     std::ifstream in(path, std::ios::binary);

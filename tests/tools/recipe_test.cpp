@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <random>
 
 #include "core/error.h"
 #include "test_data.h"
@@ -98,6 +99,38 @@ TEST(Recipe, MalformedRecipesNameTheField) {
     EXPECT_EQ(error_field([&] { resolve_recipe(r, fake_env); }), "model");
     Recipe s = parse_recipe("model: m\nstages: [{command: eval, options: {text: '${output:eval}'}}]\n", "r.yaml");
     EXPECT_EQ(error_field([&] { resolve_recipe(s, fake_env); }), "eval.options.text");  // eval writes no file
+}
+
+// Mutated recipes either parse and resolve or throw sparq::Error: never a
+// crash or another exception (yaml-cpp's own are turned into errors).
+TEST(Recipe, MutatedRecipesAreErrorsOrRecipes) {
+    const std::string base = kRecipe;
+    const std::string alphabet = "{}[]:,-'\"$#&*!|>%@` \n\tab01";
+    std::mt19937 gen(5);
+    int parsed = 0, refused = 0;
+    for (int trial = 0; trial < 4000; ++trial) {
+        std::string text = base;
+        const int edits = 1 + static_cast<int>(gen() % 4);
+        for (int e = 0; e < edits; ++e) {
+            const size_t at = gen() % text.size();
+            switch (gen() % 3) {
+                case 0: text[at] = alphabet[gen() % alphabet.size()]; break;
+                case 1: text.erase(at, 1 + gen() % 8); break;
+                default: text.insert(at, 1, alphabet[gen() % alphabet.size()]); break;
+            }
+            if (text.empty()) text = "x";
+        }
+        try {
+            Recipe r = parse_recipe(text, "m.yaml");
+            resolve_recipe(r, fake_env);
+            for (size_t i = 0; i < r.stages.size(); ++i) stage_arguments(r, i, {});
+            ++parsed;
+        } catch (const Error&) {
+            ++refused;
+        }
+    }
+    EXPECT_GT(parsed, 100);
+    EXPECT_GT(refused, 100);
 }
 
 // `sparq <line>` in this process: its exit code, and its stdout.
