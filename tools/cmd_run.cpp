@@ -74,8 +74,7 @@ void check_option_names(const Recipe& recipe) {
     for (const RecipeStage& s : recipe.stages) {
         const CLI::App* command = app.get_subcommand(s.command);
         for (const auto& [key, value] : s.options) {
-            std::string flag = "--" + key;
-            for (char& c : flag) c = c == '_' ? '-' : c;
+            const std::string flag = option_flag(key);
             if (command->get_option_no_throw(flag) == nullptr) {
                 fail_in({recipe.file, "", s.name + ".options." + key}, "sparq ", s.command, " has no option ", flag);
             }

@@ -269,6 +269,12 @@ void resolve_recipe(Recipe& recipe, const std::function<std::optional<std::strin
     }
 }
 
+std::string option_flag(const std::string& key) {
+    std::string flag = "--" + key;
+    for (char& c : flag) c = c == '_' ? '-' : c;
+    return flag;
+}
+
 std::vector<std::string> stage_arguments(const Recipe& recipe, size_t index, const std::vector<std::string>& extra) {
     const RecipeStage& s = recipe.stages.at(index);
     std::vector<std::string> args = {s.command};
@@ -278,8 +284,7 @@ std::vector<std::string> stage_arguments(const Recipe& recipe, size_t index, con
         args.push_back(stage_output(recipe, s));
     }
     for (const auto& [key, value] : s.options) {
-        std::string flag = "--" + key;
-        for (char& c : flag) c = c == '_' ? '-' : c;
+        const std::string flag = option_flag(key);
         if (value == "true") {
             args.push_back(flag);
         } else if (value != "false") {

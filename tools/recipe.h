@@ -69,6 +69,9 @@ std::string stage_report(const Recipe& recipe, const RecipeStage& stage);
 // there is none). Empty for check, which reads reports.
 std::string stage_input(const Recipe& recipe, size_t index);
 
+// The flag of an option as the recipe writes it: calib_len -> --calib-len.
+std::string option_flag(const std::string& key);
+
 // The sparq command line of stage `index` (without "sparq"), with --json
 // and the shared flags given (`extra`: e.g. --threads N, --quiet).
 std::vector<std::string> stage_arguments(const Recipe& recipe, size_t index, const std::vector<std::string>& extra);
