@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "tools/command.h"
+#include "run_cli.h"
 #include "test_data.h"
 
 namespace sparq::cli {
@@ -21,17 +22,10 @@ std::string write_json(const std::string& dir, const std::string& name, const nl
 
 // The exit code sparq would return for `sparq <line>`.
 int exit_code(const std::string& line) {
-    CLI::App app;
-    app.require_subcommand(1);
-    register_check(app);
-    try {
-        app.parse(line, false);
-    } catch (const CommandExit& e) {
-        return e.code;
-    } catch (const CLI::ParseError&) {
-        return 2;
-    }
-    return 0;
+    std::vector<std::string> args;
+    std::istringstream words(line);
+    for (std::string w; words >> w;) args.push_back(w);
+    return testing_support::run_cli(args);
 }
 
 TEST(CheckCommand, ExitCodesFollowTheContract) {

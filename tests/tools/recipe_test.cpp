@@ -12,6 +12,7 @@
 #include "test_data.h"
 #include "tools/command.h"
 #include "tools/recipe.h"
+#include "run_cli.h"
 
 namespace sparq::cli {
 namespace {
@@ -133,27 +134,7 @@ TEST(Recipe, MutatedRecipesAreErrorsOrRecipes) {
     EXPECT_GT(refused, 100);
 }
 
-// `sparq <line>` in this process: its exit code, and its stdout.
-int run_sparq(const std::vector<std::string>& args, std::string* out = nullptr) {
-    CLI::App app;
-    app.require_subcommand(1);
-    register_commands(app);
-    register_run(app);
-    std::vector<std::string> reversed(args.rbegin(), args.rend());
-    std::ostringstream captured;
-    std::streambuf* old = std::cout.rdbuf(captured.rdbuf());
-    int code = 0;
-    try {
-        app.parse(reversed);
-    } catch (const CommandExit& e) {
-        code = e.code;
-    } catch (const CLI::ParseError&) {
-        code = 2;
-    }
-    std::cout.rdbuf(old);
-    if (out) *out = captured.str();
-    return code;
-}
+using testing_support::run_cli;
 
 TEST(Recipe, RunsARealRecipeAndStopsAtAFailedGate) {
     SPARQ_REQUIRE_DATA("stories260K/hf/model.safetensors");
@@ -172,7 +153,7 @@ TEST(Recipe, RunsARealRecipeAndStopsAtAFailedGate) {
                           << "  - {name: gate, command: check, options: {report: '${report:eval}', baseline: "
                              "'${report:base}', max_ppl_increase_pct: 1}}\n";
     std::string out;
-    ASSERT_EQ(run_sparq({"run", recipe, "--json", "--quiet"}, &out), 0) << out;
+    ASSERT_EQ(run_cli({"run", recipe, "--json", "--quiet"}, &out), 0) << out;
     const nlohmann::json j = nlohmann::json::parse(out);
     EXPECT_TRUE(j["ok"].get<bool>());
     ASSERT_EQ(j["stages"].size(), 4u);
@@ -184,7 +165,7 @@ TEST(Recipe, RunsARealRecipeAndStopsAtAFailedGate) {
     EXPECT_EQ(j["outputs"]["quantize"].get<std::string>(), dir + "/out/quantize.sparq");
 
     // int2 fails a 1% gate: exit 3, the failed stage named, the earlier ones kept.
-    ASSERT_EQ(run_sparq({"run", recipe, "--set", "quantize.bits=2", "--json", "--quiet"}, &out), 3) << out;
+    ASSERT_EQ(run_cli({"run", recipe, "--set", "quantize.bits=2", "--json", "--quiet"}, &out), 3) << out;
     const nlohmann::json failed = nlohmann::json::parse(out);
     EXPECT_FALSE(failed["ok"].get<bool>());
     EXPECT_EQ(failed["failed_stage"].get<std::string>(), "gate");
@@ -192,10 +173,10 @@ TEST(Recipe, RunsARealRecipeAndStopsAtAFailedGate) {
 
     // A misspelt option is refused before any stage runs.
     std::filesystem::remove_all(dir + "/out");
-    EXPECT_EQ(run_sparq({"run", recipe, "--set", "quantize.bitz=4", "--quiet"}), 1);
+    EXPECT_EQ(run_cli({"run", recipe, "--set", "quantize.bitz=4", "--quiet"}), 1);
     EXPECT_FALSE(std::filesystem::exists(dir + "/out/quantize.sparq"));
     // --dry-run plans and writes nothing.
-    ASSERT_EQ(run_sparq({"run", recipe, "--dry-run", "--json", "--quiet"}, &out), 0);
+    ASSERT_EQ(run_cli({"run", recipe, "--dry-run", "--json", "--quiet"}, &out), 0);
     EXPECT_TRUE(nlohmann::json::parse(out)["stages"][0]["plan"].is_object());
     EXPECT_FALSE(std::filesystem::exists(dir + "/out/quantize.sparq"));
 }
