@@ -33,39 +33,6 @@ std::string joined(const std::vector<std::string>& args) {
     return line;
 }
 
-// Runs `sparq <args>` in this process; its stdout (one JSON object, with
-// --json) is returned in `captured`. Returns the command's exit code.
-int run_in_process(const std::vector<std::string>& args, std::string& captured) {
-    CLI::App app{"sparq"};
-    app.require_subcommand(1);
-    register_commands(app);
-    std::vector<std::string> reversed(args.rbegin(), args.rend());  // CLI11 pops from the back
-    std::vector<std::string> argv_strings = {"sparq"};
-    argv_strings.insert(argv_strings.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (std::string& s : argv_strings) argv.push_back(s.data());
-    const std::string outer = invocation();
-    set_invocation(static_cast<int>(argv.size()), argv.data());  // recorded in the files the stage writes
-    std::ostringstream out;
-    std::streambuf* const old = std::cout.rdbuf(out.rdbuf());
-    int code = 0;
-    try {
-        app.parse(reversed);
-    } catch (const CommandExit& e) {
-        code = e.code;
-    } catch (const CLI::ParseError& e) {
-        std::cerr << "sparq: error: " << e.what() << "\n";
-        code = 1;  // the recipe is the input at fault
-    } catch (...) {
-        std::cout.rdbuf(old);
-        throw;
-    }
-    std::cout.rdbuf(old);
-    set_invocation_line(outer);
-    captured = out.str();
-    return code;
-}
-
 // Every option a stage names must exist on its command, checked before
 // anything runs (a typo in the last stage should not cost the first one).
 void check_option_names(const Recipe& recipe) {
@@ -114,7 +81,7 @@ int run_recipe(const RunArgs& args) {
             if (s.command == "quantize" || s.command == "sparsify") {
                 line.push_back("--dry-run");
                 std::string captured;
-                const int code = run_in_process(line, captured);
+                const int code = run_in_process(line, captured, false);
                 if (code != 0) fail_in({recipe.file, "", s.name}, "the stage's plan failed (exit ", code, ")");
                 stage["plan"] = parse_result(captured);
             }
@@ -151,7 +118,8 @@ int run_recipe(const RunArgs& args) {
                                   joined(line));
         const auto t0 = std::chrono::steady_clock::now();
         std::string captured;
-        code = run_in_process(line, captured);
+        code = run_in_process(line, captured, false);
+        if (code == 2) code = 1;  // a usage error in a stage: the recipe is the input at fault
         const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         const nlohmann::json result = parse_result(captured);
         if (!result.is_null()) write_file_atomic(stage_report(recipe, s), result.dump(1) + "\n");

@@ -7,6 +7,7 @@
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 namespace sparq::cli {
 
@@ -57,6 +58,12 @@ void register_check(CLI::App& app);
 void register_run(CLI::App& app);
 // Every command above but run (which drives the others: tools/recipe.h).
 void register_commands(CLI::App& app);
+
+// Runs `sparq <args>` in this process through those commands (and run,
+// when `with_run`), with the invocation set to that line while it runs:
+// returns the exit code (2 for a usage error) and, in `captured`, what it
+// printed on stdout.
+int run_in_process(const std::vector<std::string>& args, std::string& captured, bool with_run);
 
 // The command line this process was started with (recorded in outputs).
 const std::string& invocation();

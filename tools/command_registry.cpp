@@ -1,3 +1,6 @@
+#include <iostream>
+#include <sstream>
+
 #include "tools/command.h"
 
 namespace sparq::cli {
@@ -14,6 +17,39 @@ void register_commands(CLI::App& app) {
     register_calibrate(app);
     register_sparsify(app);
     register_check(app);
+}
+
+int run_in_process(const std::vector<std::string>& args, std::string& captured, bool with_run) {
+    CLI::App app{"sparq"};
+    app.require_subcommand(1);
+    register_commands(app);
+    if (with_run) register_run(app);
+    std::vector<std::string> reversed(args.rbegin(), args.rend());  // CLI11 pops from the back
+    std::vector<std::string> argv_strings = {"sparq"};
+    argv_strings.insert(argv_strings.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (std::string& s : argv_strings) argv.push_back(s.data());
+    const std::string outer = invocation();
+    set_invocation(static_cast<int>(argv.size()), argv.data());  // recorded in the files a command writes
+    std::ostringstream out;
+    std::streambuf* const old = std::cout.rdbuf(out.rdbuf());
+    int code = 0;
+    try {
+        app.parse(reversed);
+    } catch (const CommandExit& e) {
+        code = e.code;
+    } catch (const CLI::ParseError& e) {
+        std::cerr << "sparq: error: " << e.what() << "\n";
+        code = 2;
+    } catch (...) {
+        std::cout.rdbuf(old);
+        set_invocation_line(outer);
+        throw;
+    }
+    std::cout.rdbuf(old);
+    set_invocation_line(outer);
+    captured = out.str();
+    return code;
 }
 
 }  // namespace sparq::cli

@@ -54,13 +54,6 @@ RecipeStage* find_stage(Recipe& recipe, const std::string& name) {
     return nullptr;
 }
 
-const RecipeStage* find_stage(const Recipe& recipe, const std::string& name) {
-    for (const RecipeStage& s : recipe.stages) {
-        if (s.name == name) return &s;
-    }
-    return nullptr;
-}
-
 }  // namespace
 
 bool command_writes_output(const std::string& command) {

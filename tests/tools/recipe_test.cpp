@@ -114,12 +114,13 @@ TEST(Recipe, MutatedRecipesAreErrorsOrRecipes) {
         const int edits = 1 + static_cast<int>(gen() % 4);
         for (int e = 0; e < edits; ++e) {
             const size_t at = gen() % text.size();
+            const std::string c(1, alphabet[gen() % alphabet.size()]);
             switch (gen() % 3) {
-                case 0: text[at] = alphabet[gen() % alphabet.size()]; break;
-                case 1: text.erase(at, 1 + gen() % 8); break;
-                default: text.insert(at, 1, alphabet[gen() % alphabet.size()]); break;
+                case 0: text = text.substr(0, at) + c + text.substr(at + 1); break;
+                case 1: text = text.substr(0, at) + text.substr(std::min(text.size(), at + 1 + gen() % 8)); break;
+                default: text = text.substr(0, at) + c + text.substr(at); break;
             }
-            if (text.empty()) text = "x";
+            if (text.empty()) text.push_back('x');
         }
         try {
             Recipe r = parse_recipe(text, "m.yaml");
