@@ -78,7 +78,8 @@ int run_recipe(const RunArgs& args) {
             const RecipeStage& s = recipe.stages[i];
             std::vector<std::string> line = stage_arguments(recipe, i, extra);
             nlohmann::json stage = {{"name", s.name}, {"command", s.command}, {"arguments", joined(line)}};
-            if (s.command == "quantize" || s.command == "sparsify") {
+            // A stage reading an earlier stage's output has no plan until that runs.
+            if ((s.command == "quantize" || s.command == "sparsify") && std::filesystem::exists(stage_input(recipe, i))) {
                 line.push_back("--dry-run");
                 std::string captured;
                 const int code = run_in_process(line, captured, false);

@@ -209,8 +209,11 @@ std::string stage_input(const Recipe& recipe, size_t index) {
 
 void resolve_recipe(Recipe& recipe, const std::function<std::optional<std::string>(const std::string&)>& getenv_fn) {
     // Every stage's output is known before substitution (outputs may not
-    // refer to other stages' outputs), so any stage may name any other.
-    const auto substitute = [&](const std::string& text, const std::string& field, bool allow_stages) {
+    // refer to other stages' outputs). A stage may name only stages before
+    // it (`before` of them): a later stage's file would be stale or missing
+    // when it runs. -1: no stage may be named here.
+    const auto substitute = [&](const std::string& text, const std::string& field, int64_t before) {
+        const bool allow_stages = before >= 0;
         std::string out;
         size_t at = 0;
         while (true) {
@@ -230,6 +233,10 @@ void resolve_recipe(Recipe& recipe, const std::function<std::optional<std::strin
                 if (!allow_stages) fail_in({recipe.file, "", field}, "'${", name, "}' cannot be used here");
                 const RecipeStage* stage = find_stage(recipe, stage_name);
                 if (!stage) fail_in({recipe.file, "", field}, "'${", name, "}': no stage named '", stage_name, "'");
+                if (stage - recipe.stages.data() >= before) {
+                    fail_in({recipe.file, "", field}, "'${", name, "}': stage '", stage_name,
+                            "' does not run before this one");
+                }
                 if (kind == "output") {
                     if (!command_writes_output(stage->command)) {
                         fail_in({recipe.file, "", field}, "'${", name, "}': stage '", stage_name, "' (",
@@ -251,14 +258,16 @@ void resolve_recipe(Recipe& recipe, const std::function<std::optional<std::strin
         }
         return out + text.substr(at);
     };
-    recipe.model = substitute(recipe.model, "model", false);
-    recipe.output_dir = substitute(recipe.output_dir, "output_dir", false);
+    recipe.model = substitute(recipe.model, "model", -1);
+    recipe.output_dir = substitute(recipe.output_dir, "output_dir", -1);
     for (RecipeStage& s : recipe.stages) {
-        if (s.output) s.output = substitute(*s.output, s.name + ".output", false);
+        if (s.output) s.output = substitute(*s.output, s.name + ".output", -1);
     }
-    for (RecipeStage& s : recipe.stages) {
-        if (s.input) s.input = substitute(*s.input, s.name + ".input", true);
-        for (auto& [k, v] : s.options) v = substitute(v, s.name + ".options." + k, true);
+    for (size_t i = 0; i < recipe.stages.size(); ++i) {
+        RecipeStage& s = recipe.stages[i];
+        const auto before = static_cast<int64_t>(i);
+        if (s.input) s.input = substitute(*s.input, s.name + ".input", before);
+        for (auto& [k, v] : s.options) v = substitute(v, s.name + ".options." + k, before);
     }
 }
 

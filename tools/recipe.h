@@ -56,8 +56,8 @@ bool command_writes_output(const std::string& command);
 // ${NAME} (an environment variable; SPARQ_DATA defaults to ../shared/data)
 // in every string of the recipe, in place. `report` paths are the stages'
 // JSON results (<output_dir>/<stage>.json); `output` paths must belong to
-// writing stages. Throws sparq::Error naming the field for an unknown
-// variable or stage.
+// writing stages, and a stage may name only stages that run before it.
+// Throws sparq::Error naming the field for an unknown variable or stage.
 void resolve_recipe(Recipe& recipe, const std::function<std::optional<std::string>(const std::string&)>& getenv_fn);
 
 // The path of a stage's output (writing stages) and of its JSON result.

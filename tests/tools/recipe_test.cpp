@@ -100,6 +100,13 @@ TEST(Recipe, MalformedRecipesNameTheField) {
     EXPECT_EQ(error_field([&] { resolve_recipe(r, fake_env); }), "model");
     Recipe s = parse_recipe("model: m\nstages: [{command: eval, options: {text: '${output:eval}'}}]\n", "r.yaml");
     EXPECT_EQ(error_field([&] { resolve_recipe(s, fake_env); }), "eval.options.text");  // eval writes no file
+    // A stage may read only what earlier stages wrote (a later one's file would be stale).
+    Recipe ahead = parse_recipe(
+        "model: m\nstages: [{name: gate, command: check, options: {report: '${report:ev}'}}, {name: ev, command: eval}]\n",
+        "r.yaml");
+    EXPECT_EQ(error_field([&] { resolve_recipe(ahead, fake_env); }), "gate.options.report");
+    Recipe own = parse_recipe("model: m\nstages: [{name: q, command: quantize, input: '${output:q}'}]\n", "r.yaml");
+    EXPECT_EQ(error_field([&] { resolve_recipe(own, fake_env); }), "q.input");
 }
 
 // Mutated recipes either parse and resolve or throw sparq::Error: never a
