@@ -165,6 +165,14 @@ int run_quantize(QuantizeArgs& args) {
           {"bits_per_weight", r.bits_per_weight},
           {"file_bits_per_weight", r.file_bits_per_weight}}},
     };
+    // The channel-scaling settings (the command line has them too, but a
+    // recipe or a script should not have to parse it).
+    if (args.options.method == "smoothquant") {
+        metadata["quantization"]["smooth"] = {{"alpha", args.options.smooth_alpha},
+                                              {"weights", args.options.smooth_weights}};
+    } else if (args.options.method == "awq") {
+        metadata["quantization"]["awq"] = {{"grid", args.options.awq_grid}, {"score", args.options.awq_score}};
+    }
     nlohmann::json smooth_report = nullptr;
     if (smooth_search) {
         smooth_report = {{"alpha", smooth_search->best.alpha},
