@@ -124,6 +124,9 @@ int run_inspect(const InspectArgs& args) {
         {"sparsity", linear_params ? static_cast<double>(linear_zeros) / static_cast<double>(linear_params) : 0.0},
     };
     if (m.tokenizer) j["tokenizer"] = {{"kind", m.tokenizer->source_kind()}, {"vocab_size", m.tokenizer->vocab_size()}};
+    // How a .sparq file was made (command, source, quantization and
+    // sparsity settings), as its writer recorded it.
+    if (m.format == "sparq") j["metadata"] = SparqFile::open(m.path, false)->metadata();
     if (args.common.json) {
         print_json(j);
         return 0;
@@ -136,6 +139,9 @@ int run_inspect(const InspectArgs& args) {
               << j["bits_per_weight"].get<double>() << " bits/weight in block linears, "
               << j["file_bits_per_weight"].get<double>() << " over all parameters, sparsity "
               << j["sparsity"].get<double>() << "\n";
+    if (j.contains("metadata") && j["metadata"].contains("command") && j["metadata"]["command"].is_string()) {
+        std::cout << "  made by: " << j["metadata"]["command"].get<std::string>() << "\n";
+    }
     for (const auto& t : tensors) {
         std::cout << "  " << std::left << std::setw(48) << t["name"].get<std::string>() << " "
                   << std::setw(5) << t["dtype"].get<std::string>() << " " << t["shape"].dump() << "\n";

@@ -171,6 +171,11 @@ TEST(Recipe, RunsARealRecipeAndStopsAtAFailedGate) {
     EXPECT_GT(ppl, 1.0);
     EXPECT_EQ(j["stages"][2]["metrics"]["model"].get<std::string>(), dir + "/out/quantize.sparq");
     EXPECT_EQ(j["outputs"]["quantize"].get<std::string>(), dir + "/out/quantize.sparq");
+    // The file records the stage's own command line (sparq inspect shows it).
+    std::string inspected;
+    ASSERT_EQ(run_cli({"inspect", dir + "/out/quantize.sparq", "--json"}, &inspected), 0);
+    EXPECT_EQ(nlohmann::json::parse(inspected)["metadata"]["command"].get<std::string>(),
+              j["stages"][0]["arguments"].get<std::string>());
 
     // int2 fails a 1% gate: exit 3, the failed stage named, the earlier ones kept.
     ASSERT_EQ(run_cli({"run", recipe, "--set", "quantize.bits=2", "--json", "--quiet"}, &out), 3) << out;
