@@ -3,7 +3,6 @@
 // The CI accuracy gate (eval/accuracy_gate.h): exit 0 when every limit
 // holds, 3 with a table of what regressed when one is broken, 1 when the
 // reports cannot be read or compared.
-#include <fstream>
 #include <iomanip>
 #include <iostream>
 #include <memory>
@@ -11,6 +10,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/mapped_file.h"
 #include "eval/accuracy_gate.h"
 #include "tools/command.h"
 
@@ -30,11 +30,10 @@ struct CheckArgs {
 };
 
 EvalMetrics read_report(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) fail_in({path, "", ""}, "cannot open the report");
+    const std::string text = read_text_file(path);
     nlohmann::json j;
     try {
-        j = nlohmann::json::parse(in);
+        j = nlohmann::json::parse(text);
     } catch (const nlohmann::json::exception& e) {
         fail_in({path, "", ""}, "not valid JSON: ", e.what());
     }

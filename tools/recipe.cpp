@@ -3,11 +3,10 @@
 #include <yaml-cpp/yaml.h>
 
 #include <filesystem>
-#include <fstream>
 #include <set>
-#include <sstream>
 
 #include "core/error.h"
+#include "core/mapped_file.h"
 
 namespace sparq::cli {
 
@@ -141,13 +140,7 @@ Recipe parse_recipe_node(const YAML::Node& root, const std::string& file) {
 
 }  // namespace
 
-Recipe read_recipe(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) fail_in({path, "", ""}, "cannot open the recipe");
-    std::stringstream text;
-    text << in.rdbuf();
-    return parse_recipe(text.str(), path);
-}
+Recipe read_recipe(const std::string& path) { return parse_recipe(read_text_file(path), path); }
 
 void apply_override(Recipe& recipe, const std::string& assignment) {
     const size_t eq = assignment.find('=');
