@@ -1,10 +1,10 @@
 // sparq bench MODEL: prefill and decode speed of the runtime (the packed
 // runtime for .sparq files), with a streaming-read bandwidth probe measured
 // in the same run and the roofline it implies.
-#include <memory>
 #include <chrono>
 #include <iomanip>
 #include <iostream>
+#include <memory>
 
 #include "core/error.h"
 #include "core/memory.h"

@@ -2,10 +2,10 @@
 // [--seed S] -o calibration.h5: runs the calibration text through the model
 // block by block and caches every block's activation statistics (HDF5,
 // docs/calibration.md) for `sparq quantize --calib-cache`.
-#include <memory>
 #include <chrono>
 #include <iomanip>
 #include <iostream>
+#include <memory>
 
 #include "calibration/statistics_cache.h"
 #include "calibration/statistics_source.h"

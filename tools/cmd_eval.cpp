@@ -1,9 +1,9 @@
 // sparq eval MODEL --text FILE: perplexity as llama-perplexity computes it,
 // optionally KL divergence and top-1 agreement against a reference model.
-#include <memory>
 #include <chrono>
 #include <iomanip>
 #include <iostream>
+#include <memory>
 #include <sstream>
 
 #include "core/error.h"

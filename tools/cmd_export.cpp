@@ -1,12 +1,12 @@
 // sparq export IN -o OUT.gguf [--type f32|f16]: writes a GGUF file that
 // llama.cpp loads (Llama and Mistral as arch "llama", Qwen2 as "qwen2",
 // MiniCPM as "minicpm"; see formats/gguf/llama_export.h).
-#include <memory>
 #include <algorithm>
 #include <cctype>
 #include <chrono>
 #include <iomanip>
 #include <iostream>
+#include <memory>
 #include <sstream>
 
 #include "core/error.h"

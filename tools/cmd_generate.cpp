@@ -1,7 +1,7 @@
 // sparq generate MODEL --prompt TEXT: prints the continuation.
-#include <memory>
 #include <chrono>
 #include <iostream>
+#include <memory>
 
 #include "core/error.h"
 #include "models/sampling.h"

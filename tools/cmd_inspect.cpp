@@ -1,9 +1,9 @@
 // sparq inspect MODEL: what a model holds (CONTRACT.md fields).
-#include <memory>
 #include <cmath>
 #include <iomanip>
 #include <iostream>
 #include <map>
+#include <memory>
 
 #include "core/half.h"
 #include "formats/sparq/sparq_file.h"

@@ -1,10 +1,10 @@
 // sparq quantize MODEL -o OUT.sparq --bits B [--group G] [--sym|--asym] [--method M]
-#include <memory>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
+#include <memory>
 #include <optional>
 
 #include "core/error.h"

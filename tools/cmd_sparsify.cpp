@@ -2,11 +2,11 @@
 //   [--layer-ratios uniform|owl] [--calib FILE --calib-samples N --calib-len L --seed S --calib-cache H5]
 //   [--bits B --group G --sym|--asym --quant-method rtn|mse|gptq] [--targets R] [--ignore R] [--dry-run]
 //   [--structured mlp=F,heads=F [--no-reconstruct]]
-#include <memory>
 #include <chrono>
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
+#include <memory>
 #include <optional>
 
 #include "core/error.h"

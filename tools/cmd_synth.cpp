@@ -1,7 +1,7 @@
 // sparq synth --config CONFIG.json -o DIR --tokenizer FILE: a deterministic
 // random-weight model of any Llama-family shape.
-#include <memory>
 #include <iostream>
+#include <memory>
 
 #include "core/error.h"
 #include "core/mapped_file.h"

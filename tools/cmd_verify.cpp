@@ -5,12 +5,12 @@
 // dequantized weights (so only the kernels differ), over chunks (prefill
 // kernels) and over the text's first tokens fed one at a time (decode
 // kernels). Exit 3 when not ok.
-#include <memory>
 #include <algorithm>
 #include <cmath>
-#include <span>
 #include <iomanip>
 #include <iostream>
+#include <memory>
+#include <span>
 
 #include "core/error.h"
 #include "core/mapped_file.h"

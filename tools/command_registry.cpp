@@ -29,10 +29,18 @@ int run_in_process(const std::vector<std::string>& args, std::string& captured, 
     argv_strings.insert(argv_strings.end(), args.begin(), args.end());
     std::vector<char*> argv;
     for (std::string& s : argv_strings) argv.push_back(s.data());
-    const std::string outer = invocation();
-    set_invocation(static_cast<int>(argv.size()), argv.data());  // recorded in the files a command writes
     std::ostringstream out;
-    std::streambuf* const old = std::cout.rdbuf(out.rdbuf());
+    // The invocation is the command's own while it runs (the files it
+    // writes record it); both come back however the command ends.
+    struct Restore {
+        std::string invocation;
+        std::streambuf* cout;
+        ~Restore() {
+            std::cout.rdbuf(cout);
+            set_invocation_line(invocation);
+        }
+    } restore{invocation(), std::cout.rdbuf(out.rdbuf())};
+    set_invocation(static_cast<int>(argv.size()), argv.data());
     int code = 0;
     try {
         app.parse(reversed);
@@ -41,13 +49,7 @@ int run_in_process(const std::vector<std::string>& args, std::string& captured, 
     } catch (const CLI::ParseError& e) {
         std::cerr << "sparq: error: " << e.what() << "\n";
         code = 2;
-    } catch (...) {
-        std::cout.rdbuf(old);
-        set_invocation_line(outer);
-        throw;
     }
-    std::cout.rdbuf(old);
-    set_invocation_line(outer);
     captured = out.str();
     return code;
 }
