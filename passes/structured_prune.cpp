@@ -118,13 +118,58 @@ const std::vector<std::string> kMlpLinears = {"mlp.gate_proj.weight", "mlp.up_pr
 const std::vector<std::string> kAttnLinears = {"self_attn.q_proj.weight", "self_attn.k_proj.weight",
                                                "self_attn.v_proj.weight", "self_attn.o_proj.weight"};
 
+// Which axis of a tensor the pruning cuts, decided by name alone, so the
+// pruning and the shape-only plan (structured_shapes) cannot disagree.
+enum class PrunedAxis { None, MlpRows, MlpCols, QueryRows, KvRows, QueryCols };
+struct PrunedPart {
+    PrunedAxis axis = PrunedAxis::None;
+    int64_t layer = -1;
+    bool bias = false;  // a 1-D bias: its one axis follows its weight's rows
+};
+
+PrunedPart pruned_part(const std::string& name, bool prune_mlp, bool prune_heads) {
+    PrunedPart part;
+    std::optional<LinearLocation> at = locate_block_linear(name);
+    part.bias = name.size() > 5 && name.compare(name.size() - 5, 5, ".bias") == 0;
+    // q/k/v biases (Qwen2) follow their weight's rows.
+    if (!at && part.bias) at = locate_block_linear(name.substr(0, name.size() - 5) + ".weight");
+    if (!at) return part;
+    const std::string& suffix = at->suffix;
+    if (prune_mlp && (suffix == "mlp.gate_proj.weight" || suffix == "mlp.up_proj.weight")) {
+        part.axis = PrunedAxis::MlpRows;
+    } else if (prune_mlp && suffix == kDown && !part.bias) {
+        part.axis = PrunedAxis::MlpCols;
+    } else if (prune_heads && suffix == "self_attn.q_proj.weight") {
+        part.axis = PrunedAxis::QueryRows;
+    } else if (prune_heads && (suffix == "self_attn.k_proj.weight" || suffix == "self_attn.v_proj.weight")) {
+        part.axis = PrunedAxis::KvRows;
+    } else if (prune_heads && suffix == kOut && !part.bias) {
+        part.axis = PrunedAxis::QueryCols;
+    }
+    if (part.axis != PrunedAxis::None) part.layer = at->layer;
+    return part;
+}
+
+ModelConfig pruned_config(const ModelSource& model, int64_t intermediate, const HeadPlan& heads) {
+    ModelConfig config = model.config;
+    config.intermediate_size = intermediate;
+    config.num_heads = heads.num_heads;
+    config.num_kv_heads = heads.num_kv_heads;
+    config.validate(model.path + " (after structured pruning)");
+    return config;
+}
+
+void check_removes_something(const StructuredSpec& spec) {
+    if (!(spec.mlp > 0) && !(spec.heads > 0)) fail_in({"", "", "--structured"}, "removes nothing: give mlp=F and/or heads=F above 0");
+}
+
 }  // namespace
 
 StructuredResult prune_structured(const ModelSource& model, const StructuredOptions& options,
                                   const std::function<void(const std::string&)>& log) {
     const ModelConfig& c = model.config;
     const bool prune_mlp = options.spec.mlp > 0, prune_heads = options.spec.heads > 0;
-    if (!prune_mlp && !prune_heads) fail_in({"", "", "--structured"}, "removes nothing: give mlp=F and/or heads=F above 0");
+    check_removes_something(options.spec);
     StructuredResult result;
     result.intermediate_before = c.intermediate_size;
     result.intermediate_after = kept_mlp_channels(c.intermediate_size, options.spec.mlp);
@@ -171,51 +216,33 @@ StructuredResult prune_structured(const ModelSource& model, const StructuredOpti
     result.model.path = model.path;
     result.model.format = model.format;
     result.model.tokenizer = model.tokenizer;
-    result.model.config = c;
-    result.model.config.intermediate_size = result.intermediate_after;
-    result.model.config.num_heads = result.heads.num_heads;
-    result.model.config.num_kv_heads = result.heads.num_kv_heads;
-    result.model.config.validate(model.path + " (after structured pruning)");
+    result.model.config = pruned_config(model, result.intermediate_after, result.heads);
     result.model.tensors = TensorMap(model.tensors.source());
     for (const auto& [name, t] : model.tensors.all()) {
-        const std::optional<LinearLocation> at = locate_block_linear(name);
-        const bool bias = name.size() > 5 && name.compare(name.size() - 5, 5, ".bias") == 0;
-        std::string suffix = at ? at->suffix : std::string();
-        int64_t layer = at ? at->layer : -1;
-        if (!at && bias) {
-            // q/k/v biases (Qwen2) follow their weight's rows.
-            const std::optional<LinearLocation> w = locate_block_linear(name.substr(0, name.size() - 5) + ".weight");
-            if (w) {
-                suffix = w->suffix;
-                layer = w->layer;
-            }
-        }
-        if (layer < 0) {
+        const PrunedPart part = pruned_part(name, prune_mlp, prune_heads);
+        if (part.axis == PrunedAxis::None) {
             result.model.tensors.add(name, t);
             continue;
         }
-        const BlockChoice& choice = choices[static_cast<size_t>(layer)];
-        const int64_t rows = bias ? 1 : t.shape[0], cols = bias ? t.shape[0] : t.shape[1];
+        const BlockChoice& choice = choices[static_cast<size_t>(part.layer)];
+        const int64_t rows = part.bias ? 1 : t.shape[0], cols = part.bias ? t.shape[0] : t.shape[1];
         const auto cut_rows = [&](const std::vector<int64_t>& kept) {
-            std::vector<float> v = bias ? take_cols(t.to_f32(), 1, cols, kept) : take_rows(t.to_f32(), rows, cols, kept);
-            Shape shape = bias ? Shape{static_cast<int64_t>(kept.size())} : Shape{static_cast<int64_t>(kept.size()), cols};
+            std::vector<float> v = part.bias ? take_cols(t.to_f32(), 1, cols, kept) : take_rows(t.to_f32(), rows, cols, kept);
+            Shape shape = part.bias ? Shape{static_cast<int64_t>(kept.size())} : Shape{static_cast<int64_t>(kept.size()), cols};
             result.model.tensors.add(name, in_dtype(shape, std::move(v), t.dtype));
         };
         const auto put_cols = [&](const std::vector<float>& values, int64_t kept_cols) {
             result.model.tensors.add(name, in_dtype(Shape{rows, kept_cols}, values, t.dtype));
         };
-        if (prune_mlp && (suffix == "mlp.gate_proj.weight" || suffix == "mlp.up_proj.weight")) {
-            cut_rows(choice.channels);
-        } else if (prune_mlp && suffix == kDown && !bias) {
-            put_cols(choice.down, static_cast<int64_t>(choice.channels.size()));
-        } else if (prune_heads && suffix == "self_attn.q_proj.weight") {
-            cut_rows(head_channels(choice.heads.query, c.head_dim));
-        } else if (prune_heads && (suffix == "self_attn.k_proj.weight" || suffix == "self_attn.v_proj.weight")) {
-            cut_rows(head_channels(choice.heads.kv, c.head_dim));
-        } else if (prune_heads && suffix == kOut && !bias) {
-            put_cols(choice.out, static_cast<int64_t>(choice.heads.query.size()) * c.head_dim);
-        } else {
-            result.model.tensors.add(name, t);
+        switch (part.axis) {
+            case PrunedAxis::MlpRows: cut_rows(choice.channels); break;
+            case PrunedAxis::MlpCols: put_cols(choice.down, static_cast<int64_t>(choice.channels.size())); break;
+            case PrunedAxis::QueryRows: cut_rows(head_channels(choice.heads.query, c.head_dim)); break;
+            case PrunedAxis::KvRows: cut_rows(head_channels(choice.heads.kv, c.head_dim)); break;
+            case PrunedAxis::QueryCols:
+                put_cols(choice.out, static_cast<int64_t>(choice.heads.query.size()) * c.head_dim);
+                break;
+            case PrunedAxis::None: break;
         }
     }
     result.mlp_weight_bytes_before = stored_bytes(model.tensors, c.num_layers, kMlpLinears);
@@ -231,6 +258,48 @@ StructuredResult prune_structured(const ModelSource& model, const StructuredOpti
         log(line);
     }
     return result;
+}
+
+ModelSource structured_shapes(const ModelSource& model, const StructuredSpec& spec) {
+    check_removes_something(spec);
+    const ModelConfig& c = model.config;
+    const bool prune_mlp = spec.mlp > 0, prune_heads = spec.heads > 0;
+    const int64_t intermediate = kept_mlp_channels(c.intermediate_size, spec.mlp);
+    const HeadPlan heads = plan_head_pruning(c.num_heads, c.num_kv_heads, spec.heads);
+    ModelSource out;
+    out.path = model.path;
+    out.format = model.format;
+    out.tokenizer = model.tokenizer;
+    out.config = pruned_config(model, intermediate, heads);
+    out.tensors = TensorMap(model.tensors.source());
+    for (const auto& [name, t] : model.tensors.all()) {
+        const PrunedPart part = pruned_part(name, prune_mlp, prune_heads);
+        if (part.axis == PrunedAxis::None) {
+            out.tensors.add(name, t);
+            continue;
+        }
+        int64_t kept = 0;
+        switch (part.axis) {
+            case PrunedAxis::MlpRows:
+            case PrunedAxis::MlpCols: kept = intermediate; break;
+            case PrunedAxis::QueryRows:
+            case PrunedAxis::QueryCols: kept = heads.num_heads * c.head_dim; break;
+            case PrunedAxis::KvRows: kept = heads.num_kv_heads * c.head_dim; break;
+            case PrunedAxis::None: break;
+        }
+        Tensor shaped;
+        shaped.dtype = t.dtype == DType::F16 || t.dtype == DType::BF16 ? t.dtype : DType::F32;
+        if (part.bias) {
+            shaped.shape = {kept};
+        } else if (part.axis == PrunedAxis::MlpCols || part.axis == PrunedAxis::QueryCols) {
+            shaped.shape = {t.shape.at(0), kept};
+        } else {
+            shaped.shape = {kept, t.shape.at(1)};
+        }
+        shaped.nbytes = static_cast<size_t>(shaped.numel()) * dtype_size(shaped.dtype);
+        out.tensors.add(name, shaped);  // no data: planning reads names, shapes and dtypes only
+    }
+    return out;
 }
 
 }  // namespace sparq

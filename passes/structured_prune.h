@@ -66,4 +66,11 @@ struct StructuredResult {
 StructuredResult prune_structured(const ModelSource& model, const StructuredOptions& options,
                                   const std::function<void(const std::string&)>& log = {});
 
+// The pruned model's config and tensor shapes, for planning (--dry-run)
+// without reading or choosing anything: the pruned tensors have the shapes
+// and dtypes prune_structured gives them but no data (data null, nbytes of
+// the shape); every other tensor is the source's. Same errors as
+// prune_structured for a spec the model cannot take.
+ModelSource structured_shapes(const ModelSource& model, const StructuredSpec& spec);
+
 }  // namespace sparq

@@ -70,7 +70,19 @@ nlohmann::json sparsity_metadata(const SparsifyOptions& o, const SparsityTarget&
     return j;
 }
 
-int print_dry_run(const SparsifyArgs& args, const ModelSource& model) {
+// With --structured the plan is made on the pruned shapes (kept counts
+// follow from the spec and the config alone; which channels go needs the
+// run).
+int print_dry_run(const SparsifyArgs& args, const ModelSource& source) {
+    std::optional<ModelSource> pruned;
+    nlohmann::json structured;
+    if (!args.options.structured.empty()) {
+        pruned = structured_shapes(source, parse_structured_spec(args.options.structured, "--structured"));
+        structured = {{"intermediate_size", {source.config.intermediate_size, pruned->config.intermediate_size}},
+                      {"num_heads", {source.config.num_heads, pruned->config.num_heads}},
+                      {"num_kv_heads", {source.config.num_kv_heads, pruned->config.num_kv_heads}}};
+    }
+    const ModelSource& model = pruned ? *pruned : source;
     const auto plan = plan_sparsification(model, args.options);
     int64_t bytes = 0, params = 0;
     for (const auto& p : plan) {
@@ -81,6 +93,7 @@ int print_dry_run(const SparsifyArgs& args, const ModelSource& model) {
                         {"plan", sparse_plan_to_json(plan, args.options)},
                         {"estimated_weight_bytes", bytes},
                         {"estimated_file_bits_per_weight", params ? 8.0 * bytes / params : 0.0}};
+    if (pruned) j["structured"] = structured;  // [before, after] of each config field
     if (args.common.json) {
         print_json(j);
         return 0;
@@ -90,6 +103,12 @@ int print_dry_run(const SparsifyArgs& args, const ModelSource& model) {
                   << p["scheme"].get<std::string>() << " " << std::setw(15) << p["encoding"].get<std::string>()
                   << " sparsity " << std::setw(6) << p["sparsity"].get<double>() << " " << p["estimated_bytes"]
                   << " bytes\n";
+    }
+    if (pruned) {
+        std::cout << "structured: intermediate " << source.config.intermediate_size << " -> "
+                  << pruned->config.intermediate_size << ", heads " << source.config.num_heads << "/"
+                  << source.config.num_kv_heads << " kv -> " << pruned->config.num_heads << "/"
+                  << pruned->config.num_kv_heads << "\n";
     }
     std::cout << "estimated " << bytes << " bytes of weights\n";
     return 0;
@@ -106,9 +125,6 @@ int run_sparsify(SparsifyArgs& args) {
     LoadOptions load;
     load.tokenizer_path = args.tokenizer;
     const ModelSource model = load_model(args.model, load);
-    if (args.dry_run && !args.options.structured.empty()) {
-        fail_in({"", "", "--dry-run"}, "is not available with --structured yet (the plan depends on the pruned shapes)");
-    }
     if (args.dry_run) return print_dry_run(args, model);
     if (args.output.empty()) fail_in({"", "", "-o"}, "an output file is required");
     std::optional<OwlSearchResult> owl_search;

@@ -152,6 +152,35 @@ TEST(StructuredPrune, ShapesAndConfigValidUnderGqaAndWholeGroups) {
     }
 }
 
+// The shape-only plan (--dry-run) agrees with the pruning on every tensor's
+// shape, dtype and bytes, and on the config, without reading any data.
+TEST(StructuredPrune, ShapeOnlyPlanMatchesThePruning) {
+    for (const auto& [heads, kv, spec] : std::vector<std::tuple<int64_t, int64_t, std::string>>{
+             {4, 2, "heads=0.5"}, {8, 4, "mlp=0.5,heads=0.2"}, {4, 4, "mlp=0.25"}}) {
+        ModelConfig c = wide_config();
+        c.num_heads = heads;
+        c.num_kv_heads = kv;
+        c.head_dim = c.hidden_size / heads;
+        const ModelSource m = testing::tiny_model(8, c);
+        StructuredOptions o;
+        o.spec = parse_structured_spec(spec);
+        const StructuredResult r = prune_structured(m, o);
+        const ModelSource shapes = structured_shapes(m, o.spec);
+        EXPECT_EQ(shapes.config.intermediate_size, r.model.config.intermediate_size) << spec;
+        EXPECT_EQ(shapes.config.num_heads, r.model.config.num_heads) << spec;
+        EXPECT_EQ(shapes.config.num_kv_heads, r.model.config.num_kv_heads) << spec;
+        ASSERT_EQ(shapes.tensors.names(), r.model.tensors.names()) << spec;
+        for (const auto& [name, t] : r.model.tensors.all()) {
+            const Tensor& planned = shapes.tensors.get(name);
+            EXPECT_EQ(planned.shape, t.shape) << spec << " " << name;
+            EXPECT_EQ(planned.dtype, t.dtype) << spec << " " << name;
+            EXPECT_EQ(planned.nbytes, t.nbytes) << spec << " " << name;
+        }
+    }
+    StructuredSpec none;
+    EXPECT_THROW(structured_shapes(testing::tiny_model(8, wide_config()), none), Error);
+}
+
 TEST(StructuredPrune, BadSpecsAreClearErrors) {
     const ModelSource m = testing::tiny_model(6, wide_config());
     StructuredOptions o;

@@ -1,0 +1,52 @@
+// `sparq sparsify` through the CLI: --dry-run with --structured plans on the
+// pruned shapes, and its byte estimate is what the real run then stores.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include <nlohmann/json.hpp>
+
+#include "run_cli.h"
+#include "test_data.h"
+
+namespace sparq::cli {
+namespace {
+
+using testing_support::run_cli;
+
+TEST(SparsifyCommand, StructuredDryRunPlansThePrunedShapes) {
+    SPARQ_REQUIRE_DATA("stories260K/hf/model.safetensors");
+    const std::string model = testing::data_path("stories260K/hf");
+    const std::string out = testing::temp_dir("sparsify_dry_run") + "/pruned.sparq";
+    const std::vector<std::string> flags = {"--structured", "mlp=0.25,heads=0.5", "--bits", "4", "--group", "32",
+                                            "--json", "--quiet"};
+    std::vector<std::string> dry = {"sparsify", model, "-o", out, "--dry-run"};
+    dry.insert(dry.end(), flags.begin(), flags.end());
+    std::string printed;
+    ASSERT_EQ(run_cli(dry, &printed), 0) << printed;
+    EXPECT_FALSE(std::filesystem::exists(out));
+    const nlohmann::json plan = nlohmann::json::parse(printed);
+    const nlohmann::json& structured = plan["structured"];
+    const int64_t intermediate = structured["intermediate_size"][0].get<int64_t>();
+    const int64_t kept = structured["intermediate_size"][1].get<int64_t>();
+    EXPECT_EQ(kept % 32, 0);
+    EXPECT_LT(kept, intermediate);
+    EXPECT_LT(structured["num_heads"][1].get<int64_t>(), structured["num_heads"][0].get<int64_t>());
+    bool saw_gate = false;
+    for (const auto& t : plan["plan"]) {
+        if (t["name"] == "model.layers.0.mlp.gate_proj.weight") {
+            saw_gate = true;
+            EXPECT_EQ(t["shape"][0].get<int64_t>(), kept);
+        }
+    }
+    EXPECT_TRUE(saw_gate);
+
+    std::vector<std::string> real = {"sparsify", model, "-o", out};
+    real.insert(real.end(), flags.begin(), flags.end());
+    ASSERT_EQ(run_cli(real, &printed), 0) << printed;
+    const nlohmann::json done = nlohmann::json::parse(printed);
+    EXPECT_EQ(plan["estimated_weight_bytes"].get<int64_t>(), done["weight_bytes"].get<int64_t>());
+}
+
+}  // namespace
+}  // namespace sparq::cli
