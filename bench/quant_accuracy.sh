@@ -4,7 +4,9 @@
 # each scheme and method given. Each model is evaluated on the text, ctx and
 # chunks named in its reference/llamacpp.json.
 # Usage: bench/quant_accuracy.sh [--models "stories260K small-llama-v2"] [--schemes "8:0 4:128"]
-#        [--methods "rtn mse"] [--extra "--embed-bits 16 --head-bits 16"] [--threads N]
+#        [--methods "rtn mse"] [--extra "--embed-bits 16 --head-bits 16"] [--calib FILE] [--threads N]
+# --calib goes to the calibrated methods only (imatrix, gptq, awq, smoothquant):
+# sparq refuses an option the chosen method does not read.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data="${SPARQ_DATA:-$(cd .. && pwd)/shared/data}"
@@ -13,6 +15,7 @@ models="stories260K small-llama-v2 small-llama"
 schemes="8:0 4:128"
 methods="rtn mse"
 extra=""
+calib=""
 threads=2
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -20,6 +23,7 @@ while [ $# -gt 0 ]; do
     --schemes) schemes="$2"; shift 2;;
     --methods) methods="$2"; shift 2;;
     --extra) extra="$2"; shift 2;;
+    --calib) calib="$2"; shift 2;;
     --threads) threads="$2"; shift 2;;
     *) echo "unknown option $1" >&2; exit 2;;
   esac
@@ -38,8 +42,10 @@ for m in $models; do
     bits=${s%%:*}; group=${s##*:}
     for meth in $methods; do
       q="$out/$m-$bits-$group-$meth.sparq"
+      calib_flags=()
+      case "$meth" in imatrix|gptq|awq|smoothquant) [ -n "$calib" ] && calib_flags=(--calib "$calib");; esac
       # shellcheck disable=SC2086
-      "$sparq" quantize "$data/$m/hf" -o "$q" --bits "$bits" --group "$group" --method "$meth" $extra \
+      "$sparq" quantize "$data/$m/hf" -o "$q" --bits "$bits" --group "$group" --method "$meth" $extra "${calib_flags[@]}" \
         --threads "$threads" --json --quiet > "$out/q.json"
       "$sparq" eval "$q" --text "$text" --ctx "$ctx" --chunks "$chunks" --ref "$data/$m/hf" --threads "$threads" \
         --json --quiet > "$out/e.json"

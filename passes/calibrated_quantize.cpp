@@ -10,6 +10,7 @@
 #include "calibration/statistics_source.h"
 #include "core/error.h"
 #include "models/matmul.h"
+#include "passes/method_registry.h"
 #include "passes/scaled_quantize.h"
 #include "quant/gptq.h"
 #include "quant/hessian.h"
@@ -18,7 +19,8 @@
 namespace sparq {
 
 bool is_calibrated_method(const std::string& method) {
-    return method == "imatrix" || method == "gptq" || is_channel_scaling_method(method);
+    const MethodInfo* m = find_method(PassKind::Quantize, method);
+    return m && m->calibrated;
 }
 
 namespace {

@@ -9,6 +9,7 @@
 #include "core/half.h"
 #include "core/parallel.h"
 #include "passes/calibrated_quantize.h"
+#include "passes/method_registry.h"
 #include "passes/mixed_precision.h"
 #include "passes/tensor_selection.h"
 #include "quant/bits.h"
@@ -56,7 +57,7 @@ void QuantizeOptions::validate() const {
     if (smooth_weights != "rtn" && method != "smoothquant") {
         fail_in({"", "", "--smooth-weights"}, "applies to --method smoothquant, not '", method, "'");
     }
-    if (method == "imatrix" || method == "gptq" || method == "awq" || method == "smoothquant") {
+    if (require_method(PassKind::Quantize, method, "--method").calibrated) {
         if (awq_grid < 1 || awq_grid > 1000) fail_in({"", "", "--awq-grid"}, "must be 1 to 1000 intervals, got ", awq_grid);
         if (awq_score != "clip" && awq_score != "rtn" && awq_score != "block") {
             fail_in({"", "", "--awq-score"}, "must be clip, block or rtn, got '", awq_score, "'");
@@ -76,9 +77,40 @@ void QuantizeOptions::validate() const {
         if (imatrix_score != "block" && imatrix_score != "diagonal") {
             fail_in({"", "", "--imatrix-score"}, "must be block or diagonal, got '", imatrix_score, "'");
         }
-    } else if (method != "rtn" && method != "mse" && method != "absmax") {
-        fail_in({"", "", "--method"}, "must be rtn, mse, absmax, imatrix, gptq, awq or smoothquant, got '", method, "'");
     }
+}
+
+void QuantizeOptions::check_options_read() const {
+    const QuantizeOptions d;
+    const MethodInfo& m = require_method(PassKind::Quantize, method, "--method");
+    // Mixed precision measures its sensitivities on calibration text too.
+    const bool reads_calibration = m.calibrated || target_bpw > 0;
+    const bool reads_text = reads_calibration && !calib.empty();
+    const bool gptq_weights = method == "gptq" || (method == "smoothquant" && smooth_weights == "gptq");
+    std::string calibrated_methods;
+    for (const MethodInfo& x : registered_methods(PassKind::Quantize)) {
+        if (x.calibrated) calibrated_methods += (calibrated_methods.empty() ? "--method " : ", ") + x.name;
+    }
+    const std::string calibration_readers = calibrated_methods + " or --target-bpw";
+    const std::string text_readers = "--calib FILE with " + calibration_readers;
+    const std::string gptq_readers = "--method gptq and --method smoothquant --smooth-weights gptq";
+    refuse_unread_options(
+        {{"--calib", !calib.empty(), reads_calibration, calibration_readers},
+         {"--calib-cache", !calib_cache.empty(), reads_calibration, calibration_readers},
+         {"--calib-samples", calib_samples != d.calib_samples, reads_text, text_readers},
+         {"--calib-len", calib_len != d.calib_len, reads_text, text_readers},
+         {"--seed", seed != d.seed, reads_text, text_readers},
+         {"--damp", damp != d.damp, gptq_weights, gptq_readers},
+         {"--no-act-order", act_order != d.act_order, gptq_weights, gptq_readers},
+         {"--gptq-params", gptq_params != d.gptq_params, gptq_weights, gptq_readers},
+         {"--imatrix-score", imatrix_score != d.imatrix_score, m.reads("imatrix-score"),
+          methods_reading(PassKind::Quantize, "imatrix-score")},
+         {"--awq-grid", awq_grid != d.awq_grid, m.reads("awq-grid"), methods_reading(PassKind::Quantize, "awq-grid")},
+         {"--awq-score", awq_score != d.awq_score, m.reads("awq-score"), methods_reading(PassKind::Quantize, "awq-score")},
+         {"--smooth-alpha", smooth_alpha != d.smooth_alpha, m.reads("smooth-alpha"),
+          methods_reading(PassKind::Quantize, "smooth-alpha")},
+         {"--mixed-sensitivity", mixed_sensitivity != d.mixed_sensitivity, target_bpw > 0, "--target-bpw"}},
+        "--method " + method + (target_bpw > 0 ? " --target-bpw" : ""));
 }
 
 QuantizeOptions parse_quantize_options(const nlohmann::json& j) {
@@ -121,6 +153,7 @@ QuantizeOptions parse_quantize_options(const nlohmann::json& j) {
         fail_in({"", "", "quantize"}, "an option has the wrong type: ", e.what());
     }
     o.validate();
+    o.check_options_read();
     return o;
 }
 

@@ -62,6 +62,11 @@ struct QuantizeOptions {
     // text) or "hessian" (the output errors summed as they are).
     std::string mixed_sensitivity = "kl";
 
+    // Throws sparq::Error for an option changed from its default that this
+    // run would not read (passes/method_registry.h); the CLI and
+    // parse_quantize_options call it after validate().
+    void check_options_read() const;
+
     QuantScheme linear_scheme() const;
     // Scheme for the embedding/head at `bits` (8: per channel; lower: the
     // linear layers' group, 32 when they are per channel); nullopt for 16.
@@ -69,8 +74,8 @@ struct QuantizeOptions {
     void validate() const;
 };
 
-// Parses options from JSON; an unknown key or a wrong type is a sparq::Error
-// naming the key.
+// Parses options from JSON; an unknown key, a wrong type or a key this run
+// would not read is a sparq::Error naming the key.
 QuantizeOptions parse_quantize_options(const nlohmann::json& j);
 
 enum class TensorAction { KeepF32, KeepF16, Quantize };

@@ -10,6 +10,7 @@
 #include "core/parallel.h"
 #include "calibration/statistics.h"
 #include "passes/calibrated_sparsify.h"
+#include "passes/method_registry.h"
 #include "passes/tensor_selection.h"
 #include "sparsity/owl.h"
 #include "quant/reference_codec.h"
@@ -42,8 +43,35 @@ QuantizeOptions SparsifyOptions::quantize_options() const {
 }
 
 bool SparsifyOptions::calibrated() const {
-    return method == "wanda" || method == "sparsegpt" || layer_ratios == "owl" || refit_iterations > 0 ||
+    const MethodInfo* m = find_method(PassKind::Sparsify, method);
+    return (m && m->calibrated) || layer_ratios == "owl" || refit_iterations > 0 ||
            (quantizes() && quant_method == "gptq");
+}
+
+void SparsifyOptions::check_options_read() const {
+    const SparsifyOptions d;
+    const MethodInfo& m = require_method(PassKind::Sparsify, method, "--method");
+    const bool structured_calibration = !structured.empty() && !calib.empty();
+    const bool reads_text = (calibrated() || structured_calibration) && !calib.empty();
+    const bool joint_gptq = quantizes() && quant_method == "gptq";
+    const std::string text_readers =
+        "--calib FILE with --method wanda or sparsegpt, --layer-ratios owl, --refit, --quant-method gptq or --structured";
+    std::string run = "--method " + method;
+    if (layer_ratios != "uniform") run += " --layer-ratios " + layer_ratios;
+    if (quantizes()) run += " --quant-method " + quant_method;
+    if (!structured.empty()) run += " --structured";
+    refuse_unread_options(
+        {{"--calib-samples", calib_samples != d.calib_samples, reads_text, text_readers},
+         {"--calib-len", calib_len != d.calib_len, reads_text, text_readers},
+         {"--seed", seed != d.seed, reads_text, text_readers},
+         {"--block-size", block_size != d.block_size, m.reads("block-size") && prunes_weights(),
+          methods_reading(PassKind::Sparsify, "block-size")},
+         {"--damp", damp != d.damp,
+          (m.reads("damp") && prunes_weights()) || joint_gptq || refit_iterations > 0 || structured_calibration,
+          methods_reading(PassKind::Sparsify, "damp") + ", --quant-method gptq, --refit or --structured with --calib"},
+         {"--owl-m", owl_m != d.owl_m, layer_ratios == "owl", "--layer-ratios owl"},
+         {"--owl-lambda", owl_lambda != d.owl_lambda, layer_ratios == "owl", "--layer-ratios owl"}},
+        run);
 }
 
 void SparsifyOptions::validate() const {
@@ -70,7 +98,7 @@ void SparsifyOptions::validate() const {
     }
     const SparsityTarget t = target();
     t.validate(sparsity ? "--sparsity" : "--pattern");
-    parse_prune_method(method, "--method");
+    require_method(PassKind::Sparsify, method, "--method");
     if (layer_ratios != "uniform" && layer_ratios != "owl") {
         fail_in({"", "", "--layer-ratios"}, "must be uniform or owl, got '", layer_ratios, "'");
     }
@@ -164,6 +192,7 @@ SparsifyOptions parse_sparsify_options(const nlohmann::json& j) {
         fail_in({"", "", "sparsify"}, "an option has the wrong type: ", e.what());
     }
     o.validate();
+    o.check_options_read();
     return o;
 }
 

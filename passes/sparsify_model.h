@@ -78,6 +78,10 @@ struct SparsifyOptions {
     QuantizeOptions quantize_options() const;
     // Throws sparq::Error naming the CLI flag at fault.
     void validate() const;
+    // Throws sparq::Error for an option changed from its default that this
+    // run would not read (passes/method_registry.h); the CLI and
+    // parse_sparsify_options call it after validate().
+    void check_options_read() const;
 };
 
 // From JSON (recipes): keys sparsity, pattern, method, layer_ratios, targets,

@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "core/memory.h"
 #include "passes/mixed_precision.h"
+#include "passes/method_registry.h"
 #include "passes/quantize_model.h"
 #include "tools/command.h"
 #include "tools/smooth_search.h"
@@ -49,6 +50,7 @@ int run_quantize(QuantizeArgs& args) {
     args.options.symmetric = !args.asym;
     args.options.act_order = !args.no_act_order;
     args.options.validate();
+    args.options.check_options_read();
     const auto start = std::chrono::steady_clock::now();
     LoadOptions load;
     load.tokenizer_path = args.tokenizer;
@@ -239,7 +241,7 @@ void register_quantize(CLI::App& app) {
     cmd->add_option("--group", args.options.group, "Group size along the input dimension (0 = per output channel)");
     cmd->add_flag("--sym", args.sym, "Symmetric codes (default)");
     cmd->add_flag("--asym", args.asym, "Asymmetric codes with a zero point");
-    cmd->add_option("--method", args.options.method, "rtn, mse, absmax (plain absmax rounding, a baseline), imatrix, gptq, awq, smoothquant (implies --act-bits 8)");
+    cmd->add_option("--method", args.options.method, method_help(PassKind::Quantize));
     cmd->add_option("--act-bits", args.options.act_bits,
                     "8: the runtime runs the quantized block linears with int8 activations (any method)");
     cmd->add_option("--smooth-alpha", args.options.smooth_alpha, "SmoothQuant migration strength in [0, 1] (default 0.5)");

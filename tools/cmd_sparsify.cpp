@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "core/memory.h"
+#include "passes/method_registry.h"
 #include "passes/sparsify_model.h"
 #include "tools/command.h"
 #include "tools/owl_search.h"
@@ -120,6 +121,7 @@ int run_sparsify(SparsifyArgs& args) {
     args.options.symmetric = !args.asym;
     args.options.structured_reconstruct = !args.no_reconstruct;
     args.options.validate();
+    args.options.check_options_read();
     const SparsityTarget target = args.options.target();
     const auto start = std::chrono::steady_clock::now();
     LoadOptions load;
@@ -255,9 +257,7 @@ void register_sparsify(CLI::App& app) {
     cmd->add_option("-o,--output", args.output, "Output .sparq file");
     cmd->add_option("--sparsity", args.sparsity, "Fraction of each row's weights to prune (unstructured), in [0, 1)");
     cmd->add_option("--pattern", args.options.pattern, "N:M structured sparsity, e.g. 2:4");
-    cmd->add_option("--method", args.options.method,
-                    "magnitude (default), wanda (|w| x input norm) or sparsegpt (OBS reconstruction); the last two "
-                    "need --calib");
+    cmd->add_option("--method", args.options.method, method_help(PassKind::Sparsify));
     cmd->add_option("--layer-ratios", args.options.layer_ratios,
                     "uniform (default) or owl (blocks with more activation outliers keep more; needs --calib)");
     cmd->add_option("--owl-m", args.options.owl_m, "OWL outlier multiple M (default 5, the paper's)");

@@ -174,13 +174,15 @@ TEST(CalibratedQuantize, OptionsAreChecked) {
     o.gptq_params = "best";
     EXPECT_THROW(o.validate(), Error);
     const QuantizeOptions parsed = parse_quantize_options(
-        {{"method", "imatrix"}, {"calib", "c.txt"}, {"calib_samples", 16}, {"calib_len", 64}, {"seed", 3},
-         {"calib_cache", "c.h5"}, {"damp", 0.05}, {"act_order", false}, {"gptq_params", "mse"},
-         {"imatrix_score", "diagonal"}});
+        {{"method", "gptq"}, {"calib", "c.txt"}, {"calib_samples", 16}, {"calib_len", 64}, {"seed", 3},
+         {"calib_cache", "c.h5"}, {"damp", 0.05}, {"act_order", false}, {"gptq_params", "mse"}});
     EXPECT_EQ(parsed.calib_samples, 16);
     EXPECT_EQ(parsed.seed, 3u);
     EXPECT_FALSE(parsed.act_order);
-    EXPECT_EQ(parsed.imatrix_score, "diagonal");
+    EXPECT_EQ(parsed.damp, 0.05);
+    EXPECT_EQ(parse_quantize_options({{"method", "imatrix"}, {"calib", "c.txt"}, {"imatrix_score", "diagonal"}})
+                  .imatrix_score,
+              "diagonal");
     EXPECT_THROW(parse_quantize_options({{"method", "gptq"}, {"calib", "c.txt"}, {"calib_samplez", 3}}), Error);
 }
 

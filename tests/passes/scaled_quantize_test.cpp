@@ -210,12 +210,15 @@ TEST(ScaledQuantize, ActBitsOnAnyMethodReachTheRuntimeKernels) {
 }
 
 TEST(ScaledQuantize, OptionsParseAndRejectBadValues) {
-    const QuantizeOptions o = parse_quantize_options(
-        {{"method", "smoothquant"}, {"calib", "c.txt"}, {"smooth_alpha", 0.8}, {"awq_grid", 10}, {"awq_score", "rtn"}});
+    const QuantizeOptions o = parse_quantize_options({{"method", "smoothquant"}, {"calib", "c.txt"}, {"smooth_alpha", 0.8}});
     EXPECT_EQ(o.smooth_alpha, 0.8);
-    EXPECT_EQ(o.awq_grid, 10);
-    EXPECT_EQ(o.awq_score, "rtn");
     EXPECT_EQ(o.activation_bits(), 8);
+    const QuantizeOptions a = parse_quantize_options({{"method", "awq"}, {"calib", "c.txt"}, {"awq_grid", 10}, {"awq_score", "rtn"}});
+    EXPECT_EQ(a.awq_grid, 10);
+    EXPECT_EQ(a.awq_score, "rtn");
+    // Each method's options belong to it: AWQ's grid means nothing to SmoothQuant.
+    EXPECT_THROW(parse_quantize_options({{"method", "smoothquant"}, {"calib", "c.txt"}, {"awq_grid", 10}}), Error);
+    EXPECT_THROW(parse_quantize_options({{"method", "awq"}, {"calib", "c.txt"}, {"smooth_alpha", 0.8}}), Error);
     EXPECT_EQ(parse_quantize_options({{"act_bits", 8}}).activation_bits(), 8);
     EXPECT_EQ(parse_quantize_options({{"method", "awq"}, {"calib", "c.txt"}}).activation_bits(), 0);
     EXPECT_THROW(parse_quantize_options({{"method", "awq"}, {"calib", "c.txt"}, {"awq_alpha", 0.5}}), Error);

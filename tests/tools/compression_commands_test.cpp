@@ -1,5 +1,7 @@
-// `sparq sparsify` through the CLI: --dry-run with --structured plans on the
-// pruned shapes, and its byte estimate is what the real run then stores.
+// `sparq quantize` and `sparq sparsify` through the CLI: --dry-run with
+// --structured plans on the pruned shapes (its byte estimate is what the real
+// run then stores), and an option the run would not read is a usage error
+// before anything is loaded or written.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -14,7 +16,7 @@ namespace {
 
 using testing_support::run_cli;
 
-TEST(SparsifyCommand, StructuredDryRunPlansThePrunedShapes) {
+TEST(CompressionCommands, StructuredDryRunPlansThePrunedShapes) {
     SPARQ_REQUIRE_DATA("stories260K/hf/model.safetensors");
     const std::string model = testing::data_path("stories260K/hf");
     const std::string out = testing::temp_dir("sparsify_dry_run") + "/pruned.sparq";
@@ -46,6 +48,22 @@ TEST(SparsifyCommand, StructuredDryRunPlansThePrunedShapes) {
     ASSERT_EQ(run_cli(real, &printed), 0) << printed;
     const nlohmann::json done = nlohmann::json::parse(printed);
     EXPECT_EQ(plan["estimated_weight_bytes"].get<int64_t>(), done["weight_bytes"].get<int64_t>());
+}
+
+TEST(CompressionCommands, OptionsTheRunWouldNotReadAreRefused) {
+    SPARQ_REQUIRE_DATA("stories260K/hf/model.safetensors");
+    const std::string model = testing::data_path("stories260K/hf");
+    const std::string out = testing::temp_dir("unread_options") + "/q.sparq";
+    EXPECT_EQ(run_cli({"quantize", model, "-o", out, "--bits", "4", "--method", "rtn", "--damp", "0.1", "--quiet"}), 1);
+    EXPECT_EQ(run_cli({"quantize", model, "-o", out, "--bits", "4", "--seed", "3", "--quiet"}), 1);
+    EXPECT_EQ(run_cli({"sparsify", model, "-o", out, "--sparsity", "0.5", "--owl-m", "7", "--quiet"}), 1);
+    EXPECT_EQ(run_cli({"sparsify", model, "-o", out, "--sparsity", "0.5", "--block-size", "64", "--quiet"}), 1);
+    EXPECT_FALSE(std::filesystem::exists(out));
+    // The same options where they are read: accepted (planned only).
+    EXPECT_EQ(run_cli({"sparsify", model, "-o", out, "--pattern", "2:4", "--method", "sparsegpt", "--block-size", "64",
+                       "--calib", testing::data_path("text/tinystories-calibration-selfgen.txt"), "--dry-run",
+                       "--quiet"}),
+              0);
 }
 
 }  // namespace
