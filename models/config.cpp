@@ -38,14 +38,6 @@ const char* supported_architectures() {
     return "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, MiniCPMForCausalLM";
 }
 
-double ModelConfig::residual_multiplier() const {
-    return scale_depth > 0 ? scale_depth / std::sqrt(static_cast<double>(num_layers)) : 1.0;
-}
-
-double ModelConfig::logit_multiplier() const {
-    return dim_model_base > 0 ? static_cast<double>(dim_model_base) / static_cast<double>(hidden_size) : 1.0;
-}
-
 void ModelConfig::validate(const std::string& source) const {
     auto bad = [&](const char* field, const std::string& what) { fail_in({source, "", field}, what); };
     if (hidden_size <= 0) bad("hidden_size", "must be positive");

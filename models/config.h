@@ -1,6 +1,7 @@
 // Model hyperparameters, as Hugging Face's config.json states them.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <string>
 
@@ -38,8 +39,14 @@ struct ModelConfig {
     int64_t dim_model_base = 0;
 
     double embedding_multiplier() const { return scale_emb > 0 ? scale_emb : 1.0; }
-    double residual_multiplier() const;
-    double logit_multiplier() const;
+    // Inline, so the GGUF exporter (formats/gguf) reads a config without
+    // linking the models library.
+    double residual_multiplier() const {
+        return scale_depth > 0 ? scale_depth / std::sqrt(static_cast<double>(num_layers)) : 1.0;
+    }
+    double logit_multiplier() const {
+        return dim_model_base > 0 ? static_cast<double>(dim_model_base) / static_cast<double>(hidden_size) : 1.0;
+    }
 
     int64_t kv_dim() const { return num_kv_heads * head_dim; }
     int64_t q_dim() const { return num_heads * head_dim; }

@@ -7,6 +7,7 @@
 #include "core/mapped_file.h"
 #include "formats/llama2c.h"
 #include "formats/safetensors.h"
+#include "models/gguf_model.h"
 #include "models/sparq_model.h"
 #include "formats/sharded_safetensors.h"
 #ifdef SPARQ_HAVE_TORCH
@@ -157,9 +158,7 @@ ModelSource load_model(const std::string& path, const LoadOptions& options) {
         return load_hf_directory(dir.empty() ? "." : dir, options, path);
     }
     if (ext == ".sparq" || starts_with_bytes(path, "SPARQ", 5)) return load_sparq_model(path);
-    if (ext == ".gguf" || starts_with_bytes(path, "GGUF", 4)) {
-        fail_in({path, "", ""}, "reading GGUF files is not supported yet");
-    }
+    if (ext == ".gguf" || starts_with_bytes(path, "GGUF", 4)) return load_gguf_model(path, options);
     if (starts_with_bytes(path, "PK\x03\x04", 4)) {
         const std::string dir = fs::path(path).parent_path().string();
         return load_hf_directory(dir.empty() ? "." : dir, options, path);  // a zip: a PyTorch checkpoint

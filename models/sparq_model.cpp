@@ -1,6 +1,7 @@
 #include "models/sparq_model.h"
 
 #include "core/error.h"
+#include "models/gguf_model.h"
 #include "quant/quantize_tensor.h"
 
 namespace sparq {
@@ -299,8 +300,9 @@ ModelSource load_sparq_model_header(const std::string& path, const SparqFile& fi
         if (it->contains("eos_id") && (*it)["eos_id"].is_number_integer()) special.eos_id = (*it)["eos_id"].get<int32_t>();
         if (it->contains("add_bos") && (*it)["add_bos"].is_boolean()) special.add_bos = (*it)["add_bos"].get<bool>();
     }
-    m.tokenizer = load_tokenizer_from_bytes(std::string(reinterpret_cast<const char*>(tok->data), tok->size), tok->kind,
-                                            m.config.vocab_size, path, special);
+    std::string bytes(reinterpret_cast<const char*>(tok->data), tok->size);
+    m.tokenizer = tok->kind == "gguf" ? tokenizer_from_gguf_bytes(bytes, m.config.vocab_size, path)
+                                      : load_tokenizer_from_bytes(bytes, tok->kind, m.config.vocab_size, path, special);
     return m;
 }
 

@@ -4,8 +4,11 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <optional>
 
 #include "core/half.h"
+#include "formats/gguf/gguf_reader.h"
+#include "formats/gguf/llama_export.h"
 #include "formats/sparq/sparq_file.h"
 #include "models/model_source.h"
 #include "models/sparq_model.h"
@@ -71,6 +74,20 @@ std::map<std::string, StoredForm> sparq_stored_forms(const std::string& path) {
     return out;
 }
 
+// How a GGUF file stores each tensor: its ggml type ("Q4_K", "F16", ...)
+// and bytes (the loader dequantizes the quantized ones to F32).
+std::map<std::string, StoredForm> gguf_stored_forms(const std::string& path) {
+    std::map<std::string, StoredForm> out;
+    const gguf::GgufFile file = gguf::GgufFile::open(path);
+    for (const gguf::TensorInfo& t : file.tensors()) {
+        const std::optional<std::string> hf = hf_name_for_gguf(t.name);
+        if (!hf) continue;
+        const std::string type(gguf::ggml_type_name(t.type));
+        out[*hf] = StoredForm{type, type, static_cast<int64_t>(t.nbytes)};
+    }
+    return out;
+}
+
 int run_inspect(const InspectArgs& args) {
     LoadOptions options;
     options.tokenizer_path = args.tokenizer;
@@ -78,6 +95,7 @@ int run_inspect(const InspectArgs& args) {
     const ModelSource m = load_model(args.model, options);
     std::map<std::string, StoredForm> stored;
     if (m.format == "sparq") stored = sparq_stored_forms(m.path);
+    if (m.format == "gguf") stored = gguf_stored_forms(m.path);
     nlohmann::json tensors = nlohmann::json::array();
     int64_t n_params = 0, weight_bytes = 0, linear_params = 0, linear_bytes = 0, linear_zeros = 0;
     for (const auto& [name, t] : m.tensors.all()) {

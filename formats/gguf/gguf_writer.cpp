@@ -170,7 +170,14 @@ void GgufWriter::add_tensor_data(const std::string& name, const Shape& shape, Gg
     t.data = data;
 }
 
-uint64_t GgufWriter::write(const std::string& path) const {
+std::string GgufWriter::metadata_bytes() const {
+    if (!tensors_.empty()) fail("metadata_bytes: the writer holds ", tensors_.size(), " tensors; it serializes KVs alone");
+    uint64_t data_bytes = 0;
+    const std::vector<uint8_t> head = header_bytes(data_bytes);
+    return std::string(reinterpret_cast<const char*>(head.data()), head.size());
+}
+
+std::vector<uint8_t> GgufWriter::header_bytes(uint64_t& data_bytes) const {
     const uint64_t alignment = alignment_;
     Buffer head;
     head.put<uint32_t>(kMagic);
@@ -193,10 +200,17 @@ uint64_t GgufWriter::write(const std::string& path) const {
         offset = align_up(offset + t.nbytes, alignment);
     }
     head.pad_to(alignment);
+    data_bytes = offset;
+    return head.bytes();
+}
 
+uint64_t GgufWriter::write(const std::string& path) const {
+    const uint64_t alignment = alignment_;
+    uint64_t offset = 0;
+    const std::vector<uint8_t> header = header_bytes(offset);
     AtomicFileWriter out(path);
     try {
-        out.write(head.bytes().data(), head.bytes().size());
+        out.write(header.data(), header.size());
         const uint64_t data_start = out.offset();
         std::vector<uint8_t> scratch;
         for (const TensorEntry& t : tensors_) {

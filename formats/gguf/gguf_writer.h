@@ -55,8 +55,15 @@ public:
 
     // Writes the file atomically; returns its size in bytes.
     uint64_t write(const std::string& path) const;
+    // A whole GGUF file of the KVs alone, in memory (a vocabulary embedded
+    // in a .sparq file); throws sparq::Error when tensors were added.
+    std::string metadata_bytes() const;
 
 private:
+    // Header, KVs and tensor infos padded to the alignment; data_bytes gets
+    // the size of the data section they describe.
+    std::vector<uint8_t> header_bytes(uint64_t& data_bytes) const;
+
     struct TensorEntry {
         std::string name;
         Shape shape;

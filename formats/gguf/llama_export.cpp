@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "core/half.h"
 #include "core/parallel.h"
+#include "formats/gguf/gguf_vocabulary.h"
 #include "formats/gguf/gguf_writer.h"
 
 namespace sparq {
@@ -265,38 +266,6 @@ GgufExportSummary export_llama_gguf(const ModelConfig& config, const TensorMap& 
     if (minicpm && !(config.scale_emb > 0 && config.scale_depth > 0 && config.dim_model_base > 0)) {
         fail_in({src, "", "scale_emb"}, "a MiniCPM config needs positive scale_emb, scale_depth and dim_model_base");
     }
-    const bool bpe = vocab.model == "gpt2";
-    if (vocab.model != "llama" && !bpe) {
-        fail_in({src, "", "tokenizer.ggml.model"}, "unsupported tokenizer model '", vocab.model,
-                "' (expected llama or gpt2)");
-    }
-    if (bpe && tokenizer_pre.empty()) {
-        fail_in({src, "", "tokenizer.ggml.pre"}, "a byte-level BPE (gpt2) vocabulary needs its llama.cpp "
-                "pre-tokenizer type (see llamacpp_tokenizer_pre)");
-    }
-    if (bpe && vocab.merges.empty()) fail_in({src, "", "tokenizer.ggml.merges"}, "a gpt2 vocabulary needs merges");
-
-    // Vocabulary (padded to the model's vocab_size the way llama.cpp's converter pads).
-    const size_t n_pieces = vocab.pieces.size();
-    if (n_pieces == 0) fail_in({src, "", "tokenizer"}, "the vocabulary is empty");
-    if (static_cast<int64_t>(n_pieces) > vocab_size) {
-        fail_in({src, "", "vocab_size"}, "the tokenizer has ", n_pieces, " tokens but the model only ", vocab_size);
-    }
-    if (!vocab.scores.empty() && vocab.scores.size() != n_pieces) {
-        fail_in({src, "", "tokenizer.scores"}, vocab.scores.size(), " scores for ", n_pieces, " tokens");
-    }
-    if (!vocab.kinds.empty() && vocab.kinds.size() != n_pieces) {
-        fail_in({src, "", "tokenizer.kinds"}, vocab.kinds.size(), " token kinds for ", n_pieces, " tokens");
-    }
-    std::vector<std::string> pieces = vocab.pieces;
-    std::vector<float> scores = vocab.scores.empty() ? std::vector<float>(n_pieces, 0.0f) : vocab.scores;
-    std::vector<int32_t> kinds(n_pieces, static_cast<int32_t>(TokenKind::Normal));
-    for (size_t i = 0; i < vocab.kinds.size(); ++i) kinds[i] = static_cast<int32_t>(vocab.kinds[i]);
-    for (int64_t i = static_cast<int64_t>(n_pieces); i < vocab_size; ++i) {
-        pieces.push_back("[PAD" + std::to_string(i) + "]");
-        scores.push_back(-1000.0f);
-        kinds.push_back(static_cast<int32_t>(TokenKind::Unused));
-    }
 
     GgufWriter w;
     auto key = [&prefix](const char* k) { return prefix + k; };
@@ -329,24 +298,7 @@ GgufExportSummary export_llama_gguf(const ModelConfig& config, const TensorMap& 
                                                                     static_cast<double>(config.dim_model_base)));
     }
 
-    w.set_string("tokenizer.ggml.model", vocab.model);
-    if (bpe) w.set_string("tokenizer.ggml.pre", tokenizer_pre);
-    w.set("tokenizer.ggml.tokens", Value::string_array(std::move(pieces)));
-    if (!bpe) w.set("tokenizer.ggml.scores", Value::array(scores));  // BPE has none (llama.cpp's converter writes none)
-    w.set("tokenizer.ggml.token_type", Value::array(kinds));
-    if (bpe) w.set("tokenizer.ggml.merges", Value::string_array(vocab.merges));
-    auto set_id = [&](const char* key, int32_t id) {
-        if (id < 0) return;
-        if (id >= vocab_size) fail_in({src, "", key}, "token id ", id, " is outside the vocabulary of ", vocab_size);
-        w.set_scalar<uint32_t>(key, static_cast<uint32_t>(id));
-    };
-    set_id("tokenizer.ggml.bos_token_id", vocab.bos_id);
-    set_id("tokenizer.ggml.eos_token_id", vocab.eos_id);
-    set_id("tokenizer.ggml.unknown_token_id", vocab.unk_id);
-    set_id("tokenizer.ggml.padding_token_id", vocab.pad_id);
-    w.set_scalar<bool>("tokenizer.ggml.add_bos_token", vocab.add_bos);
-    w.set_scalar<bool>("tokenizer.ggml.add_eos_token", false);
-    if (!bpe) w.set_scalar<bool>("tokenizer.ggml.add_space_prefix", vocab.add_space_prefix);
+    set_gguf_vocabulary(w, vocab, vocab_size, tokenizer_pre, src);
 
     // Tensors.
     const GgmlType matrix_type = type == GgufExportType::F16 ? GgmlType::F16 : GgmlType::F32;

@@ -1,0 +1,152 @@
+#include "formats/gguf/gguf_vocabulary.h"
+
+#include "core/error.h"
+
+namespace sparq::gguf {
+
+void set_gguf_vocabulary(GgufWriter& w, const Vocabulary& vocab, int64_t vocab_size, const std::string& tokenizer_pre,
+                         const std::string& source) {
+    const std::string& src = source;
+    const bool bpe = vocab.model == "gpt2";
+    if (vocab.model != "llama" && !bpe) {
+        fail_in({src, "", "tokenizer.ggml.model"}, "unsupported tokenizer model '", vocab.model,
+                "' (expected llama or gpt2)");
+    }
+    if (bpe && tokenizer_pre.empty()) {
+        fail_in({src, "", "tokenizer.ggml.pre"}, "a byte-level BPE (gpt2) vocabulary needs its llama.cpp "
+                "pre-tokenizer type (see llamacpp_tokenizer_pre)");
+    }
+    if (bpe && vocab.merges.empty()) fail_in({src, "", "tokenizer.ggml.merges"}, "a gpt2 vocabulary needs merges");
+
+    // Vocabulary (padded to the model's vocab_size the way llama.cpp's converter pads).
+    const size_t n_pieces = vocab.pieces.size();
+    if (n_pieces == 0) fail_in({src, "", "tokenizer"}, "the vocabulary is empty");
+    if (static_cast<int64_t>(n_pieces) > vocab_size) {
+        fail_in({src, "", "vocab_size"}, "the tokenizer has ", n_pieces, " tokens but the model only ", vocab_size);
+    }
+    if (!vocab.scores.empty() && vocab.scores.size() != n_pieces) {
+        fail_in({src, "", "tokenizer.scores"}, vocab.scores.size(), " scores for ", n_pieces, " tokens");
+    }
+    if (!vocab.kinds.empty() && vocab.kinds.size() != n_pieces) {
+        fail_in({src, "", "tokenizer.kinds"}, vocab.kinds.size(), " token kinds for ", n_pieces, " tokens");
+    }
+    std::vector<std::string> pieces = vocab.pieces;
+    std::vector<float> scores = vocab.scores.empty() ? std::vector<float>(n_pieces, 0.0f) : vocab.scores;
+    std::vector<int32_t> kinds(n_pieces, static_cast<int32_t>(TokenKind::Normal));
+    for (size_t i = 0; i < vocab.kinds.size(); ++i) kinds[i] = static_cast<int32_t>(vocab.kinds[i]);
+    for (int64_t i = static_cast<int64_t>(n_pieces); i < vocab_size; ++i) {
+        pieces.push_back("[PAD" + std::to_string(i) + "]");
+        scores.push_back(-1000.0f);
+        kinds.push_back(static_cast<int32_t>(TokenKind::Unused));
+    }
+
+    w.set_string("tokenizer.ggml.model", vocab.model);
+    if (bpe) w.set_string("tokenizer.ggml.pre", tokenizer_pre);
+    w.set("tokenizer.ggml.tokens", Value::string_array(std::move(pieces)));
+    if (!bpe) w.set("tokenizer.ggml.scores", Value::array(scores));  // BPE has none (llama.cpp's converter writes none)
+    w.set("tokenizer.ggml.token_type", Value::array(kinds));
+    if (bpe) w.set("tokenizer.ggml.merges", Value::string_array(vocab.merges));
+    auto set_id = [&](const char* key, int32_t id) {
+        if (id < 0) return;
+        if (id >= vocab_size) fail_in({src, "", key}, "token id ", id, " is outside the vocabulary of ", vocab_size);
+        w.set_scalar<uint32_t>(key, static_cast<uint32_t>(id));
+    };
+    set_id("tokenizer.ggml.bos_token_id", vocab.bos_id);
+    set_id("tokenizer.ggml.eos_token_id", vocab.eos_id);
+    set_id("tokenizer.ggml.unknown_token_id", vocab.unk_id);
+    set_id("tokenizer.ggml.padding_token_id", vocab.pad_id);
+    w.set_scalar<bool>("tokenizer.ggml.add_bos_token", vocab.add_bos);
+    w.set_scalar<bool>("tokenizer.ggml.add_eos_token", false);
+    if (!bpe) w.set_scalar<bool>("tokenizer.ggml.add_space_prefix", vocab.add_space_prefix);
+}
+
+namespace {
+
+// A uint32 (or any integer) key as an id; -1 when absent.
+int32_t read_id(const GgufFile& f, const char* key, size_t n_pieces) {
+    const Value* v = f.find(key);
+    if (!v) return -1;
+    const std::optional<int64_t> id = v->is_array() ? std::nullopt : v->to_int64();
+    if (!id || *id < 0 || *id >= static_cast<int64_t>(n_pieces)) {
+        fail_in({f.path(), "", key}, "must be a token id below ", n_pieces, ", got ", v->to_display());
+    }
+    return static_cast<int32_t>(*id);
+}
+
+bool read_flag(const GgufFile& f, const char* key, bool fallback) {
+    const Value* v = f.find(key);
+    if (!v) return fallback;
+    try {
+        return v->get<bool>();
+    } catch (const Error& e) {
+        throw Error(e.message(), {f.path(), "", key});
+    }
+}
+
+}  // namespace
+
+Vocabulary read_gguf_vocabulary(const GgufFile& f, std::string* pre) {
+    Vocabulary v;
+    v.model = f.get_string("tokenizer.ggml.model");
+    const bool bpe = v.model == "gpt2";
+    if (v.model != "llama" && !bpe) {
+        fail_in({f.path(), "", "tokenizer.ggml.model"}, "unsupported tokenizer model '", v.model,
+                "' (expected llama or gpt2)");
+    }
+    const auto strings = [&](const char* key) -> const std::vector<std::string>& {
+        try {
+            return f.get(key).get_strings();
+        } catch (const Error& e) {
+            throw Error(e.message(), {f.path(), "", key});
+        }
+    };
+    v.pieces = strings("tokenizer.ggml.tokens");
+    const size_t n = v.pieces.size();
+    if (n == 0) fail_in({f.path(), "", "tokenizer.ggml.tokens"}, "the vocabulary is empty");
+    if (const Value* scores = f.find("tokenizer.ggml.scores")) {
+        try {
+            v.scores = scores->get_array<float>();
+        } catch (const Error& e) {
+            throw Error(e.message(), {f.path(), "", "tokenizer.ggml.scores"});
+        }
+        if (v.scores.size() != n) fail_in({f.path(), "", "tokenizer.ggml.scores"}, v.scores.size(), " scores for ", n, " tokens");
+    } else if (!bpe) {
+        fail_in({f.path(), "", "tokenizer.ggml.scores"}, "a SentencePiece (llama) vocabulary needs scores");
+    }
+    if (const Value* types = f.find("tokenizer.ggml.token_type")) {
+        std::vector<int32_t> raw;
+        try {
+            raw = types->get_array<int32_t>();
+        } catch (const Error& e) {
+            throw Error(e.message(), {f.path(), "", "tokenizer.ggml.token_type"});
+        }
+        if (raw.size() != n) fail_in({f.path(), "", "tokenizer.ggml.token_type"}, raw.size(), " token types for ", n, " tokens");
+        v.kinds.reserve(n);
+        for (size_t i = 0; i < n; ++i) {
+            if (raw[i] < static_cast<int32_t>(TokenKind::Normal) || raw[i] > static_cast<int32_t>(TokenKind::Byte)) {
+                fail_in({f.path(), "", "tokenizer.ggml.token_type"}, "token ", i, " has type ", raw[i], " (expected 1 to 6)");
+            }
+            v.kinds.push_back(static_cast<TokenKind>(raw[i]));
+        }
+    }
+    if (bpe) {
+        v.merges = strings("tokenizer.ggml.merges");
+        if (v.merges.empty()) fail_in({f.path(), "", "tokenizer.ggml.merges"}, "a gpt2 vocabulary needs merges");
+    }
+    if (pre) *pre = f.find("tokenizer.ggml.pre") ? f.get_string("tokenizer.ggml.pre") : std::string();
+    v.bos_id = read_id(f, "tokenizer.ggml.bos_token_id", n);
+    v.eos_id = read_id(f, "tokenizer.ggml.eos_token_id", n);
+    v.unk_id = read_id(f, "tokenizer.ggml.unknown_token_id", n);
+    v.pad_id = read_id(f, "tokenizer.ggml.padding_token_id", n);
+    v.add_bos = read_flag(f, "tokenizer.ggml.add_bos_token", !bpe);
+    v.add_space_prefix = read_flag(f, "tokenizer.ggml.add_space_prefix", !bpe);
+    return v;
+}
+
+std::string gguf_vocabulary_bytes(const Vocabulary& vocab, const std::string& tokenizer_pre) {
+    GgufWriter w;
+    set_gguf_vocabulary(w, vocab, static_cast<int64_t>(vocab.size()), tokenizer_pre, "vocabulary");
+    return w.metadata_bytes();
+}
+
+}  // namespace sparq::gguf

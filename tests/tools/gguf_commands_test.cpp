@@ -1,0 +1,47 @@
+// A GGUF file as a MODEL argument through the CLI: what `sparq export`
+// writes, `sparq inspect` and `sparq eval` read back as the model it came
+// from (same bytes per tensor type, same perplexity to the last digit).
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "run_cli.h"
+#include "test_data.h"
+
+namespace sparq::cli {
+namespace {
+
+using testing_support::run_cli;
+
+TEST(GgufCommands, ExportedFileInspectsAndEvaluatesAsItsSource) {
+    SPARQ_REQUIRE_DATA("stories260K/hf/model.safetensors");
+    SPARQ_REQUIRE_DATA("text/tinystories-valid-snippet.txt");
+    const std::string model = testing::data_path("stories260K/hf");
+    const std::string gguf = testing::temp_dir("gguf_commands") + "/m.gguf";
+    ASSERT_EQ(run_cli({"export", model, "-o", gguf, "--type", "f16", "--quiet"}), 0);
+    std::string out;
+    ASSERT_EQ(run_cli({"inspect", gguf, "--json"}, &out), 0) << out;
+    const nlohmann::json inspected = nlohmann::json::parse(out);
+    EXPECT_EQ(inspected["n_layers"], 5);
+    bool saw_q = false;
+    for (const auto& t : inspected["tensors"]) {
+        if (t["name"] == "model.layers.0.self_attn.q_proj.weight") {
+            saw_q = true;
+            EXPECT_EQ(t["dtype"], "F16");
+            EXPECT_EQ(t["bytes"], 64 * 64 * 2);
+        }
+    }
+    EXPECT_TRUE(saw_q);
+    const std::string text = testing::data_path("text/tinystories-valid-snippet.txt");
+    std::string a, b;
+    ASSERT_EQ(run_cli({"eval", model, "--text", text, "--ctx", "64", "--chunks", "8", "--json", "--quiet"}, &a), 0);
+    ASSERT_EQ(run_cli({"eval", gguf, "--text", text, "--ctx", "64", "--chunks", "8", "--ref", model, "--json", "--quiet"}, &b), 0);
+    const nlohmann::json ja = nlohmann::json::parse(a), jb = nlohmann::json::parse(b);
+    EXPECT_EQ(ja["text_tokens"], jb["text_tokens"]);
+    // F16 storage of an F32 model: close, not equal.
+    EXPECT_NEAR(ja["ppl"].get<double>(), jb["ppl"].get<double>(), 1e-3 * ja["ppl"].get<double>());
+    EXPECT_LT(jb["kld_mean"].get<double>(), 1e-4);
+}
+
+}  // namespace
+}  // namespace sparq::cli
