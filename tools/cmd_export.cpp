@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "formats/gguf/llama_export.h"
+#include "models/gguf_encode.h"
 #include "models/model_source.h"
 #include "tools/command.h"
 
@@ -46,19 +47,22 @@ bool is_llamacpp_quant_type(const std::string& t) {
 
 std::string check_type(const std::string& value) {
     const std::string t = lower(value);
-    if (t == "f32" || t == "f16") return "";
+    if (t == "f32" || t == "f16" || t == "q8_0" || t == "q4_0") return "";
     if (is_llamacpp_quant_type(t)) {
         return "GGUF export to " + value +
-               " is not supported yet: only f32 and f16 are (for now, export f16 and quantize it with "
-               "llama.cpp's llama-quantize)";
+               " is not supported yet: f32, f16, q8_0 and q4_0 are (for the others, export f16 and quantize it "
+               "with llama.cpp's llama-quantize)";
     }
-    return "unknown GGUF type '" + value + "': expected f32 or f16";
+    return "unknown GGUF type '" + value + "': expected f32, f16, q8_0 or q4_0";
 }
 
 int run_export(const ExportArgs& args) {
     const auto start = std::chrono::steady_clock::now();
     const std::string t = lower(args.type);
-    const GgufExportType type = t == "f32" ? GgufExportType::F32 : GgufExportType::F16;
+    const bool quantized = t == "q8_0" || t == "q4_0";
+    // Quantized exports keep the few weights no block fits in F32, so a
+    // .sparq model's values are carried over exactly.
+    const GgufExportType type = t == "f32" || quantized ? GgufExportType::F32 : GgufExportType::F16;
 
     LoadOptions options;
     options.tokenizer_path = args.tokenizer;
@@ -78,8 +82,15 @@ int run_export(const ExportArgs& args) {
     }
     log_line(args.common, "writing " + args.output + " (" + t + ", llama.cpp arch " + arch +
                               (pre.empty() ? "" : ", tokenizer.ggml.pre " + pre) + ")");
-    const GgufExportSummary s =
-        export_llama_gguf(m.config, m.tensors, m.tokenizer->vocabulary(), args.output, type, args.name, pre);
+    GgufEncoding encoding;
+    if (quantized) {
+        encoding = encode_for_gguf(m, t == "q4_0" ? gguf::GgmlType::Q4_0 : gguf::GgmlType::Q8_0);
+        log_line(args.common, std::to_string(encoding.exact.size()) + " weights carried over exactly, " +
+                                  std::to_string(encoding.requantized.size()) + " quantized to " + t + " (RTN, groups of 32), " +
+                                  std::to_string(encoding.kept_float.size()) + " kept F32 (rows not a multiple of 32)");
+    }
+    const GgufExportSummary s = export_llama_gguf(m.config, m.tensors, m.tokenizer->vocabulary(), args.output, type,
+                                                  args.name, pre, encoding.tensors);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
     if (args.common.json) {
@@ -90,6 +101,9 @@ int run_export(const ExportArgs& args) {
                     {"format", "gguf"},
                     {"arch", arch},
                     {"source_format", m.format},
+                    {"exact", encoding.exact},
+                    {"requantized", encoding.requantized},
+                    {"kept_f32", encoding.kept_float},
                     {"seconds", seconds}});
     } else {
         std::ostringstream os;
@@ -110,9 +124,12 @@ void register_export(CLI::App& app) {
         "export", "Write a GGUF file that llama.cpp loads (Llama, Mistral, Qwen2, MiniCPM)");
     cmd->add_option("IN", args.model, "Model directory or file")->required();
     cmd->add_option("-o,--output", args.output, "Output .gguf file")->required();
-    cmd->add_option("--type", args.type, "Tensor type of the 2-D weights: f32 or f16 (norms stay F32)")
+    cmd->add_option("--type", args.type,
+                    "Tensor type of the 2-D weights: f32, f16, q8_0 or q4_0 (norms stay F32). q8_0/q4_0 carry a "
+                    ".sparq file's symmetric int8/int4 codes over exactly (groups of 32k columns or per channel) and "
+                    "quantize the other weights by RTN in groups of 32")
         ->default_val("f16")
-        ->check(CLI::Validator(check_type, "f32|f16", "GGUF type"));
+        ->check(CLI::Validator(check_type, "f32|f16|q8_0|q4_0", "GGUF type"));
     cmd->add_option("--tokenizer", args.tokenizer, "Tokenizer file (llama2.c checkpoints)");
     cmd->add_option("--name", args.name, "general.name stored in the file (default: the output file's stem)");
     add_common_options(cmd, args.common);

@@ -88,9 +88,12 @@ std::string_view value_type_name(ValueType type);
 size_t value_type_size(ValueType type);
 
 // llama.cpp's general.file_type (llama_ftype) for the types sparq writes.
+// general.file_type, numbered as llama.cpp's llama_ftype.
 enum class FileType : uint32_t {
     AllF32 = 0,
     MostlyF16 = 1,
+    MostlyQ4_0 = 2,
+    MostlyQ8_0 = 7,
 };
 
 }  // namespace sparq::gguf

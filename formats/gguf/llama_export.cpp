@@ -71,7 +71,22 @@ struct Plan {
     std::string hf_name;
     GgmlType type = GgmlType::F32;
     int64_t permute_head_size = 0;  // > 0: apply the q/k RoPE permutation (to rows, or a bias's elements)
+    const EncodedTensor* encoded = nullptr;  // blocks given by the caller, copied row by row
 };
+
+// Copies encoded rows, q/k rows moved back to llama.cpp's order.
+void copy_encoded_rows(const Plan& p, uint8_t* out) {
+    const int64_t rows = p.source->rows();
+    const std::vector<uint8_t>& bytes = p.encoded->bytes;
+    if (rows <= 0 || bytes.size() % static_cast<size_t>(rows) != 0) {
+        fail_in({"", p.hf_name, ""}, "encoded blocks of ", bytes.size(), " bytes do not split into ", rows, " rows");
+    }
+    const size_t row_bytes = bytes.size() / static_cast<size_t>(rows);
+    for (int64_t r = 0; r < rows; ++r) {
+        const int64_t src = p.permute_head_size > 0 ? hf_row_for_gguf_row(r, p.permute_head_size) : r;
+        std::memcpy(out + static_cast<size_t>(r) * row_bytes, bytes.data() + static_cast<size_t>(src) * row_bytes, row_bytes);
+    }
+}
 
 void convert_rows(const Plan& p, uint8_t* out) {
     const Tensor& t = *p.source;
@@ -237,7 +252,8 @@ std::optional<std::string> hf_name_for_gguf(const std::string& gguf_name) {
 
 GgufExportSummary export_llama_gguf(const ModelConfig& config, const TensorMap& tensors, const Vocabulary& vocab,
                                     const std::string& out_path, GgufExportType type, const std::string& model_name,
-                                    const std::string& tokenizer_pre) {
+                                    const std::string& tokenizer_pre,
+                                    const std::map<std::string, EncodedTensor>& encoded) {
     const std::string& src = tensors.source();
     const ArchInfo arch = arch_info(config, src);
     const std::string prefix = std::string(arch.gguf_arch) + ".";
@@ -271,9 +287,17 @@ GgufExportSummary export_llama_gguf(const ModelConfig& config, const TensorMap& 
     auto key = [&prefix](const char* k) { return prefix + k; };
     w.set_string("general.architecture", arch.gguf_arch);
     w.set_string("general.name", model_name.empty() ? default_name(out_path) : model_name);
-    w.set_scalar<uint32_t>("general.file_type", static_cast<uint32_t>(type == GgufExportType::F16
-                                                                         ? gguf::FileType::MostlyF16
-                                                                         : gguf::FileType::AllF32));
+    gguf::FileType file_type = type == GgufExportType::F16 ? gguf::FileType::MostlyF16 : gguf::FileType::AllF32;
+    size_t q4 = 0, q8 = 0;
+    for (const auto& [name, e] : encoded) {
+        q4 += e.type == GgmlType::Q4_0;
+        q8 += e.type == GgmlType::Q8_0;
+        if (e.type != GgmlType::Q4_0 && e.type != GgmlType::Q8_0) {
+            fail_in({src, name, "type"}, "encoded as ", gguf::ggml_type_name(e.type), "; the exporter writes Q4_0 and Q8_0 blocks");
+        }
+    }
+    if (q4 + q8 > 0) file_type = q4 >= q8 ? gguf::FileType::MostlyQ4_0 : gguf::FileType::MostlyQ8_0;
+    w.set_scalar<uint32_t>("general.file_type", static_cast<uint32_t>(file_type));
     w.set_scalar<uint32_t>(key("vocab_size"), to_u32(vocab_size, "vocab_size"));
     w.set_scalar<uint32_t>(key("context_length"), to_u32(config.max_position_embeddings, "max_position_embeddings"));
     w.set_scalar<uint32_t>(key("embedding_length"), to_u32(hidden, "hidden_size"));
@@ -314,6 +338,15 @@ GgufExportSummary export_llama_gguf(const ModelConfig& config, const TensorMap& 
         p.hf_name = hf;
         p.type = is_vector ? GgmlType::F32 : matrix_type;
         p.permute_head_size = permute_head_size;
+        if (const auto e = encoded.find(hf); e != encoded.end() && !is_vector) {
+            p.encoded = &e->second;
+            p.type = e->second.type;
+            const uint64_t want = gguf::ggml_tensor_bytes(p.type, t.shape);
+            if (want != e->second.bytes.size()) {
+                fail_in({src, hf, ""}, "encoded as ", gguf::ggml_type_name(p.type), " in ", e->second.bytes.size(),
+                        " bytes, expected ", want);
+            }
+        }
         plans.push_back(std::move(p));
         used.insert(hf);
     };
@@ -354,10 +387,18 @@ GgufExportSummary export_llama_gguf(const ModelConfig& config, const TensorMap& 
                 "\" architecture loads it");
     }
 
+    for (const auto& [name, e] : encoded) {
+        const bool planned = std::any_of(plans.begin(), plans.end(), [&](const Plan& p) { return p.encoded == &e; });
+        if (!planned) fail_in({src, name, ""}, "has encoded blocks but is not a 2-D weight the export writes");
+    }
     for (const Plan& p : plans) {
         const Plan* pp = &p;
         w.add_tensor(p.gguf_name, p.source->shape, p.type, [pp](uint8_t* out) {
             try {
+                if (pp->encoded) {
+                    copy_encoded_rows(*pp, out);
+                    return;
+                }
                 convert_rows(*pp, out);
             } catch (const Error& e) {
                 throw e.with_tensor(pp->hf_name);

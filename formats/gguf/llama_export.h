@@ -15,9 +15,12 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
+#include "formats/gguf/gguf_types.h"
 #include "formats/tensor_map.h"
 #include "models/config.h"
 #include "tokenizer/tokenizer.h"
@@ -27,6 +30,14 @@
 namespace sparq {
 
 enum class GgufExportType { F32, F16 };
+
+// A 2-D weight already encoded as ggml blocks (formats/gguf/ggml_blocks.h),
+// rows in Hugging Face order (the exporter permutes q/k rows as it does for
+// float tensors): rows x (cols / block values x block bytes) bytes.
+struct EncodedTensor {
+    gguf::GgmlType type = gguf::GgmlType::Q8_0;
+    std::vector<uint8_t> bytes;
+};
 
 struct GgufExportSummary {
     std::string output;
@@ -40,9 +51,12 @@ struct GgufExportSummary {
 // `tokenizer_pre` is tokenizer.ggml.pre, required for a byte-level BPE
 // vocabulary (model "gpt2": see llamacpp_tokenizer_pre) and not written for
 // SentencePiece ones. Throws sparq::Error naming the tensor or field at fault.
+// `encoded` (by Hugging Face name) replaces those tensors' float values with
+// their blocks; general.file_type then names the most common block type.
 GgufExportSummary export_llama_gguf(const ModelConfig& config, const TensorMap& tensors, const Vocabulary& vocab,
                                     const std::string& out_path, GgufExportType type,
-                                    const std::string& model_name = "", const std::string& tokenizer_pre = "");
+                                    const std::string& model_name = "", const std::string& tokenizer_pre = "",
+                                    const std::map<std::string, EncodedTensor>& encoded = {});
 
 // The llama.cpp architecture a config exports to ("llama", "qwen2",
 // "minicpm"); throws sparq::Error for one llama.cpp would run differently.

@@ -43,5 +43,30 @@ TEST(GgufCommands, ExportedFileInspectsAndEvaluatesAsItsSource) {
     EXPECT_LT(jb["kld_mean"].get<double>(), 1e-4);
 }
 
+// A .sparq file exported with --type q4_0 evaluates exactly as the .sparq
+// file does on the reference path: the codes were carried over as they are.
+TEST(GgufCommands, Q4_0ExportOfASparqFileKeepsItsValues) {
+    SPARQ_REQUIRE_DATA("stories260K/hf/model.safetensors");
+    SPARQ_REQUIRE_DATA("text/tinystories-valid-snippet.txt");
+    const std::string dir = testing::temp_dir("gguf_commands_q4");
+    ASSERT_EQ(run_cli({"quantize", testing::data_path("stories260K/hf"), "-o", dir + "/m.sparq", "--bits", "4", "--group",
+                       "32", "--quiet"}),
+              0);
+    std::string out;
+    ASSERT_EQ(run_cli({"export", dir + "/m.sparq", "-o", dir + "/m.gguf", "--type", "q4_0", "--json", "--quiet"}, &out), 0)
+        << out;
+    const nlohmann::json exported = nlohmann::json::parse(out);
+    EXPECT_EQ(exported["exact"].size(), 31u);  // all but the five 172-column down_proj
+    EXPECT_EQ(exported["kept_f32"].size(), 5u);
+    const std::string text = testing::data_path("text/tinystories-valid-snippet.txt");
+    std::string a, b;
+    ASSERT_EQ(run_cli({"eval", dir + "/m.sparq", "--reference-path", "--text", text, "--ctx", "64", "--chunks", "8",
+                       "--json", "--quiet"},
+                      &a),
+              0);
+    ASSERT_EQ(run_cli({"eval", dir + "/m.gguf", "--text", text, "--ctx", "64", "--chunks", "8", "--json", "--quiet"}, &b), 0);
+    EXPECT_EQ(nlohmann::json::parse(a)["ppl"].get<double>(), nlohmann::json::parse(b)["ppl"].get<double>());
+}
+
 }  // namespace
 }  // namespace sparq::cli

@@ -1,0 +1,97 @@
+// Quantized GGUF export (models/gguf_encode.h): symmetric int4 / int8 codes
+// become Q4_0 / Q8_0 blocks that dequantize to exactly sparq's values, other
+// schemes are not mapped, and a .sparq model exported with --type q4_0 reads
+// back with every tensor bit for bit as the .sparq file holds it.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <random>
+
+#include "core/error.h"
+#include "formats/gguf/ggml_blocks.h"
+#include "formats/gguf/gguf_reader.h"
+#include "formats/gguf/llama_export.h"
+#include "models/gguf_encode.h"
+#include "models/model_source.h"
+#include "models/sparq_model.h"
+#include "passes/quantize_model.h"
+#include "quant/quantize_tensor.h"
+#include "test_data.h"
+
+namespace sparq {
+namespace {
+
+using gguf::GgmlType;
+
+PackedTensor random_packed(int bits, int64_t group, bool symmetric, int64_t rows, int64_t cols, uint32_t seed) {
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    std::vector<float> w(static_cast<size_t>(rows * cols));
+    for (float& v : w) v = normal(rng);
+    w[5] = 40.0f;  // an outlier
+    for (int64_t c = 0; c < std::min<int64_t>(cols, 32); ++c) w[static_cast<size_t>(cols + c)] = 0.0f;  // an all-zero block
+    QuantScheme s;
+    s.bits = bits;
+    s.group = group;
+    s.symmetric = symmetric;
+    return quantize_tensor(borrowed_f32_tensor(w.data(), rows, cols), s, QuantMethod::Rtn, nullptr, "w");
+}
+
+TEST(QuantizedExport, SymmetricInt4AndInt8MapToBlocksExactly) {
+    int mapped = 0;
+    for (const auto& [bits, group] : std::vector<std::pair<int, int64_t>>{{4, 32}, {4, 64}, {4, 128}, {4, 0}, {8, 0}, {8, 32}}) {
+        const PackedTensor p = random_packed(bits, group, true, 6, 256, 17u + static_cast<uint32_t>(bits * 1000 + group));
+        const std::optional<EncodedTensor> e = ggml_blocks_of(p.view());
+        ASSERT_TRUE(e) << bits << " g" << group;
+        EXPECT_EQ(e->type, bits == 4 ? GgmlType::Q4_0 : GgmlType::Q8_0);
+        std::vector<float> got(static_cast<size_t>(6 * 256));
+        gguf::dequantize_ggml(e->type, e->bytes.data(), e->bytes.size(), 6 * 256, got.data(), "w");
+        const std::vector<float> want = dequantize_tensor(p);
+        ASSERT_EQ(0, std::memcmp(got.data(), want.data(), want.size() * sizeof(float))) << bits << " g" << group;
+        ++mapped;
+    }
+    EXPECT_EQ(mapped, 6);
+    // No ggml block holds these exactly.
+    EXPECT_FALSE(ggml_blocks_of(random_packed(4, 32, false, 2, 64, 3).view()));   // asymmetric
+    EXPECT_FALSE(ggml_blocks_of(random_packed(3, 32, true, 2, 64, 4).view()));    // int3
+    EXPECT_FALSE(ggml_blocks_of(random_packed(4, 16, true, 2, 64, 5).view()));    // groups of 16
+    EXPECT_FALSE(ggml_blocks_of(random_packed(4, 0, true, 2, 48, 6).view()));     // rows of 48
+}
+
+TEST(QuantizedExport, SparqModelReadsBackBitForBit) {
+    SPARQ_REQUIRE_DATA("stories260K/hf/model.safetensors");
+    const ModelSource hf = load_model(testing::data_path("stories260K/hf"));
+    const std::string dir = testing::temp_dir("quantized_export");
+    QuantizeOptions o;
+    o.bits = 4;
+    o.group = 32;
+    const QuantizeResult q = quantize_model(hf, o);
+    write_sparq_model(dir + "/m.sparq", hf.config, *hf.tokenizer, q.tensors, nlohmann::json::object());
+    const ModelSource packed = load_model(dir + "/m.sparq");
+    const GgufEncoding enc = encode_for_gguf(packed, GgmlType::Q4_0);
+    // stories260K: q/k/v/o, gate/up (64 columns) int4 g32 -> Q4_0, the int8
+    // embedding -> Q8_0; down_proj (172 columns) fits no block.
+    EXPECT_EQ(enc.exact.size(), 5u * 6 + 1);
+    EXPECT_EQ(enc.kept_float.size(), 5u);
+    EXPECT_TRUE(enc.requantized.empty());
+    EXPECT_EQ(enc.tensors.at("model.embed_tokens.weight").type, GgmlType::Q8_0);
+    EXPECT_EQ(enc.tensors.at("model.layers.0.self_attn.q_proj.weight").type, GgmlType::Q4_0);
+    export_llama_gguf(packed.config, packed.tensors, packed.tokenizer->vocabulary(), dir + "/m.gguf",
+                      GgufExportType::F32, "", "", enc.tensors);
+    EXPECT_EQ(gguf::GgufFile::open(dir + "/m.gguf").get_scalar<uint32_t>("general.file_type"), 2u);  // MOSTLY_Q4_0
+    const ModelSource back = load_model(dir + "/m.gguf");
+    for (const auto& [name, t] : packed.tensors.all()) {
+        ASSERT_TRUE(back.tensors.has(name)) << name;
+        const std::vector<float> x = t.to_f32(), y = back.tensors.get(name).to_f32();
+        ASSERT_EQ(x.size(), y.size()) << name;
+        ASSERT_EQ(0, std::memcmp(x.data(), y.data(), x.size() * sizeof(float))) << name;
+    }
+    // From float weights: RTN at group 32, within half a step.
+    const GgufEncoding fresh = encode_for_gguf(hf, GgmlType::Q8_0);
+    EXPECT_TRUE(fresh.exact.empty());
+    EXPECT_EQ(fresh.requantized.size(), 5u * 6 + 1);
+    EXPECT_THROW(encode_for_gguf(hf, GgmlType::Q4_K), Error);
+}
+
+}  // namespace
+}  // namespace sparq
