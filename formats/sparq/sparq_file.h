@@ -56,7 +56,8 @@ struct SparqTensor {
 };
 
 // A named byte string stored in the data section (the tokenizer is the blob
-// named "tokenizer"; its kind is "sentencepiece", "llama2c" or "hf-json").
+// named "tokenizer"; its kind is "sentencepiece", "llama2c", "hf-json" or
+// "gguf").
 struct SparqBlob {
     std::string name;
     std::string kind;
