@@ -164,6 +164,7 @@ ModelSource load_gguf_model(const std::string& path, const LoadOptions& options)
     } else if (f.find("tokenizer.ggml.model")) {
         std::string pre;
         Vocabulary vocab = gguf::read_gguf_vocabulary(f, &pre);
+        if (vocab.model != "llama" && !options.require_tokenizer) return m;  // inspect: no tokenizer needed
         if (vocab.model != "llama") {
             fail_in({path, "", "tokenizer.ggml.model"}, "a byte-level BPE (", vocab.model, ", pre-tokenizer '", pre,
                     "') vocabulary is not rebuilt from GGUF yet: give the model's tokenizer.json with --tokenizer");

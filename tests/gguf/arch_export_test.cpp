@@ -401,5 +401,48 @@ TEST(ArchExport, PreTokenizerOfRealTokenizers) {
     EXPECT_GT(smollm2->vocabulary().merges.size(), 40000u);
 }
 
+// Read back (models/gguf_model.h): each architecture's tensors come out as
+// they went in (q/k rows un-permuted for llama, as stored for qwen2, biases
+// included), with the config's fields; a BPE vocabulary needs --tokenizer.
+TEST(ArchExport, ReadBackGivesTheSourceTensors) {
+    for (const std::string arch : {"LlamaForCausalLM", "Qwen2ForCausalLM"}) {
+        SCOPED_TRACE(arch);
+        ModelConfig c = base_config(arch);
+        if (arch == "LlamaForCausalLM") c.attention_bias = true;  // llama's optional q/k/v/o biases
+        const TensorMap tensors = model_tensors(c, c.attention_bias);
+        const std::string path = temp_dir("gguf-readback-" + arch) + "/m.gguf";
+        export_llama_gguf(c, tensors, spm_vocab(), path, GgufExportType::F32);
+        const ModelSource m = load_model(path);
+        EXPECT_EQ(m.config.architecture, arch);
+        EXPECT_EQ(m.config.attention_bias, arch == "Qwen2ForCausalLM");
+        EXPECT_EQ(m.config.tie_word_embeddings, c.tie_word_embeddings);
+        EXPECT_EQ(m.config.head_dim, c.head_dim);
+        EXPECT_EQ(m.config.num_kv_heads, c.num_kv_heads);
+        EXPECT_FLOAT_EQ(static_cast<float>(m.config.rope_theta), static_cast<float>(c.rope_theta));
+        size_t compared = 0;
+        for (const auto& [name, t] : tensors.all()) {
+            if (name == "lm_head.weight" && c.tie_word_embeddings) continue;
+            ASSERT_TRUE(m.tensors.has(name)) << name;
+            EXPECT_EQ(m.tensors.get(name).to_f32(), t.to_f32()) << name;
+            ++compared;
+        }
+        EXPECT_EQ(compared, m.tensors.size());
+    }
+    const ModelConfig c = base_config("LlamaForCausalLM");
+    const std::string path = temp_dir("gguf-readback-bpe") + "/m.gguf";
+    export_llama_gguf(c, model_tensors(c, false), bpe_vocab(), path, GgufExportType::F32, "", "gpt-2");
+    try {
+        load_model(path);
+        FAIL() << "a BPE vocabulary was rebuilt without its tokenizer.json";
+    } catch (const Error& e) {
+        EXPECT_EQ(e.context().field, "tokenizer.ggml.model");
+    }
+    LoadOptions no_tokenizer;
+    no_tokenizer.require_tokenizer = false;
+    const ModelSource bare = load_model(path, no_tokenizer);  // inspect needs no tokenizer
+    EXPECT_EQ(bare.tokenizer, nullptr);
+    EXPECT_EQ(bare.config.num_layers, c.num_layers);
+}
+
 }  // namespace
 }  // namespace sparq
