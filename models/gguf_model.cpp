@@ -9,6 +9,7 @@
 #include "formats/gguf/gguf_reader.h"
 #include "formats/gguf/gguf_vocabulary.h"
 #include "formats/gguf/llama_export.h"
+#include "tokenizer/bpe_tokenizer.h"
 #include "tokenizer/spm_tokenizer.h"
 
 namespace sparq {
@@ -164,18 +165,24 @@ ModelSource load_gguf_model(const std::string& path, const LoadOptions& options)
     } else if (f.find("tokenizer.ggml.model")) {
         std::string pre;
         Vocabulary vocab = gguf::read_gguf_vocabulary(f, &pre);
-        if (vocab.model != "llama" && !options.require_tokenizer) return m;  // inspect: no tokenizer needed
-        if (vocab.model != "llama") {
-            fail_in({path, "", "tokenizer.ggml.model"}, "a byte-level BPE (", vocab.model, ", pre-tokenizer '", pre,
-                    "') vocabulary is not rebuilt from GGUF yet: give the model's tokenizer.json with --tokenizer");
-        }
         if (static_cast<int64_t>(vocab.size()) > m.config.vocab_size) {
             fail_in({path, "", "tokenizer.ggml.tokens"}, vocab.size(), " tokens for a model of ", m.config.vocab_size);
         }
         m.config.bos_token_id = vocab.bos_id;
         m.config.eos_token_id = vocab.eos_id;
-        std::string bytes = gguf::gguf_vocabulary_bytes(vocab, "");
-        m.tokenizer = std::make_shared<SpmTokenizer>(std::move(vocab), std::move(bytes), "gguf");
+        if (vocab.model == "gpt2") {
+            // Built through the tokenizer.json path, which the .sparq writer
+            // then embeds as it is (kind hf-json).
+            HfSpecialTokenConfig special;
+            if (vocab.bos_id >= 0) special.bos_id = vocab.bos_id;
+            if (vocab.eos_id >= 0) special.eos_id = vocab.eos_id;
+            special.add_bos = vocab.add_bos;
+            m.tokenizer = make_hf_tokenizer(gguf::tokenizer_json_for_bpe(vocab, pre, path),
+                                            path + " (tokenizer.ggml.*)", special);
+        } else {
+            std::string bytes = gguf::gguf_vocabulary_bytes(vocab, "");
+            m.tokenizer = std::make_shared<SpmTokenizer>(std::move(vocab), std::move(bytes), "gguf");
+        }
     } else if (options.require_tokenizer) {
         fail_in({path, "", "tokenizer.ggml.model"}, "the file holds no tokenizer: give one with --tokenizer");
     }

@@ -3,8 +3,10 @@
 // wrote comes out as sparq reads any model: Hugging Face tensor names and
 // layout (q/k rows permuted back to the rotate-half order where llama.cpp's
 // RoPE uses interleaved pairs), a config from the {arch}.* keys, and the
-// tokenizer from tokenizer.ggml.* (SentencePiece vocabularies; a byte-level
-// BPE one needs --tokenizer tokenizer.json).
+// tokenizer from tokenizer.ggml.* (SentencePiece vocabularies as they are;
+// byte-level BPE ones through an equivalent tokenizer.json, for the
+// pre-tokenizers llama.cpp names gpt-2, smollm, llama-bpe and qwen2; others
+// need --tokenizer tokenizer.json).
 //
 //   general.architecture  ->  architecture    q/k rows
 //   "llama"                   LlamaForCausalLM   permuted back

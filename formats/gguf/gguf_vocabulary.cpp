@@ -1,5 +1,7 @@
 #include "formats/gguf/gguf_vocabulary.h"
 
+#include <nlohmann/json.hpp>
+
 #include "core/error.h"
 
 namespace sparq::gguf {
@@ -141,6 +143,59 @@ Vocabulary read_gguf_vocabulary(const GgufFile& f, std::string* pre) {
     v.add_bos = read_flag(f, "tokenizer.ggml.add_bos_token", !bpe);
     v.add_space_prefix = read_flag(f, "tokenizer.ggml.add_space_prefix", !bpe);
     return v;
+}
+
+std::string tokenizer_json_for_bpe(const Vocabulary& vocab, const std::string& pre, const std::string& source) {
+    using nlohmann::json;
+    const json byte_level_regex = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", true}};
+    const json byte_level_plain = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", false}};
+    const auto split = [](std::string_view pattern) {
+        return json{{"type", "Split"}, {"pattern", {{"Regex", std::string(pattern)}}}, {"behavior", "Isolated"}, {"invert", false}};
+    };
+    json pre_tokenizer;
+    if (pre == "gpt-2") {
+        pre_tokenizer = byte_level_regex;
+    } else if (pre == "smollm") {
+        pre_tokenizer = {{"type", "Sequence"},
+                         {"pretokenizers", json::array({{{"type", "Digits"}, {"individual_digits", true}}, byte_level_regex})}};
+    } else if (pre == "llama-bpe") {
+        pre_tokenizer = {{"type", "Sequence"}, {"pretokenizers", json::array({split(kLlama3SplitPattern), byte_level_plain})}};
+    } else if (pre == "qwen2") {
+        pre_tokenizer = {{"type", "Sequence"}, {"pretokenizers", json::array({split(kQwen2SplitPattern), byte_level_plain})}};
+    } else {
+        fail_in({source, "", "tokenizer.ggml.pre"}, "llama.cpp's pre-tokenizer '", pre,
+                "' is not rebuilt (gpt-2, smollm, llama-bpe and qwen2 are): give the model's tokenizer.json with --tokenizer");
+    }
+    json model_vocab = json::object();
+    json added = json::array();
+    for (size_t id = 0; id < vocab.pieces.size(); ++id) {
+        const std::string& piece = vocab.pieces[id];
+        if (model_vocab.contains(piece)) {
+            fail_in({source, "", "tokenizer.ggml.tokens"}, "token ", id, " repeats the piece of token ",
+                    model_vocab[piece].get<int64_t>());
+        }
+        model_vocab[piece] = id;
+        const TokenKind kind = id < vocab.kinds.size() ? vocab.kinds[id] : TokenKind::Normal;
+        if (kind == TokenKind::Control || kind == TokenKind::UserDefined) {
+            added.push_back({{"id", id}, {"content", piece}, {"special", kind == TokenKind::Control},
+                             {"single_word", false}, {"lstrip", false}, {"rstrip", false}, {"normalized", false}});
+        }
+    }
+    json merges = json::array();
+    for (const std::string& m : vocab.merges) merges.push_back(m);
+    const json doc = {{"version", "1.0"},
+                      {"added_tokens", added},
+                      {"normalizer", nullptr},
+                      {"pre_tokenizer", pre_tokenizer},
+                      {"post_processor", nullptr},
+                      {"decoder", {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", true}}},
+                      {"model", {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", nullptr}, {"byte_fallback", false},
+                                 {"ignore_merges", pre == "llama-bpe"}, {"vocab", model_vocab}, {"merges", merges}}}};
+    try {
+        return doc.dump();
+    } catch (const json::exception& e) {
+        fail_in({source, "", "tokenizer.ggml.tokens"}, "a piece is not valid UTF-8: ", e.what());
+    }
 }
 
 std::string gguf_vocabulary_bytes(const Vocabulary& vocab, const std::string& tokenizer_pre) {

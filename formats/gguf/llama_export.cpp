@@ -153,13 +153,6 @@ ArchInfo arch_info(const ModelConfig& config, const std::string& src) {
             "' (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, MiniCPMForCausalLM)");
 }
 
-// Split patterns of the tokenizer.json pre-tokenizers llama.cpp has a
-// pre-tokenizer type for (as the files state them).
-constexpr std::string_view kLlama3SplitPattern =
-    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
-constexpr std::string_view kQwen2SplitPattern =
-    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
-
 std::string describe_pre_tokenizer(const HfTokenizerJson& spec) {
     std::string d;
     for (const HfPreTokenizerStep& s : spec.pre_tokenizer) {
@@ -196,9 +189,9 @@ std::string llamacpp_tokenizer_pre(const HfTokenizerJson& spec) {
     } else if (steps.size() == 2 && is_split(steps[0], R"(\p{N})") && is_byte_level(steps[1], true)) {
         // Digits(individual_digits) then GPT-2's regex: llama.cpp's "smollm" (same regexes as "starcoder").
         pre = "smollm";
-    } else if (steps.size() == 2 && is_split(steps[0], kLlama3SplitPattern) && is_byte_level(steps[1], false)) {
+    } else if (steps.size() == 2 && is_split(steps[0], gguf::kLlama3SplitPattern) && is_byte_level(steps[1], false)) {
         pre = "llama-bpe";
-    } else if (steps.size() == 2 && is_split(steps[0], kQwen2SplitPattern) && is_byte_level(steps[1], false)) {
+    } else if (steps.size() == 2 && is_split(steps[0], gguf::kQwen2SplitPattern) && is_byte_level(steps[1], false)) {
         pre = "qwen2";
     } else {
         fail_in({"", "", "tokenizer.ggml.pre"}, "no llama.cpp pre-tokenizer type is known to split like this "

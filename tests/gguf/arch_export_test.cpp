@@ -15,6 +15,7 @@
 #include "formats/gguf/gguf_reader.h"
 #include "formats/gguf/llama_export.h"
 #include "models/model_source.h"
+#include "tokenizer/tokenizer_test_files.h"
 #include "test_data.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/tokenizer_json.h"
@@ -403,7 +404,8 @@ TEST(ArchExport, PreTokenizerOfRealTokenizers) {
 
 // Read back (models/gguf_model.h): each architecture's tensors come out as
 // they went in (q/k rows un-permuted for llama, as stored for qwen2, biases
-// included), with the config's fields; a BPE vocabulary needs --tokenizer.
+// included), with the config's fields; an unknown BPE pre-tokenizer is an
+// error naming tokenizer.ggml.pre.
 TEST(ArchExport, ReadBackGivesTheSourceTensors) {
     for (const std::string arch : {"LlamaForCausalLM", "Qwen2ForCausalLM"}) {
         SCOPED_TRACE(arch);
@@ -428,20 +430,55 @@ TEST(ArchExport, ReadBackGivesTheSourceTensors) {
         }
         EXPECT_EQ(compared, m.tensors.size());
     }
+    // A byte-level BPE vocabulary whose llama.cpp pre-tokenizer is not rebuilt.
     const ModelConfig c = base_config("LlamaForCausalLM");
     const std::string path = temp_dir("gguf-readback-bpe") + "/m.gguf";
-    export_llama_gguf(c, model_tensors(c, false), bpe_vocab(), path, GgufExportType::F32, "", "gpt-2");
+    export_llama_gguf(c, model_tensors(c, false), bpe_vocab(), path, GgufExportType::F32, "", "command-r");
     try {
         load_model(path);
-        FAIL() << "a BPE vocabulary was rebuilt without its tokenizer.json";
+        FAIL() << "an unknown pre-tokenizer was accepted";
     } catch (const Error& e) {
-        EXPECT_EQ(e.context().field, "tokenizer.ggml.model");
+        EXPECT_EQ(e.context().field, "tokenizer.ggml.pre");
     }
-    LoadOptions no_tokenizer;
-    no_tokenizer.require_tokenizer = false;
-    const ModelSource bare = load_model(path, no_tokenizer);  // inspect needs no tokenizer
-    EXPECT_EQ(bare.tokenizer, nullptr);
-    EXPECT_EQ(bare.config.num_layers, c.num_layers);
+}
+
+// Byte-level BPE vocabularies (GPT-2: "gpt-2", SmolLM2: "smollm") exported to
+// GGUF and read back encode as their tokenizer.json does: GPT-2's llama.cpp
+// conformance vectors all match, and a .sparq file embeds the rebuilt
+// tokenizer as tokenizer.json text.
+TEST(ArchExport, BpeVocabulariesReadBackAsTheirTokenizerJson) {
+    for (const std::string name : {"gpt2", "smollm2"}) {
+        SCOPED_TRACE(name);
+        SPARQ_REQUIRE_DATA("tokenizers/" + name + "/tokenizer.json");
+        const auto original = load_tokenizer(testing::data_path("tokenizers/" + name + "/tokenizer.json"), 0);
+        ModelConfig c = base_config("LlamaForCausalLM");
+        c.vocab_size = original->vocab_size();
+        const std::string path = temp_dir("gguf-bpe-" + name) + "/m.gguf";
+        export_llama_gguf(c, model_tensors(c, false), original->vocabulary(), path, GgufExportType::F16, "",
+                          llamacpp_tokenizer_pre(*original));
+        const ModelSource m = load_model(path);
+        ASSERT_TRUE(m.tokenizer);
+        EXPECT_EQ(m.tokenizer->source_kind(), "hf-json");
+        EXPECT_EQ(m.tokenizer->vocabulary().pieces, original->vocabulary().pieces);
+        EXPECT_EQ(m.tokenizer->bos_id(), original->bos_id());
+        EXPECT_EQ(m.tokenizer->vocabulary().add_bos, original->vocabulary().add_bos);
+        // The exporter reads the rebuilt tokenizer's pre-tokenizer back to the same llama.cpp name.
+        EXPECT_EQ(llamacpp_tokenizer_pre(*m.tokenizer), llamacpp_tokenizer_pre(*original));
+        const std::string text =
+            "Hello world! It's 2024-11-26, and 12345 apples cost $3.50.\n\n  Indented\tcode: x += 1 # done\n"
+            "Ünïcödé naïve café — 東京 🚀 <|endoftext|>";
+        EXPECT_EQ(m.tokenizer->encode(text, true), original->encode(text, true));
+        EXPECT_EQ(m.tokenizer->decode(m.tokenizer->encode(text, false)), text);
+        if (name == "gpt2") {
+            SPARQ_REQUIRE_DATA("tokenizers/gpt2/vectors.inp");
+            const auto vectors = testing::read_conformance_vectors(testing::data_path("tokenizers/gpt2/vectors.inp"),
+                                                                   testing::data_path("tokenizers/gpt2/vectors.out"));
+            ASSERT_FALSE(vectors.strings.empty());
+            for (size_t i = 0; i < vectors.strings.size(); ++i) {
+                EXPECT_EQ(m.tokenizer->encode(vectors.strings[i], false), vectors.ids[i]) << "vector " << i;
+            }
+        }
+    }
 }
 
 }  // namespace
