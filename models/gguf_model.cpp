@@ -2,7 +2,6 @@
 
 #include <cmath>
 #include <cstring>
-#include <set>
 
 #include "core/error.h"
 #include "formats/gguf/ggml_blocks.h"
@@ -113,6 +112,29 @@ Tensor dequantized(const GgufFile& f, const gguf::TensorInfo& info) {
     return make_f32_tensor(stored.shape, std::move(values));
 }
 
+// The tokenizer.ggml.* vocabulary as a tokenizer; sets the config's BOS/EOS.
+std::shared_ptr<Tokenizer> tokenizer_of(const GgufFile& f, ModelConfig& config) {
+    const std::string& path = f.path();
+    std::string pre;
+    Vocabulary vocab = gguf::read_gguf_vocabulary(f, &pre);
+    if (static_cast<int64_t>(vocab.size()) > config.vocab_size) {
+        fail_in({path, "", "tokenizer.ggml.tokens"}, vocab.size(), " tokens for a model of ", config.vocab_size);
+    }
+    config.bos_token_id = vocab.bos_id;
+    config.eos_token_id = vocab.eos_id;
+    if (vocab.model == "gpt2") {
+        // Built through the tokenizer.json path, which the .sparq writer
+        // then embeds as it is (kind hf-json).
+        HfSpecialTokenConfig special;
+        if (vocab.bos_id >= 0) special.bos_id = vocab.bos_id;
+        if (vocab.eos_id >= 0) special.eos_id = vocab.eos_id;
+        special.add_bos = vocab.add_bos;
+        return make_hf_tokenizer(gguf::tokenizer_json_for_bpe(vocab, pre, path), path + " (tokenizer.ggml.*)", special);
+    }
+    std::string bytes = gguf::gguf_vocabulary_bytes(vocab, "");
+    return std::make_shared<SpmTokenizer>(std::move(vocab), std::move(bytes), "gguf");
+}
+
 }  // namespace
 
 ModelSource load_gguf_model(const std::string& path, const LoadOptions& options) {
@@ -163,25 +185,12 @@ ModelSource load_gguf_model(const std::string& path, const LoadOptions& options)
     if (!options.tokenizer_path.empty()) {
         m.tokenizer = load_tokenizer(options.tokenizer_path, m.config.vocab_size);
     } else if (f.find("tokenizer.ggml.model")) {
-        std::string pre;
-        Vocabulary vocab = gguf::read_gguf_vocabulary(f, &pre);
-        if (static_cast<int64_t>(vocab.size()) > m.config.vocab_size) {
-            fail_in({path, "", "tokenizer.ggml.tokens"}, vocab.size(), " tokens for a model of ", m.config.vocab_size);
-        }
-        m.config.bos_token_id = vocab.bos_id;
-        m.config.eos_token_id = vocab.eos_id;
-        if (vocab.model == "gpt2") {
-            // Built through the tokenizer.json path, which the .sparq writer
-            // then embeds as it is (kind hf-json).
-            HfSpecialTokenConfig special;
-            if (vocab.bos_id >= 0) special.bos_id = vocab.bos_id;
-            if (vocab.eos_id >= 0) special.eos_id = vocab.eos_id;
-            special.add_bos = vocab.add_bos;
-            m.tokenizer = make_hf_tokenizer(gguf::tokenizer_json_for_bpe(vocab, pre, path),
-                                            path + " (tokenizer.ggml.*)", special);
-        } else {
-            std::string bytes = gguf::gguf_vocabulary_bytes(vocab, "");
-            m.tokenizer = std::make_shared<SpmTokenizer>(std::move(vocab), std::move(bytes), "gguf");
+        try {
+            m.tokenizer = tokenizer_of(f, m.config);
+        } catch (const Error&) {
+            if (options.require_tokenizer) throw;
+            // Where no tokenizer is needed (inspect), one that cannot be
+            // rebuilt does not keep the model from opening.
         }
     } else if (options.require_tokenizer) {
         fail_in({path, "", "tokenizer.ggml.model"}, "the file holds no tokenizer: give one with --tokenizer");

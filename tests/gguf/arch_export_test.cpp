@@ -440,6 +440,11 @@ TEST(ArchExport, ReadBackGivesTheSourceTensors) {
     } catch (const Error& e) {
         EXPECT_EQ(e.context().field, "tokenizer.ggml.pre");
     }
+    LoadOptions no_tokenizer;  // inspect: the model opens without one
+    no_tokenizer.require_tokenizer = false;
+    const ModelSource bare = load_model(path, no_tokenizer);
+    EXPECT_EQ(bare.tokenizer, nullptr);
+    EXPECT_EQ(bare.config.num_layers, c.num_layers);
 }
 
 // Byte-level BPE vocabularies (GPT-2: "gpt-2", SmolLM2: "smollm") exported to
