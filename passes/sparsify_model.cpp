@@ -51,8 +51,8 @@ bool SparsifyOptions::calibrated() const {
 void SparsifyOptions::check_options_read() const {
     const SparsifyOptions d;
     const MethodInfo& m = require_method(PassKind::Sparsify, method, "--method");
-    const bool structured_calibration = !structured.empty() && !calib.empty();
-    const bool reads_text = (calibrated() || structured_calibration) && !calib.empty();
+    const bool structured_calibration = !structured.empty() && (!calib.empty() || !calib_cache.empty());
+    const bool reads_text = (calibrated() || !structured.empty()) && !calib.empty();
     const bool joint_gptq = quantizes() && quant_method == "gptq";
     const std::string text_readers =
         "--calib FILE with --method wanda or sparsegpt, --layer-ratios owl, --refit, --quant-method gptq or --structured";
@@ -110,6 +110,12 @@ void SparsifyOptions::validate() const {
     }
     if (refit_iterations < 0) fail_in({"", "", "--refit"}, "must be >= 0, got ", refit_iterations);
     if (calibrated()) {
+        if (!structured.empty() && !calib_cache.empty() && calib.empty()) {
+            // The cache describes the model before the cut; the pruned model's
+            // statistics can only come from text.
+            fail_in({"", "", "--calib"}, "after --structured, the pruning and quantization that follow read the "
+                    "smaller model's statistics, which --calib-cache (of the model as given) does not hold: give --calib FILE");
+        }
         if (calib.empty() && calib_cache.empty()) {
             fail_in({"", "", "--calib"}, "method '", method, "'", layer_ratios == "owl" ? " with owl ratios" : "",
                     quantizes() && quant_method == "gptq" ? " with gptq" : "",
@@ -121,8 +127,8 @@ void SparsifyOptions::validate() const {
         if (block_size < 1 || (t.kind == SparsityTarget::Kind::NM && block_size % t.m != 0)) {
             fail_in({"", "", "block_size"}, "must be >= 1 and a multiple of M for N:M, got ", block_size);
         }
-    } else if (!structured.empty() && calib_cache.empty()) {
-        // --calib drives the structured importance scores and reconstruction.
+    } else if (!structured.empty()) {
+        // --calib / --calib-cache drive the structured importance scores and reconstruction.
     } else if (!calib.empty() || !calib_cache.empty()) {
         // Calibration that nothing reads would be silently ignored.
         fail_in({"", "", calib.empty() ? "--calib-cache" : "--calib"},
@@ -570,8 +576,14 @@ SparsifyResult sparsify_model(const ModelSource& model, const SparsifyOptions& o
     s.calib_len = options.calib_len;
     s.seed = options.seed;
     s.damp = options.damp;
+    s.calib_cache = options.calib_cache;
     auto pruned = std::make_shared<StructuredResult>(prune_structured(model, s, log));
-    SparsifyResult result = sparsify_source(pruned->model, options, log);
+    // The cache belongs to the model as given: the smaller model's
+    // statistics come from --calib, and the cache is neither read nor
+    // rewritten for it.
+    SparsifyOptions after = options;
+    after.calib_cache.clear();
+    SparsifyResult result = sparsify_source(pruned->model, after, log);
     // Bytes the output is compared with: the model as given, before any cut.
     result.source_weight_bytes = 0;
     for (const auto& [name, t] : model.tensors.all()) result.source_weight_bytes += static_cast<int64_t>(t.nbytes);

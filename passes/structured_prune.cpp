@@ -6,6 +6,7 @@
 
 #include "calibration/block_runner.h"
 #include "calibration/calibration_data.h"
+#include "calibration/statistics_source.h"
 #include "core/error.h"
 #include "core/half.h"
 
@@ -178,7 +179,27 @@ StructuredResult prune_structured(const ModelSource& model, const StructuredOpti
     std::vector<BlockChoice> choices(static_cast<size_t>(c.num_layers));
     const BlockChooser chooser(c, options, result.intermediate_after, result.heads);
 
-    if (!options.calib.empty()) {
+    if (!options.calib_cache.empty()) {
+        result.calibrated = true;
+        StatisticsRequest request;
+        if (!options.calib.empty()) {
+            request.data = CalibrationDataOptions{options.calib, options.calib_samples, options.calib_len, options.seed};
+        }
+        request.cache_path = options.calib_cache;
+        visit_statistics(
+            model, request,
+            [&](int64_t layer, InputSpace space, const ActivationStatistics& stats) {
+                const auto l = static_cast<size_t>(layer);
+                if (space == InputSpace::AttnOutput && prune_heads) {
+                    chooser.choose_heads(model.tensors.get(layer_tensor_name(layer, kOut)).to_f32(), &stats, choices[l],
+                                         result.layers[l]);
+                } else if (space == InputSpace::MlpHidden && prune_mlp) {
+                    chooser.choose_channels(model.tensors.get(layer_tensor_name(layer, kDown)).to_f32(), &stats,
+                                            choices[l], result.layers[l]);
+                }
+            },
+            log);
+    } else if (!options.calib.empty()) {
         if (!model.tokenizer) fail_in({model.path, "", "--calib"}, "calibration needs the model's tokenizer");
         result.calibrated = true;
         const CalibrationSamples samples =

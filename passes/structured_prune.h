@@ -34,6 +34,11 @@ struct StructuredOptions {
     bool reconstruct = true;
     // Calibration text (empty = weight-only importance, no reconstruction).
     std::string calib;
+    // A statistics cache (sparq calibrate) of this model: when given, the
+    // full-precision statistics it holds (or computes from `calib` and
+    // writes, by calibration/statistics_source.h's rules) drive the scores
+    // and the reconstruction instead of the sequential run.
+    std::string calib_cache;
     int64_t calib_samples = 128;
     int64_t calib_len = 512;
     uint64_t seed = 0;

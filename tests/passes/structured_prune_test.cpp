@@ -103,6 +103,50 @@ TEST(StructuredPrune, CalibratedRunKeepsTheOutputOfZeroParts) {
     }
 }
 
+// With a statistics cache the blocks are scored on the full-precision
+// model's statistics: zero parts still leave the output as it was, and
+// block 0 (which sees the same inputs either way) keeps what the sequential
+// run keeps. After the cut, a calibrated second stage needs --calib text.
+TEST(StructuredPrune, CacheRunScoresOnFullPrecisionStatistics) {
+    const ModelSource m = model_with_dead_parts();
+    const std::string dir = testing::temp_dir("structured-cache");
+    testing::write_file(dir + "/calib.txt", testing::tiny_text(4000));
+    StructuredOptions o;
+    o.spec = parse_structured_spec("mlp=0.5,heads=0.5");
+    o.calib = dir + "/calib.txt";
+    o.calib_samples = 8;
+    o.calib_len = 64;
+    const StructuredResult sequential = prune_structured(m, o);
+    o.calib_cache = dir + "/stats.h5";  // absent: computed from the text and written
+    const StructuredResult written = prune_structured(m, o);
+    o.calib.clear();                    // the cache alone
+    const StructuredResult cached = prune_structured(m, o);
+    EXPECT_TRUE(cached.calibrated);
+    ASSERT_EQ(cached.layers.size(), sequential.layers.size());
+    EXPECT_EQ(cached.layers[0].kept_channels, sequential.layers[0].kept_channels);
+    EXPECT_EQ(cached.layers[0].kept_heads, sequential.layers[0].kept_heads);
+    for (size_t l = 0; l < cached.layers.size(); ++l) {
+        EXPECT_EQ(cached.layers[l].kept_channels, written.layers[l].kept_channels) << l;
+        EXPECT_NEAR(cached.layers[l].mlp_error_pruned, 0.0, 1e-9) << l;
+    }
+    const std::vector<int32_t> tokens = m.tokenizer->encode("a mat ran away", true);
+    expect_same_logits(logits_of(m.config, m.tensors, tokens), logits_of(cached.model.config, cached.model.tensors, tokens));
+
+    SparsifyOptions s;
+    s.structured = "mlp=0.5";
+    s.sparsity = 0.5;
+    s.method = "wanda";
+    s.calib_cache = dir + "/stats.h5";
+    try {
+        s.validate();
+        FAIL() << "a cache of the unpruned model was accepted for the pruned model's Wanda scores";
+    } catch (const Error& e) {
+        EXPECT_EQ(e.context().field, "--calib");
+    }
+    s.calib = dir + "/calib.txt";
+    EXPECT_NO_THROW(s.validate());
+}
+
 TEST(StructuredPrune, ReconstructionLowersTheLayerError) {
     const ModelSource m = testing::tiny_model(4, wide_config());
     const std::string calib = testing::temp_dir("structured-refit") + "/calib.txt";
