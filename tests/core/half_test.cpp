@@ -87,7 +87,9 @@ TEST(BFloat16, WidenIsExactForAll65536Values) {
         uint32_t bits;
         std::memcpy(&bits, &f, 4);
         EXPECT_EQ(bits, b << 16);
-        if (!std::isnan(f)) EXPECT_EQ(fp32_to_bf16(f), b);
+        if (!std::isnan(f)) {
+            EXPECT_EQ(fp32_to_bf16(f), b);
+        }
     }
 }
 
@@ -119,7 +121,9 @@ TEST(Half, RowConversionsMatchScalar) {
             EXPECT_EQ(back[i], halves[i]);
         }
         const float s = fp16_to_fp32(halves[i]);
-        if (!std::isnan(s)) EXPECT_EQ(out[i], s);
+        if (!std::isnan(s)) {
+            EXPECT_EQ(out[i], s);
+        }
     }
 }
 

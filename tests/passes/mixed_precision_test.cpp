@@ -25,7 +25,7 @@ std::vector<MixedTensorCandidates> random_instance(std::mt19937& rng, int tensor
     std::uniform_real_distribution<double> error(0.1, 10.0);
     std::vector<MixedTensorCandidates> out(static_cast<size_t>(tensors));
     for (int t = 0; t < tensors; ++t) {
-        out[t].name = "t" + std::to_string(t);
+        out[t].name = std::to_string(t).insert(0, 1, 't');  // GCC 12's -Wrestrict misfires on "t" + to_string(t)
         int64_t bytes = 64 * size_step(rng);
         double e = error(rng) * 10;
         for (int c = 0; c < candidates; ++c) {
