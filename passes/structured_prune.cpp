@@ -17,11 +17,12 @@ namespace {
 const std::string kDown = "mlp.down_proj.weight";
 const std::string kOut = "self_attn.o_proj.weight";
 
-// Stores pruned values in the source's dtype, so pruning alone never grows
-// the file (an F16 model stays F16).
+// Pruned values keep the source's dtype, so pruning alone never grows the
+// file (an F16 model stays F16); anything else is stored as F32.
+DType pruned_dtype(DType source) { return source == DType::F16 || source == DType::BF16 ? source : DType::F32; }
+
 Tensor in_dtype(const Shape& shape, std::vector<float> values, DType dtype) {
-    const DType stored = dtype == DType::F16 || dtype == DType::BF16 ? dtype : DType::F32;
-    return make_tensor_from_f32(shape, std::move(values), stored);
+    return make_tensor_from_f32(shape, std::move(values), pruned_dtype(dtype));
 }
 
 // What one block keeps: chosen on calibration activations or weights alone.
@@ -309,7 +310,7 @@ ModelSource structured_shapes(const ModelSource& model, const StructuredSpec& sp
             case PrunedAxis::None: break;
         }
         Tensor shaped;
-        shaped.dtype = t.dtype == DType::F16 || t.dtype == DType::BF16 ? t.dtype : DType::F32;
+        shaped.dtype = pruned_dtype(t.dtype);
         if (part.bias) {
             shaped.shape = {kept};
         } else if (part.axis == PrunedAxis::MlpCols || part.axis == PrunedAxis::QueryCols) {

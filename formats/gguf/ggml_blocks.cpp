@@ -32,22 +32,6 @@ Block load_block(const uint8_t* bytes, int64_t b) {
     return block;
 }
 
-size_t block_bytes(GgmlType type) {
-    switch (type) {
-        case GgmlType::Q8_0: return sizeof(BlockQ8_0);
-        case GgmlType::Q4_0: return sizeof(BlockQ4_0);
-        case GgmlType::Q4_1: return sizeof(BlockQ4_1);
-        case GgmlType::Q4_K: return sizeof(BlockQ4_K);
-        case GgmlType::Q5_K: return sizeof(BlockQ5_K);
-        case GgmlType::Q6_K: return sizeof(BlockQ6_K);
-        default: return 0;
-    }
-}
-
-int block_values(GgmlType type) {
-    return type == GgmlType::Q4_K || type == GgmlType::Q5_K || type == GgmlType::Q6_K ? kGgmlSuperBlock : kGgmlBlock;
-}
-
 // Q4_K and Q5_K: chunk c of 64 values takes sub-blocks 2c and 2c + 1.
 template <typename Block>
 void dequantize_k_block(const Block& block, float* x) {
@@ -93,11 +77,12 @@ void dequantize_ggml(GgmlType type, const uint8_t* bytes, size_t nbytes, int64_t
         fail_in({"", tensor, "type"}, "is stored as ggml type ", ggml_type_name(type),
                 ", which sparq does not read (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q5_K and Q6_K are read)");
     }
-    const int per_block = block_values(type);
+    const GgmlTypeTraits traits = ggml_type_traits(type);
+    const int64_t per_block = traits.block_size;
     if (n < 0 || n % per_block != 0) fail_in({"", tensor, "shape"}, n, " values are not whole blocks of ", per_block);
     const int64_t blocks = n / per_block;
-    if (nbytes != static_cast<size_t>(blocks) * block_bytes(type)) {
-        fail_in({"", tensor, "size"}, "holds ", nbytes, " bytes, expected ", static_cast<size_t>(blocks) * block_bytes(type));
+    if (nbytes != static_cast<size_t>(blocks) * traits.type_size) {
+        fail_in({"", tensor, "size"}, "holds ", nbytes, " bytes, expected ", static_cast<size_t>(blocks) * traits.type_size);
     }
     for (int64_t b = 0; b < blocks; ++b) {
         float* x = out + b * per_block;

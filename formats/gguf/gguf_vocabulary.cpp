@@ -75,14 +75,21 @@ int32_t read_id(const GgufFile& f, const char* key, size_t n_pieces) {
     return static_cast<int32_t>(*id);
 }
 
-bool read_flag(const GgufFile& f, const char* key, bool fallback) {
-    const Value* v = f.find(key);
-    if (!v) return fallback;
+// Runs `read` on the value of `key`; a type error it throws names the file
+// and key.
+template <typename Read>
+auto keyed(const GgufFile& f, const char* key, const Value& v, Read&& read) -> decltype(read(v)) {
     try {
-        return v->get<bool>();
+        return read(v);
     } catch (const Error& e) {
         throw Error(e.message(), {f.path(), "", key});
     }
+}
+
+bool read_flag(const GgufFile& f, const char* key, bool fallback) {
+    const Value* v = f.find(key);
+    if (!v) return fallback;
+    return keyed(f, key, *v, [](const Value& x) { return x.get<bool>(); });
 }
 
 }  // namespace
@@ -95,33 +102,21 @@ Vocabulary read_gguf_vocabulary(const GgufFile& f, std::string* pre) {
         fail_in({f.path(), "", "tokenizer.ggml.model"}, "unsupported tokenizer model '", v.model,
                 "' (expected llama or gpt2)");
     }
-    const auto strings = [&](const char* key) -> const std::vector<std::string>& {
-        try {
-            return f.get(key).get_strings();
-        } catch (const Error& e) {
-            throw Error(e.message(), {f.path(), "", key});
-        }
+    const auto strings = [&](const char* key) {
+        return keyed(f, key, f.get(key), [](const Value& x) { return x.get_strings(); });
     };
     v.pieces = strings("tokenizer.ggml.tokens");
     const size_t n = v.pieces.size();
     if (n == 0) fail_in({f.path(), "", "tokenizer.ggml.tokens"}, "the vocabulary is empty");
     if (const Value* scores = f.find("tokenizer.ggml.scores")) {
-        try {
-            v.scores = scores->get_array<float>();
-        } catch (const Error& e) {
-            throw Error(e.message(), {f.path(), "", "tokenizer.ggml.scores"});
-        }
+        v.scores = keyed(f, "tokenizer.ggml.scores", *scores, [](const Value& x) { return x.get_array<float>(); });
         if (v.scores.size() != n) fail_in({f.path(), "", "tokenizer.ggml.scores"}, v.scores.size(), " scores for ", n, " tokens");
     } else if (!bpe) {
         fail_in({f.path(), "", "tokenizer.ggml.scores"}, "a SentencePiece (llama) vocabulary needs scores");
     }
     if (const Value* types = f.find("tokenizer.ggml.token_type")) {
-        std::vector<int32_t> raw;
-        try {
-            raw = types->get_array<int32_t>();
-        } catch (const Error& e) {
-            throw Error(e.message(), {f.path(), "", "tokenizer.ggml.token_type"});
-        }
+        const std::vector<int32_t> raw =
+            keyed(f, "tokenizer.ggml.token_type", *types, [](const Value& x) { return x.get_array<int32_t>(); });
         if (raw.size() != n) fail_in({f.path(), "", "tokenizer.ggml.token_type"}, raw.size(), " token types for ", n, " tokens");
         v.kinds.reserve(n);
         for (size_t i = 0; i < n; ++i) {
