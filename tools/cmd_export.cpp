@@ -1,4 +1,4 @@
-// sparq export IN -o OUT.gguf [--type f32|f16]: writes a GGUF file that
+// sparq export IN -o OUT.gguf [--type f32|f16|q8_0|q4_0|q4_1|q4_k|q6_k]: writes a GGUF file that
 // llama.cpp loads (Llama and Mistral as arch "llama", Qwen2 as "qwen2",
 // MiniCPM as "minicpm"; see formats/gguf/llama_export.h).
 #include <algorithm>
@@ -6,9 +6,12 @@
 #include <chrono>
 #include <iomanip>
 #include <iostream>
+#include <map>
 #include <memory>
+#include <optional>
 #include <sstream>
 
+#include "calibration/statistics_source.h"
 #include "core/error.h"
 #include "formats/gguf/llama_export.h"
 #include "models/gguf_encode.h"
@@ -26,6 +29,8 @@ struct ExportArgs {
     std::string type = "f16";
     std::string tokenizer;
     std::string name;
+    CalibrationDataOptions calib;  // path empty: no calibration text
+    std::string calib_cache;
 };
 
 std::string lower(std::string s) {
@@ -45,21 +50,61 @@ bool is_llamacpp_quant_type(const std::string& t) {
     return false;
 }
 
+// The block type of a quantized --type, or nullopt for f32 / f16.
+std::optional<gguf::GgmlType> block_type_of(const std::string& t) {
+    if (t == "q8_0") return gguf::GgmlType::Q8_0;
+    if (t == "q4_0") return gguf::GgmlType::Q4_0;
+    if (t == "q4_1") return gguf::GgmlType::Q4_1;
+    if (t == "q4_k") return gguf::GgmlType::Q4_K;
+    if (t == "q6_k") return gguf::GgmlType::Q6_K;
+    return std::nullopt;
+}
+
 std::string check_type(const std::string& value) {
     const std::string t = lower(value);
-    if (t == "f32" || t == "f16" || t == "q8_0" || t == "q4_0") return "";
+    if (t == "f32" || t == "f16" || block_type_of(t)) return "";
+    const char* const kSupported = "f32, f16, q8_0, q4_0, q4_1, q4_k or q6_k";
     if (is_llamacpp_quant_type(t)) {
-        return "GGUF export to " + value +
-               " is not supported yet: f32, f16, q8_0 and q4_0 are (for the others, export f16 and quantize it "
-               "with llama.cpp's llama-quantize)";
+        return "GGUF export to " + value + " is not supported: expected " + kSupported +
+               " (for the others, export f16 and quantize it with llama.cpp's llama-quantize)";
     }
-    return "unknown GGUF type '" + value + "': expected f32, f16, q8_0 or q4_0";
+    return "unknown GGUF type '" + value + "': expected " + kSupported;
+}
+
+// How many weights each ggml block type holds, e.g. {"Q4_K": 26, "Q4_1": 2}.
+nlohmann::json block_type_counts(const GgufEncoding& encoding) {
+    std::map<std::string, int> counts;
+    for (const auto& [name, e] : encoding.tensors) ++counts[std::string(gguf::ggml_type_name(e.type))];
+    return counts;
+}
+
+// Each block linear's importance per input column: the mean square of its
+// inputs over the calibration tokens (the cache's full-precision statistics,
+// or a statistics pass over --calib).
+ColumnImportance column_importance(const ExportArgs& args, const ModelSource& model, StatisticsOutcome& outcome) {
+    StatisticsRequest request;
+    if (!args.calib.path.empty()) request.data = args.calib;
+    request.cache_path = args.calib_cache;
+    ColumnImportance importance;
+    const auto log = [&](const std::string& s) { log_line(args.common, s); };
+    outcome = visit_statistics(
+        model, request,
+        [&](int64_t layer, InputSpace space, const ActivationStatistics& statistics) {
+            const std::vector<float> mean_square(statistics.mean_square.begin(), statistics.mean_square.end());
+            for (const std::string& suffix : input_space_linears(space)) {
+                const std::string name = "model.layers." + std::to_string(layer) + "." + suffix;
+                if (model.tensors.has(name)) importance[name] = mean_square;
+            }
+        },
+        log);
+    return importance;
 }
 
 int run_export(const ExportArgs& args) {
     const auto start = std::chrono::steady_clock::now();
     const std::string t = lower(args.type);
-    const bool quantized = t == "q8_0" || t == "q4_0";
+    const std::optional<gguf::GgmlType> block_type = block_type_of(t);
+    const bool quantized = block_type.has_value();
     // Quantized exports keep the few weights no block fits in F32, so a
     // .sparq model's values are carried over exactly.
     const GgufExportType type = t == "f32" || quantized ? GgufExportType::F32 : GgufExportType::F16;
@@ -83,10 +128,21 @@ int run_export(const ExportArgs& args) {
     log_line(args.common, "writing " + args.output + " (" + t + ", llama.cpp arch " + arch +
                               (pre.empty() ? "" : ", tokenizer.ggml.pre " + pre) + ")");
     GgufEncoding encoding;
+    StatisticsOutcome calibration;
+    if (!quantized && (!args.calib.path.empty() || !args.calib_cache.empty())) {
+        fail_in({args.model, "", "--calib"}, "calibration is read by the quantized types (q4_1, q4_k, q6_k), not ", t);
+    }
     if (quantized) {
-        encoding = encode_for_gguf(m, t == "q4_0" ? gguf::GgmlType::Q4_0 : gguf::GgmlType::Q8_0);
+        ColumnImportance importance;
+        if (!args.calib.path.empty() || !args.calib_cache.empty()) {
+            check_type_reads_importance(args.model, *block_type);
+            importance = column_importance(args, m, calibration);
+            log_line(args.common, "importance from calibration for " + std::to_string(importance.size()) +
+                                      " block linears (statistics: " + calibration.cache + ")");
+        }
+        encoding = encode_for_gguf(m, *block_type, importance);
         log_line(args.common, std::to_string(encoding.exact.size()) + " weights carried over exactly, " +
-                                  std::to_string(encoding.requantized.size()) + " quantized to " + t + " (RTN, groups of 32), " +
+                                  std::to_string(encoding.requantized.size()) + " quantized to " + t + ", " +
                                   std::to_string(encoding.kept_float.size()) + " kept F32 (rows not a multiple of 32)");
     }
     const GgufExportSummary s = export_llama_gguf(m.config, m.tensors, m.tokenizer->vocabulary(), args.output, type,
@@ -104,6 +160,13 @@ int run_export(const ExportArgs& args) {
                     {"exact", encoding.exact},
                     {"requantized", encoding.requantized},
                     {"kept_f32", encoding.kept_float},
+                    {"block_types", block_type_counts(encoding)},
+                    {"calibration", calibration.cache == "none" && calibration.tokens == 0
+                                        ? nlohmann::json(nullptr)
+                                        : nlohmann::json{{"cache", calibration.cache},
+                                                         {"samples", calibration.samples},
+                                                         {"len", calibration.len},
+                                                         {"tokens", calibration.tokens}}},
                     {"seconds", seconds}});
     } else {
         std::ostringstream os;
@@ -125,11 +188,21 @@ void register_export(CLI::App& app) {
     cmd->add_option("IN", args.model, "Model directory or file")->required();
     cmd->add_option("-o,--output", args.output, "Output .gguf file")->required();
     cmd->add_option("--type", args.type,
-                    "Tensor type of the 2-D weights: f32, f16, q8_0 or q4_0 (norms stay F32). q8_0/q4_0 carry a "
-                    ".sparq file's symmetric int8/int4 codes over exactly (groups of 32k columns or per channel) and "
-                    "quantize the other weights by RTN in groups of 32")
+                    "Tensor type of the 2-D weights: f32, f16, q8_0, q4_0, q4_1, q4_k or q6_k (norms stay F32). A "
+                    ".sparq file's int8 / int4 codes in groups of 32k columns (or per channel) are carried over "
+                    "exactly as Q8_0 / Q4_0 (symmetric) or Q4_1 (asymmetric) whatever the type; the other weights "
+                    "are quantized to it (q8_0/q4_0 by RTN in groups of 32, q4_1/q4_k/q6_k by fitted blocks; k-quant "
+                    "rows that are not a multiple of 256 fall back to q4_1 / q8_0)")
         ->default_val("f16")
-        ->check(CLI::Validator(check_type, "f32|f16|q8_0|q4_0", "GGUF type"));
+        ->check(CLI::Validator(check_type, "f32|f16|q8_0|q4_0|q4_1|q4_k|q6_k", "GGUF type"));
+    cmd->add_option("--calib", args.calib.path,
+                    "Calibration text (or .jsonl): q4_1/q4_k/q6_k blocks weight each column's error by the mean "
+                    "square of its inputs, as an importance matrix does");
+    cmd->add_option("--calib-samples", args.calib.samples, "Samples to draw (default 128)");
+    cmd->add_option("--calib-len", args.calib.len, "Tokens per sample (default 512)");
+    cmd->add_option("--seed", args.calib.seed, "Seed drawing the samples (default 0)");
+    cmd->add_option("--calib-cache", args.calib_cache,
+                    "Calibration cache (sparq calibrate): read when it matches, written when absent");
     cmd->add_option("--tokenizer", args.tokenizer, "Tokenizer file (llama2.c checkpoints)");
     cmd->add_option("--name", args.name, "general.name stored in the file (default: the output file's stem)");
     add_common_options(cmd, args.common);

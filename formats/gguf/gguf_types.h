@@ -93,7 +93,10 @@ enum class FileType : uint32_t {
     AllF32 = 0,
     MostlyF16 = 1,
     MostlyQ4_0 = 2,
+    MostlyQ4_1 = 3,
     MostlyQ8_0 = 7,
+    MostlyQ4_K_S = 14,
+    MostlyQ6_K = 18,
 };
 
 }  // namespace sparq::gguf

@@ -281,15 +281,26 @@ GgufExportSummary export_llama_gguf(const ModelConfig& config, const TensorMap& 
     w.set_string("general.architecture", arch.gguf_arch);
     w.set_string("general.name", model_name.empty() ? default_name(out_path) : model_name);
     gguf::FileType file_type = type == GgufExportType::F16 ? gguf::FileType::MostlyF16 : gguf::FileType::AllF32;
-    size_t q4 = 0, q8 = 0;
-    for (const auto& [name, e] : encoded) {
-        q4 += e.type == GgmlType::Q4_0;
-        q8 += e.type == GgmlType::Q8_0;
-        if (e.type != GgmlType::Q4_0 && e.type != GgmlType::Q8_0) {
-            fail_in({src, name, "type"}, "encoded as ", gguf::ggml_type_name(e.type), "; the exporter writes Q4_0 and Q8_0 blocks");
+    // "Mostly" the block type most encoded weights have (ties to the fewer bits).
+    static constexpr std::pair<GgmlType, gguf::FileType> kMostly[] = {
+        {GgmlType::Q4_0, gguf::FileType::MostlyQ4_0}, {GgmlType::Q4_1, gguf::FileType::MostlyQ4_1},
+        {GgmlType::Q4_K, gguf::FileType::MostlyQ4_K_S}, {GgmlType::Q6_K, gguf::FileType::MostlyQ6_K},
+        {GgmlType::Q8_0, gguf::FileType::MostlyQ8_0}};
+    size_t most = 0;
+    for (const auto& [block_type, mostly] : kMostly) {
+        const auto n = static_cast<size_t>(std::count_if(encoded.begin(), encoded.end(),
+                                                         [&](const auto& e) { return e.second.type == block_type; }));
+        if (n > most) {
+            most = n;
+            file_type = mostly;
         }
     }
-    if (q4 + q8 > 0) file_type = q4 >= q8 ? gguf::FileType::MostlyQ4_0 : gguf::FileType::MostlyQ8_0;
+    for (const auto& [name, e] : encoded) {
+        if (std::none_of(std::begin(kMostly), std::end(kMostly), [&](const auto& k) { return k.first == e.type; })) {
+            fail_in({src, name, "type"}, "encoded as ", gguf::ggml_type_name(e.type),
+                    "; the exporter writes Q4_0, Q4_1, Q4_K, Q6_K and Q8_0 blocks");
+        }
+    }
     w.set_scalar<uint32_t>("general.file_type", static_cast<uint32_t>(file_type));
     w.set_scalar<uint32_t>(key("vocab_size"), to_u32(vocab_size, "vocab_size"));
     w.set_scalar<uint32_t>(key("context_length"), to_u32(config.max_position_embeddings, "max_position_embeddings"));

@@ -1,13 +1,20 @@
 // Quantized GGUF export (models/gguf_encode.h): symmetric int4 / int8 codes
-// become Q4_0 / Q8_0 blocks that dequantize to exactly sparq's values, other
-// schemes are not mapped, and a .sparq model exported with --type q4_0 reads
-// back with every tensor bit for bit as the .sparq file holds it.
+// become Q4_0 / Q8_0 blocks that dequantize to exactly sparq's values,
+// asymmetric int4 Q4_1 blocks within the FP16 rounding of the offset, other
+// schemes are not mapped; a .sparq model exported with --type q4_0 reads
+// back with every tensor bit for bit as the .sparq file holds it; float
+// weights exported as q4_k / q6_k keep their block types' accuracy.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
+#include <limits>
+#include <tuple>
 #include <random>
 
 #include "core/error.h"
+#include "core/half.h"
+#include "formats/error_matchers.h"
 #include "formats/gguf/ggml_blocks.h"
 #include "formats/gguf/gguf_reader.h"
 #include "formats/gguf/llama_export.h"
@@ -51,11 +58,100 @@ TEST(QuantizedExport, SymmetricInt4AndInt8MapToBlocksExactly) {
         ++mapped;
     }
     EXPECT_EQ(mapped, 6);
-    // No ggml block holds these exactly.
-    EXPECT_FALSE(ggml_blocks_of(random_packed(4, 32, false, 2, 64, 3).view()));   // asymmetric
+    // No ggml block holds these.
+    EXPECT_FALSE(ggml_blocks_of(random_packed(8, 0, false, 2, 64, 3).view()));    // int8 asymmetric
     EXPECT_FALSE(ggml_blocks_of(random_packed(3, 32, true, 2, 64, 4).view()));    // int3
     EXPECT_FALSE(ggml_blocks_of(random_packed(4, 16, true, 2, 64, 5).view()));    // groups of 16
     EXPECT_FALSE(ggml_blocks_of(random_packed(4, 0, true, 2, 48, 6).view()));     // rows of 48
+}
+
+TEST(QuantizedExport, AsymmetricInt4MapsToQ4_1) {
+    for (const int64_t group : {32, 64, 0}) {
+        const PackedTensor p = random_packed(4, group, false, 5, 128, 40u + static_cast<uint32_t>(group));
+        const std::optional<EncodedTensor> e = ggml_blocks_of(p.view());
+        ASSERT_TRUE(e) << "g" << group;
+        EXPECT_EQ(e->type, GgmlType::Q4_1);
+        std::vector<float> got(5 * 128);
+        gguf::dequantize_ggml(e->type, e->bytes.data(), e->bytes.size(), 5 * 128, got.data(), "w");
+        const std::vector<float> want = dequantize_tensor(p);
+        // d u + m against d (u - z): only m = -d z is rounded, to FP16 (half
+        // an FP16 ulp of at most 15 steps, plus the float products).
+        for (size_t i = 0; i < want.size(); ++i) {
+            const int64_t r = static_cast<int64_t>(i) / 128, g = group == 0 ? 0 : (static_cast<int64_t>(i) % 128) / group;
+            const float d = fp16_to_fp32(p.view().scale_bits(r, g));
+            EXPECT_NEAR(got[i], want[i], 15 * d * 0x1p-11f + 1e-6f * std::fabs(want[i])) << "g" << group << " at " << i;
+        }
+    }
+}
+
+// Relative RMS error of `got` against `want`.
+double relative_rms(const std::vector<float>& want, const std::vector<float>& got) {
+    double e = 0, energy = 0;
+    for (size_t i = 0; i < want.size(); ++i) {
+        e += (double(want[i]) - got[i]) * (double(want[i]) - got[i]);
+        energy += double(want[i]) * want[i];
+    }
+    return energy > 0 ? std::sqrt(e / energy) : 0.0;
+}
+
+TEST(QuantizedExport, FloatWeightsToKQuantsReadBackWithinTheirAccuracy) {
+    SPARQ_REQUIRE_DATA("small-llama-v2/hf/config.json");
+    const ModelSource hf = load_model(testing::data_path("small-llama-v2/hf"));
+    const std::string dir = testing::temp_dir("kquant_export");
+    // small-llama-v2's rows are 256 and 768 columns: every matrix takes the k-quant itself.
+    for (const auto& [type, file_type, bound] : std::vector<std::tuple<GgmlType, uint32_t, double>>{
+             {GgmlType::Q4_K, 14u, 0.09}, {GgmlType::Q6_K, 18u, 0.03}, {GgmlType::Q4_1, 3u, 0.09}}) {
+        SCOPED_TRACE(std::string(gguf::ggml_type_name(type)));
+        const GgufEncoding enc = encode_for_gguf(hf, type);
+        EXPECT_TRUE(enc.exact.empty());
+        EXPECT_TRUE(enc.kept_float.empty());
+        EXPECT_EQ(enc.requantized.size(), 4u * 7 + 2);
+        for (const auto& [name, e] : enc.tensors) EXPECT_EQ(e.type, type) << name;
+        const std::string out = dir + "/m.gguf";
+        export_llama_gguf(hf.config, hf.tensors, hf.tokenizer->vocabulary(), out, GgufExportType::F32, "", "", enc.tensors);
+        EXPECT_EQ(gguf::GgufFile::open(out).get_scalar<uint32_t>("general.file_type"), file_type);
+        const ModelSource back = load_model(out);
+        double worst = 0;
+        for (const auto& [name, e] : enc.tensors) {
+            const double r = relative_rms(hf.tensors.get(name).to_f32(), back.tensors.get(name).to_f32());
+            EXPECT_LT(r, bound) << name;
+            worst = std::max(worst, r);
+        }
+        EXPECT_GT(worst, 0.0);  // really quantized
+    }
+}
+
+TEST(QuantizedExport, KQuantRowsOfOtherLengthsFallBack) {
+    EXPECT_EQ(gguf_block_type_for(GgmlType::Q4_K, 512), GgmlType::Q4_K);
+    EXPECT_EQ(gguf_block_type_for(GgmlType::Q4_K, 64), GgmlType::Q4_1);
+    EXPECT_EQ(gguf_block_type_for(GgmlType::Q6_K, 96), GgmlType::Q8_0);
+    EXPECT_EQ(gguf_block_type_for(GgmlType::Q4_0, 96), GgmlType::Q4_0);
+    EXPECT_EQ(gguf_block_type_for(GgmlType::Q6_K, 172), std::nullopt);
+    SPARQ_REQUIRE_DATA("stories260K/hf/model.safetensors");
+    // stories260K: 64-column rows fall back to Q4_1, down_proj's 172 columns stay F32.
+    const GgufEncoding enc = encode_for_gguf(load_model(testing::data_path("stories260K/hf")), GgmlType::Q4_K);
+    EXPECT_EQ(enc.kept_float.size(), 5u);
+    EXPECT_EQ(enc.requantized.size(), 5u * 6 + 1);
+    for (const auto& [name, e] : enc.tensors) EXPECT_EQ(e.type, GgmlType::Q4_1) << name;
+}
+
+TEST(QuantizedExport, NonFiniteWeightsAreRefusedByName) {
+    SPARQ_REQUIRE_DATA("stories260K/hf/model.safetensors");
+    ModelSource hf = load_model(testing::data_path("stories260K/hf"));
+    const std::string name = "model.layers.1.mlp.up_proj.weight";
+    TensorMap edited(hf.tensors.source());
+    for (const auto& [n, t] : hf.tensors.all()) {
+        if (n != name) {
+            edited.add(n, t);
+            continue;
+        }
+        std::vector<float> values = t.to_f32();
+        values[70] = std::numeric_limits<float>::quiet_NaN();
+        edited.add(n, make_f32_tensor(t.shape, std::move(values)));
+    }
+    hf.tensors = std::move(edited);
+    EXPECT_SPARQ_ERROR(encode_for_gguf(hf, GgmlType::Q4_K), name);
+    EXPECT_SPARQ_ERROR(encode_for_gguf(hf, GgmlType::Q8_0), "non-finite");
 }
 
 TEST(QuantizedExport, SparqModelReadsBackBitForBit) {
@@ -90,7 +186,7 @@ TEST(QuantizedExport, SparqModelReadsBackBitForBit) {
     const GgufEncoding fresh = encode_for_gguf(hf, GgmlType::Q8_0);
     EXPECT_TRUE(fresh.exact.empty());
     EXPECT_EQ(fresh.requantized.size(), 5u * 6 + 1);
-    EXPECT_THROW(encode_for_gguf(hf, GgmlType::Q4_K), Error);
+    EXPECT_THROW(encode_for_gguf(hf, GgmlType::Q5_K), Error);
 }
 
 }  // namespace

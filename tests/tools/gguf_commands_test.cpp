@@ -3,6 +3,8 @@
 // from (same bytes per tensor type, same perplexity to the last digit).
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
 #include <nlohmann/json.hpp>
 
 #include "run_cli.h"
@@ -66,6 +68,46 @@ TEST(GgufCommands, Q4_0ExportOfASparqFileKeepsItsValues) {
               0);
     ASSERT_EQ(run_cli({"eval", dir + "/m.gguf", "--text", text, "--ctx", "64", "--chunks", "8", "--json", "--quiet"}, &b), 0);
     EXPECT_EQ(nlohmann::json::parse(a)["ppl"].get<double>(), nlohmann::json::parse(b)["ppl"].get<double>());
+}
+
+// Asymmetric int4 codes travel as Q4_1 blocks under any quantized type (the
+// offsets rounded to FP16 only), and float weights take calibration
+// importance when the type's quantizer reads it.
+TEST(GgufCommands, AsymmetricCodesAndCalibratedBlocks) {
+    SPARQ_REQUIRE_DATA("stories260K/hf/model.safetensors");
+    SPARQ_REQUIRE_DATA("text/tinystories-valid-snippet.txt");
+    const std::string model = testing::data_path("stories260K/hf");
+    const std::string text = testing::data_path("text/tinystories-valid-snippet.txt");
+    const std::string dir = testing::temp_dir("gguf_commands_q4_1");
+    ASSERT_EQ(run_cli({"quantize", model, "-o", dir + "/m.sparq", "--bits", "4", "--group", "32", "--asym", "--quiet"}), 0);
+    std::string out;
+    ASSERT_EQ(run_cli({"export", dir + "/m.sparq", "-o", dir + "/m.gguf", "--type", "q4_k", "--json", "--quiet"}, &out), 0)
+        << out;
+    const nlohmann::json exported = nlohmann::json::parse(out);
+    EXPECT_EQ(exported["exact"].size(), 31u);  // all but down_proj (172 columns, kept F32)
+    EXPECT_EQ(exported["block_types"]["Q4_1"], 30);
+    EXPECT_EQ(exported["block_types"]["Q8_0"], 1);  // the int8 embedding
+    std::string a, b;
+    ASSERT_EQ(run_cli({"eval", dir + "/m.sparq", "--reference-path", "--text", text, "--ctx", "64", "--chunks", "8",
+                       "--json", "--quiet"},
+                      &a),
+              0);
+    ASSERT_EQ(run_cli({"eval", dir + "/m.gguf", "--text", text, "--ctx", "64", "--chunks", "8", "--json", "--quiet"}, &b), 0);
+    const double ppl_sparq = nlohmann::json::parse(a)["ppl"].get<double>();
+    EXPECT_NEAR(nlohmann::json::parse(b)["ppl"].get<double>(), ppl_sparq, 1e-3 * ppl_sparq);
+
+    ASSERT_EQ(run_cli({"export", model, "-o", dir + "/c.gguf", "--type", "q4_1", "--calib", text, "--calib-samples", "8",
+                       "--calib-len", "64", "--json", "--quiet"},
+                      &out),
+              0)
+        << out;
+    const nlohmann::json calibrated = nlohmann::json::parse(out);
+    EXPECT_EQ(calibrated["calibration"]["tokens"], 8 * 64);
+    EXPECT_EQ(calibrated["requantized"].size(), 31u);
+    // Round-to-nearest types do not read calibration: refused before any work.
+    EXPECT_EQ(run_cli({"export", model, "-o", dir + "/x.gguf", "--type", "q4_0", "--calib", text, "--quiet"}), 1);
+    EXPECT_EQ(run_cli({"export", model, "-o", dir + "/x.gguf", "--type", "f16", "--calib", text, "--quiet"}), 1);
+    EXPECT_FALSE(std::filesystem::exists(dir + "/x.gguf"));
 }
 
 }  // namespace
