@@ -117,7 +117,8 @@ void check_type_reads_importance(const std::string& model_path, GgmlType type) {
     }
 }
 
-GgufEncoding encode_for_gguf(const ModelSource& model, GgmlType type, const ColumnImportance& importance) {
+GgufEncoding encode_for_gguf(const ModelSource& model, GgmlType type, const ColumnImportance& importance,
+                             const std::map<std::string, EncodedTensor>& given) {
     if (type != GgmlType::Q4_0 && type != GgmlType::Q8_0 && !gguf::can_quantize_ggml(type)) {
         fail_in({model.path, "", "--type"}, "quantized GGUF export writes q8_0, q4_0, q4_1, q4_k or q6_k, not ",
                 gguf::ggml_type_name(type));
@@ -147,6 +148,16 @@ GgufEncoding encode_for_gguf(const ModelSource& model, GgmlType type, const Colu
         const std::optional<GgmlType> block_type = gguf_block_type_for(type, t.cols());
         if (!block_type) {
             out.kept_float.push_back(name);
+            continue;
+        }
+        if (const auto g = given.find(name); g != given.end()) {
+            if (g->second.type != *block_type) {
+                fail_in({model.path, name, ""}, "was given as ", gguf::ggml_type_name(g->second.type), " blocks, but its rows take ",
+                        gguf::ggml_type_name(*block_type));
+            }
+            out.tensors[name] = g->second;
+            out.requantized.push_back(name);
+            out.given.push_back(name);
             continue;
         }
         const std::vector<float> values = t.to_f32();

@@ -40,6 +40,7 @@ struct GgufEncoding {
     std::map<std::string, EncodedTensor> tensors;  // by Hugging Face name
     std::vector<std::string> exact;        // .sparq codes carried over as they are
     std::vector<std::string> requantized;  // float (or re-gridded) weights quantized to a block type
+    std::vector<std::string> given;        // of those, encoded by the caller (GPTQ)
     std::vector<std::string> kept_float;   // rows not a multiple of 32
 };
 
@@ -63,6 +64,10 @@ void check_type_reads_importance(const std::string& model_path, gguf::GgmlType t
 // the tensor when a weight to quantize is not finite, or when `importance`
 // is given for q8_0 / q4_0 (their RTN does not read it) or names a tensor
 // with another column count.
-GgufEncoding encode_for_gguf(const ModelSource& model, gguf::GgmlType type, const ColumnImportance& importance = {});
+// `given` holds tensors the caller has already encoded (GPTQ onto the block
+// grids, models/gguf_gptq.h): used as they are unless a .sparq tensor maps
+// exactly, and checked to be of the block type their rows take.
+GgufEncoding encode_for_gguf(const ModelSource& model, gguf::GgmlType type, const ColumnImportance& importance = {},
+                             const std::map<std::string, EncodedTensor>& given = {});
 
 }  // namespace sparq

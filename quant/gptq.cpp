@@ -21,8 +21,7 @@ namespace {
 using RowMatrix = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
 void check_inputs(const float* weight, int64_t rows, int64_t cols, const std::vector<double>& hessian,
-                  const QuantScheme& scheme, const GptqOptions& options) {
-    validate_quant_scheme(scheme);
+                  const GptqOptions& options) {
     if (rows < 0 || cols < 1) fail("GPTQ needs a weight with at least one column, got [", rows, ", ", cols, "]");
     if (rows > 0 && !weight) fail("GPTQ got no weight data");
     if (hessian.size() != static_cast<size_t>(cols) * static_cast<size_t>(cols)) {
@@ -71,16 +70,46 @@ int64_t rows_per_chunk(int64_t rows, int64_t cols) {
     return std::max<int64_t>(1, std::min(grain, rows));
 }
 
+// The packed layout's groups (quant/layout.h) as a GPTQ grid.
+class PackedGroupGrid final : public GptqGrid {
+public:
+    PackedGroupGrid(const QuantScheme& scheme, const GptqOptions& options, int64_t rows, int64_t cols)
+        : scheme_(scheme),
+          options_(options),
+          span_(scheme.group_span(cols)),
+          groups_(groups_per_row(scheme, cols)),
+          params_(static_cast<size_t>(rows * groups_)) {}
+
+    int64_t span() const override { return span_; }
+    void choose(int64_t row, int64_t first, const float* values, int64_t n, const float* importance,
+                const double* h_block, int64_t ld) override {
+        params_[static_cast<size_t>(row * groups_ + first / span_)] =
+            choose_params(scheme_, values, n, importance, h_block, ld, options_);
+    }
+    float round(int64_t row, int64_t column, float w) const override {
+        return round_to_grid(scheme_, w, params(row, column / span_));
+    }
+    const GroupParams& params(int64_t row, int64_t group) const {
+        return params_[static_cast<size_t>(row * groups_ + group)];
+    }
+
+private:
+    QuantScheme scheme_;
+    GptqOptions options_;
+    int64_t span_, groups_;
+    std::vector<GroupParams> params_;
+};
+
 }  // namespace
 
-GptqResult gptq_quantize(const float* weight, int64_t rows, int64_t cols, const std::vector<double>& hessian,
-                         const QuantScheme& scheme, const GptqOptions& options, const std::string& tensor_name) {
+bool gptq_round(const float* weight, int64_t rows, int64_t cols, const std::vector<double>& hessian, GptqGrid& grid,
+                const GptqOptions& options, const std::string& tensor_name, std::vector<float>& quantized,
+                GptqResult& info) {
     try {
-        check_inputs(weight, rows, cols, hessian, scheme, options);
+        check_inputs(weight, rows, cols, hessian, options);
     } catch (const Error& e) {
         throw e.with_tensor(tensor_name);
     }
-    GptqResult result;
     std::vector<int64_t> order(static_cast<size_t>(cols));
     std::iota(order.begin(), order.end(), int64_t{0});
     if (options.act_order) order = descending_diagonal_order(hessian, cols);
@@ -88,23 +117,17 @@ GptqResult gptq_quantize(const float* weight, int64_t rows, int64_t cols, const 
     const std::optional<InverseHessianFactor> factor = inverse_hessian_factor(
         hessian, cols, options.act_order ? order : std::vector<int64_t>{}, options.damping, &failure);
     if (!factor) {
-        Tensor view;
-        view.dtype = DType::F32;
-        view.shape = {rows, cols};
-        view.data = reinterpret_cast<const uint8_t*>(weight);
-        view.nbytes = static_cast<size_t>(rows * cols) * sizeof(float);
-        result.packed = quantize_tensor(view, scheme, QuantMethod::Rtn, nullptr, tensor_name);
-        result.fell_back_to_rtn = true;
-        result.fallback_reason = failure;
-        result.damp_attempts = static_cast<int>(1 + options.damping.fallback.size());
-        return result;
+        info.fell_back_to_rtn = true;
+        info.fallback_reason = failure;
+        info.damp_attempts = static_cast<int>(1 + options.damping.fallback.size());
+        return false;
     }
-    result.damp_fraction = factor->damp_fraction;
-    result.damp_attempts = factor->attempts;
-    result.dead_columns = factor->dead_columns;
+    info.damp_fraction = factor->damp_fraction;
+    info.damp_attempts = factor->attempts;
+    info.dead_columns = factor->dead_columns;
 
-    // Per-column importance for the weighted search: each input's mean
-    // squared activation, in original column order.
+    // Per-column importance for weighted parameter choices: each input's
+    // mean squared activation, in original column order.
     std::vector<float> importance(static_cast<size_t>(cols));
     for (int64_t c = 0; c < cols; ++c) {
         const double d = hessian[static_cast<size_t>(c * cols + c)];
@@ -112,12 +135,10 @@ GptqResult gptq_quantize(const float* weight, int64_t rows, int64_t cols, const 
     }
     const Eigen::Map<const RowMatrix> upper(factor->upper.data(), cols, cols);
     const bool static_groups = options.act_order || options.static_groups;
-    const int64_t span = scheme.group_span(cols);
-    const int64_t groups = groups_per_row(scheme, cols);
+    const int64_t span = grid.span();
     const int64_t block = options.block_size;
-    PackedTensor out(scheme, rows, cols);
-    const PackedGeometry geometry = out.view().geometry();
     const int64_t grain = rows_per_chunk(rows, cols);
+    quantized.assign(static_cast<size_t>(rows * cols), 0.0f);
     std::vector<std::optional<std::string>> failures(static_cast<size_t>((rows + grain - 1) / grain));
 
     parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
@@ -127,46 +148,41 @@ GptqResult gptq_quantize(const float* weight, int64_t rows, int64_t cols, const 
             const float* src = weight + (begin + r) * cols;
             for (int64_t i = 0; i < cols; ++i) w(r, i) = src[order[i]];
         }
-        std::vector<GroupParams> params(static_cast<size_t>(n_rows * groups));
         std::vector<float> segment(static_cast<size_t>(span));
         try {
             if (static_groups) {
                 for (int64_t r = 0; r < n_rows; ++r) {
                     const float* src = weight + (begin + r) * cols;
-                    for (int64_t g = 0; g < groups; ++g) {
-                        const int64_t first = g * span, n = std::min(span, cols - first);
-                        params[static_cast<size_t>(r * groups + g)] =
-                            choose_params(scheme, src + first, n, importance.data() + first,
-                                          hessian.data() + first * cols + first, cols, options);
+                    for (int64_t first = 0; first < cols; first += span) {
+                        const int64_t n = std::min(span, cols - first);
+                        grid.choose(begin + r, first, src + first, n, importance.data() + first,
+                                    hessian.data() + first * cols + first, cols);
                     }
                 }
             }
-            std::vector<float> quantized(static_cast<size_t>(n_rows * cols));  // processing order
+            std::vector<float> rounded(static_cast<size_t>(n_rows * cols));  // processing order
             RowMatrix errors(n_rows, block);
             for (int64_t i1 = 0; i1 < cols; i1 += block) {
                 const int64_t i2 = std::min(cols, i1 + block), count = i2 - i1;
                 for (int64_t i = i1; i < i2; ++i) {
                     const int64_t column = order[static_cast<size_t>(i)];
-                    const int64_t g = column / span;
                     if (!static_groups && column % span == 0) {
-                        // Columns run in order here, so the group is
+                        // Columns run in order here, so the segment is
                         // w(:, i .. i+n): all up to date, because it starts
                         // at a block start or lies inside the block.
                         const int64_t n = std::min(span, cols - column);
                         for (int64_t r = 0; r < n_rows; ++r) {
                             for (int64_t k = 0; k < n; ++k) segment[k] = static_cast<float>(w(r, i + k));
-                            params[static_cast<size_t>(r * groups + g)] =
-                                choose_params(scheme, segment.data(), n, importance.data() + column,
-                                              hessian.data() + column * cols + column, cols, options);
+                            grid.choose(begin + r, column, segment.data(), n, importance.data() + column,
+                                        hessian.data() + column * cols + column, cols);
                         }
                     }
                     const double d = upper(i, i);
                     const double* u_row = factor->upper.data() + i * cols;
                     for (int64_t r = 0; r < n_rows; ++r) {
                         const double value = w(r, i);
-                        const float q = round_to_grid(scheme, static_cast<float>(value),
-                                                      params[static_cast<size_t>(r * groups + g)]);
-                        quantized[static_cast<size_t>(r * cols + i)] = q;
+                        const float q = grid.round(begin + r, column, static_cast<float>(value));
+                        rounded[static_cast<size_t>(r * cols + i)] = q;
                         const double e = (value - static_cast<double>(q)) / d;
                         errors(r, i - i1) = e;
                         double* w_row = w.data() + r * cols;
@@ -178,26 +194,64 @@ GptqResult gptq_quantize(const float* weight, int64_t rows, int64_t cols, const 
                         errors.leftCols(count) * upper.block(i1, i2, count, cols - i2);
                 }
             }
-            // Back to column order, then the layout's canonical encoding.
-            std::vector<float> values(static_cast<size_t>(cols));
-            std::vector<uint8_t> codes(static_cast<size_t>(cols)), zeros(static_cast<size_t>(groups));
-            std::vector<float> scratch(static_cast<size_t>(span));
             for (int64_t r = 0; r < n_rows; ++r) {
-                for (int64_t i = 0; i < cols; ++i) values[order[i]] = quantized[static_cast<size_t>(r * cols + i)];
-                const int64_t row = begin + r;
-                for (int64_t g = 0; g < groups; ++g) {
-                    const int64_t first = g * span, n = std::min(span, cols - first);
-                    const GroupParams p =
-                        encode_group_canonical(scheme, values.data() + first, n, params[static_cast<size_t>(r * groups + g)],
-                                               codes.data() + first, scratch.data());
-                    out.scales[static_cast<size_t>(row * groups + g)] = p.scale;
-                    zeros[static_cast<size_t>(g)] = static_cast<uint8_t>(p.zero);
-                }
-                pack_code_row(scheme, codes.data(), cols, out.codes.data() + row * geometry.code_row_bytes);
-                if (!scheme.symmetric) {
-                    pack_zero_row(scheme, zeros.data(), groups, out.zeros.data() + row * geometry.zero_row_bytes);
-                }
+                float* dst = quantized.data() + (begin + r) * cols;
+                for (int64_t i = 0; i < cols; ++i) dst[order[i]] = rounded[static_cast<size_t>(r * cols + i)];
             }
+        } catch (const Error& e) {
+            failures[static_cast<size_t>(begin / grain)] = "rows " + std::to_string(begin) + "..: " + e.message();
+        }
+    });
+    for (const auto& f : failures) {
+        if (f) fail_in({"", tensor_name, ""}, *f);
+    }
+    return true;
+}
+
+GptqResult gptq_quantize(const float* weight, int64_t rows, int64_t cols, const std::vector<double>& hessian,
+                         const QuantScheme& scheme, const GptqOptions& options, const std::string& tensor_name) {
+    try {
+        validate_quant_scheme(scheme);
+    } catch (const Error& e) {
+        throw e.with_tensor(tensor_name);
+    }
+    GptqResult result;
+    PackedGroupGrid grid(scheme, options, rows, cols);
+    std::vector<float> quantized;
+    if (!gptq_round(weight, rows, cols, hessian, grid, options, tensor_name, quantized, result)) {
+        Tensor view;
+        view.dtype = DType::F32;
+        view.shape = {rows, cols};
+        view.data = reinterpret_cast<const uint8_t*>(weight);
+        view.nbytes = static_cast<size_t>(rows * cols) * sizeof(float);
+        result.packed = quantize_tensor(view, scheme, QuantMethod::Rtn, nullptr, tensor_name);
+        return result;
+    }
+    // The layout's canonical encoding of the grid values.
+    const int64_t span = scheme.group_span(cols);
+    const int64_t groups = groups_per_row(scheme, cols);
+    PackedTensor out(scheme, rows, cols);
+    const PackedGeometry geometry = out.view().geometry();
+    const int64_t grain = rows_per_chunk(rows, cols);
+    std::vector<std::optional<std::string>> failures(static_cast<size_t>((rows + grain - 1) / grain));
+    parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
+        std::vector<uint8_t> codes(static_cast<size_t>(cols)), zeros(static_cast<size_t>(groups));
+        std::vector<float> scratch(static_cast<size_t>(span));
+        try {
+        for (int64_t row = begin; row < end; ++row) {
+            const float* values = quantized.data() + row * cols;
+            for (int64_t g = 0; g < groups; ++g) {
+                const int64_t first = g * span, n = std::min(span, cols - first);
+                const GroupParams p = encode_group_canonical(scheme, values + first, n, grid.params(row, g),
+                                                             codes.data() + first, scratch.data());
+                out.scales[static_cast<size_t>(row * groups + g)] = p.scale;
+                zeros[static_cast<size_t>(g)] = static_cast<uint8_t>(p.zero);
+            }
+            pack_code_row(scheme, codes.data(), cols, out.codes.data() + row * geometry.code_row_bytes);
+            if (!scheme.symmetric) {
+                pack_zero_row(scheme, zeros.data(), groups, out.zeros.data() + row * geometry.zero_row_bytes);
+            }
+        }
         } catch (const Error& e) {
             failures[static_cast<size_t>(begin / grain)] = "rows " + std::to_string(begin) + "..: " + e.message();
         }

@@ -64,6 +64,33 @@ struct GptqResult {
     std::string fallback_reason;  // why, when fell_back_to_rtn
 };
 
+// The grid a GPTQ run rounds each column onto. A row's values share
+// parameters in segments of span() consecutive columns; a segment's are
+// chosen from its current values when its first column comes up (or, with
+// static groups, from the original weights before the run). choose() is
+// called for different rows from different threads, never for one row from
+// two.
+class GptqGrid {
+public:
+    virtual ~GptqGrid() = default;
+    virtual int64_t span() const = 0;
+    // Row `row`'s parameters for the segment starting at column `first` (a
+    // multiple of span()) from its n values; `importance` holds their inputs'
+    // mean squares and `h_block` the segment's block of H (row stride ld).
+    virtual void choose(int64_t row, int64_t first, const float* values, int64_t n, const float* importance,
+                        const double* h_block, int64_t ld) = 0;
+    // w rounded onto row `row`'s grid at `column`, whose segment is chosen.
+    virtual float round(int64_t row, int64_t column, float w) const = 0;
+};
+
+// GPTQ's column loop over any grid: `quantized` receives the rows x cols
+// grid values (column order) and `info` the dampening used. Returns false,
+// with info.fallback_reason, when H cannot be factored (nothing quantized).
+// Throws sparq::Error naming `tensor_name` as gptq_quantize does.
+bool gptq_round(const float* weight, int64_t rows, int64_t cols, const std::vector<double>& hessian, GptqGrid& grid,
+                const GptqOptions& options, const std::string& tensor_name, std::vector<float>& quantized,
+                GptqResult& info);
+
 // `weight` is [rows, cols] row-major F32, `hessian` cols x cols row-major.
 // Throws sparq::Error naming `tensor_name` for bad shapes or options, a
 // non-finite weight (row and column), or a group scale beyond FP16.

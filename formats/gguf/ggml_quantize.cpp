@@ -206,14 +206,22 @@ float fit_symmetric(const float* x, const float* w, int n) {
 
 // ---- Q4_1 ----
 
-void quantize_q4_1_block(const float* x, const float* w, BlockQ4_1& block) {
+GgmlBlockGrid fit_q4_1_grid(const float* x, const float* w) {
     const Affine fit = fit_affine(x, w, kGgmlBlock, 15, false);
-    block.d = fp32_to_fp16(fit.step);
-    block.m = fp32_to_fp16(fit.offset);
-    const float inverse = reciprocal(fp16_to_fp32(block.d)), m = fp16_to_fp32(block.m);
+    GgmlBlockGrid g;
+    g.type = GgmlType::Q4_1;
+    g.d = round_fp16(fit.step);
+    g.dmin = round_fp16(fit.offset);  // Q4_1's m
+    return g;
+}
+
+void pack_q4_1(const GgmlBlockGrid& g, const float* x, BlockQ4_1& block) {
+    block.d = fp32_to_fp16(g.d);
+    block.m = fp32_to_fp16(g.dmin);
+    const float inverse = reciprocal(g.d);
     for (int j = 0; j < kGgmlBlock / 2; ++j) {
-        block.qs[j] = static_cast<uint8_t>(affine_code(x[j], inverse, m, 15) |
-                                           (affine_code(x[j + kGgmlBlock / 2], inverse, m, 15) << 4));
+        block.qs[j] = static_cast<uint8_t>(affine_code(x[j], inverse, g.dmin, 15) |
+                                           (affine_code(x[j + kGgmlBlock / 2], inverse, g.dmin, 15) << 4));
     }
 }
 
@@ -263,12 +271,12 @@ Q4KChoice choose_q4_k_scales(const float* x, const float* w, const Affine* fits,
     return c;
 }
 
-void pack_q4_k(const float* x, float d, float dmin, const Q4KChoice& c, BlockQ4_K& block) {
-    block.d = fp32_to_fp16(d);
-    block.dmin = fp32_to_fp16(dmin);
+void pack_q4_k(const GgmlBlockGrid& g, const float* x, BlockQ4_K& block) {
+    block.d = fp32_to_fp16(g.d);
+    block.dmin = fp32_to_fp16(g.dmin);
     std::memset(block.scales, 0, sizeof block.scales);
     for (int j = 0; j < kQ4KSubBlocks; ++j) {
-        const int s = c.scale[j], m = c.min[j];
+        const int s = g.scale[j], m = g.min[j];
         if (j < 4) {
             block.scales[j] = static_cast<uint8_t>(s);
             block.scales[j + 4] = static_cast<uint8_t>(m);
@@ -280,7 +288,7 @@ void pack_q4_k(const float* x, float d, float dmin, const Q4KChoice& c, BlockQ4_
     }
     std::memset(block.qs, 0, sizeof block.qs);
     for (int j = 0; j < kQ4KSubBlocks; ++j) {
-        const float step = d * static_cast<float>(c.scale[j]), offset = dmin * static_cast<float>(c.min[j]);
+        const float step = g.d * static_cast<float>(g.scale[j]), offset = g.dmin * static_cast<float>(g.min[j]);
         const float inverse = reciprocal(step);
         for (int i = 0; i < kQ4KSub; ++i) {
             const int q = affine_code(x[j * kQ4KSub + i], inverse, -offset, 15);
@@ -290,7 +298,7 @@ void pack_q4_k(const float* x, float d, float dmin, const Q4KChoice& c, BlockQ4_
     }
 }
 
-void quantize_q4_k_block(const float* x, const float* w, BlockQ4_K& block) {
+GgmlBlockGrid fit_q4_k_grid(const float* x, const float* w) {
     std::array<Affine, kQ4KSubBlocks> fits;
     float max_step = 0, max_min = 0;
     for (int j = 0; j < kQ4KSubBlocks; ++j) {
@@ -331,7 +339,13 @@ void quantize_q4_k_block(const float* x, const float* w, BlockQ4_K& block) {
             }
         }
     }
-    pack_q4_k(x, d, dmin, choice, block);
+    GgmlBlockGrid g;
+    g.type = GgmlType::Q4_K;
+    g.d = d;
+    g.dmin = dmin;
+    std::copy(choice.scale.begin(), choice.scale.end(), g.scale.begin());
+    std::copy(choice.min.begin(), choice.min.end(), g.min.begin());
+    return g;
 }
 
 // ---- Q6_K ----
@@ -361,13 +375,13 @@ Q6KChoice choose_q6_k_scales(const float* x, const float* w, const float* steps,
     return c;
 }
 
-void pack_q6_k(const float* x, float d, const Q6KChoice& c, BlockQ6_K& block) {
+void pack_q6_k(const GgmlBlockGrid& g, const float* x, BlockQ6_K& block) {
     std::array<int, kGgmlSuperBlock> q{};
     for (int i = 0; i < kGgmlSuperBlock; ++i) {
-        q[i] = symmetric_level(x[i], reciprocal(d * static_cast<float>(c.scale[i / kQ6KSub]))) - kQ6Low;
+        q[i] = symmetric_level(x[i], reciprocal(g.d * static_cast<float>(g.scale[i / kQ6KSub]))) - kQ6Low;
     }
-    for (int j = 0; j < kQ6KSubBlocks; ++j) block.scales[j] = static_cast<int8_t>(c.scale[j]);
-    block.d = fp32_to_fp16(d);
+    for (int j = 0; j < kQ6KSubBlocks; ++j) block.scales[j] = static_cast<int8_t>(g.scale[j]);
+    block.d = fp32_to_fp16(g.d);
     for (int h = 0; h < 2; ++h) {
         const int* qh = q.data() + 128 * h;
         for (int l = 0; l < 32; ++l) {
@@ -379,7 +393,7 @@ void pack_q6_k(const float* x, float d, const Q6KChoice& c, BlockQ6_K& block) {
     }
 }
 
-void quantize_q6_k_block(const float* x, const float* w, BlockQ6_K& block) {
+GgmlBlockGrid fit_q6_k_grid(const float* x, const float* w) {
     std::array<float, kQ6KSubBlocks> steps{};
     float max_step = 0;
     for (int j = 0; j < kQ6KSubBlocks; ++j) {
@@ -407,17 +421,18 @@ void quantize_q6_k_block(const float* x, const float* w, BlockQ6_K& block) {
             }
         }
     }
-    pack_q6_k(x, d, choice, block);
+    GgmlBlockGrid g;
+    g.type = GgmlType::Q6_K;
+    g.d = d;
+    std::copy(choice.scale.begin(), choice.scale.end(), g.scale.begin());
+    return g;
 }
 
-template <typename Block, typename Quantize>
-void quantize_blocks(const float* x, int64_t n, const float* importance, uint8_t* out, int64_t per_block,
-                     Quantize quantize) {
-    for (int64_t b = 0; b < n / per_block; ++b) {
-        Block block{};
-        quantize(x + b * per_block, importance ? importance + b * per_block : nullptr, block);
-        std::memcpy(out + b * sizeof(Block), &block, sizeof(Block));
-    }
+template <typename Block, typename Pack>
+void pack_block(const GgmlBlockGrid& grid, const float* x, uint8_t* out, Pack pack) {
+    Block block{};
+    pack(grid, x, block);
+    std::memcpy(out, &block, sizeof(Block));
 }
 
 }  // namespace
@@ -426,19 +441,48 @@ bool can_quantize_ggml(GgmlType type) {
     return type == GgmlType::Q4_1 || type == GgmlType::Q4_K || type == GgmlType::Q6_K;
 }
 
+GgmlBlockGrid fit_ggml_block_grid(GgmlType type, const float* x, const float* importance) {
+    if (type == GgmlType::Q4_1) return fit_q4_1_grid(x, importance);
+    if (type == GgmlType::Q4_K) return fit_q4_k_grid(x, importance);
+    if (type == GgmlType::Q6_K) return fit_q6_k_grid(x, importance);
+    throw Error(std::string("cannot quantize to ggml type ") + std::string(ggml_type_name(type)));
+}
+
+float round_to_ggml_grid(const GgmlBlockGrid& g, int i, float v) {
+    if (g.type == GgmlType::Q4_1) return g.d * static_cast<float>(affine_code(v, reciprocal(g.d), g.dmin, 15)) + g.dmin;
+    if (g.type == GgmlType::Q4_K) {
+        const int j = i / kQ4KSub;
+        const float step = g.d * static_cast<float>(g.scale[j]), offset = g.dmin * static_cast<float>(g.min[j]);
+        return step * static_cast<float>(affine_code(v, reciprocal(step), -offset, 15)) - offset;
+    }
+    const float step = g.d * static_cast<float>(g.scale[i / kQ6KSub]);
+    return step * static_cast<float>(symmetric_level(v, reciprocal(step)));
+}
+
+void pack_ggml_block(const GgmlBlockGrid& grid, const float* values, uint8_t* out) {
+    if (grid.type == GgmlType::Q4_1) {
+        pack_block<BlockQ4_1>(grid, values, out, pack_q4_1);
+    } else if (grid.type == GgmlType::Q4_K) {
+        pack_block<BlockQ4_K>(grid, values, out, pack_q4_k);
+    } else if (grid.type == GgmlType::Q6_K) {
+        pack_block<BlockQ6_K>(grid, values, out, pack_q6_k);
+    } else {
+        throw Error(std::string("cannot pack ggml type ") + std::string(ggml_type_name(grid.type)));
+    }
+}
+
 void quantize_ggml_row(GgmlType type, const float* x, int64_t n, const float* importance, uint8_t* out) {
     if (!can_quantize_ggml(type)) throw Error(std::string("cannot quantize to ggml type ") + std::string(ggml_type_name(type)));
-    const int64_t per_block = ggml_type_traits(type).block_size;
+    const GgmlTypeTraits traits = ggml_type_traits(type);
+    const int64_t per_block = traits.block_size;
     if (n % per_block != 0) {
         throw Error("a row of " + std::to_string(n) + " values is not whole " + std::string(ggml_type_name(type)) +
                     " blocks of " + std::to_string(per_block));
     }
-    if (type == GgmlType::Q4_1) {
-        quantize_blocks<BlockQ4_1>(x, n, importance, out, per_block, quantize_q4_1_block);
-    } else if (type == GgmlType::Q4_K) {
-        quantize_blocks<BlockQ4_K>(x, n, importance, out, per_block, quantize_q4_k_block);
-    } else {
-        quantize_blocks<BlockQ6_K>(x, n, importance, out, per_block, quantize_q6_k_block);
+    for (int64_t b = 0; b < n / per_block; ++b) {
+        const float* xb = x + b * per_block;
+        pack_ggml_block(fit_ggml_block_grid(type, xb, importance ? importance + b * per_block : nullptr), xb,
+                        out + b * traits.type_size);
     }
 }
 

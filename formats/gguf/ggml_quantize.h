@@ -20,6 +20,7 @@
 // what is minimized is what llama.cpp computes with.
 #pragma once
 
+#include <array>
 #include <cstdint>
 
 #include "formats/gguf/gguf_types.h"
@@ -28,6 +29,26 @@ namespace sparq::gguf {
 
 // Whether quantize_ggml_row writes `type` (Q4_1, Q4_K, Q6_K).
 bool can_quantize_ggml(GgmlType type);
+
+// One block's stored parameters, its grid of representable values: what a
+// quantizer that rounds values one at a time (GPTQ) fixes first.
+//   Q4_1  d and m (in dmin);  Q4_K  d, dmin, 8 6-bit scales and mins;
+//   Q6_K  d and 16 int8 scales. d and dmin are FP16 values.
+struct GgmlBlockGrid {
+    GgmlType type = GgmlType::Q4_1;
+    float d = 0, dmin = 0;
+    std::array<int, 16> scale{}, min{};
+};
+
+// The fitted grid of one block of x (block-size values) as
+// quantize_ggml_row chooses it; `importance` as there.
+GgmlBlockGrid fit_ggml_block_grid(GgmlType type, const float* x, const float* importance);
+// The grid value nearest v for value i of the block, computed as the ggml
+// dequantizer computes it (so packing it gives back the same value).
+float round_to_ggml_grid(const GgmlBlockGrid& grid, int i, float v);
+// Writes the block of `values` on `grid` (each rounded to its nearest grid
+// value) at `out`.
+void pack_ggml_block(const GgmlBlockGrid& grid, const float* values, uint8_t* out);
 
 // Quantizes the n values of x (n a multiple of the type's block size, 32 or
 // 256; every value finite) into n / block_size blocks at `out`.

@@ -230,6 +230,30 @@ TEST(GgmlQuantize, ExtremeScalesKeepTheirRelativeError) {
     }
 }
 
+// What GPTQ relies on: a value rounded onto a block's grid is exactly the
+// value the packed block decodes to, and rounding it again keeps it.
+TEST(GgmlQuantize, GridValuesPackAndDecodeExactly) {
+    for (const GgmlType type : kTypes) {
+        SCOPED_TRACE(std::string(ggml_type_name(type)));
+        const GgmlTypeTraits t = ggml_type_traits(type);
+        for (uint32_t seed = 30; seed < 34; ++seed) {
+            const std::vector<float> x = random_row(t.block_size, seed, 0.03f);
+            const std::vector<float> other = random_row(t.block_size, seed + 100, 0.04f);  // values off the fit
+            const GgmlBlockGrid grid = fit_ggml_block_grid(type, x.data(), nullptr);
+            std::vector<float> on_grid(t.block_size);
+            for (int i = 0; i < static_cast<int>(t.block_size); ++i) {
+                on_grid[i] = round_to_ggml_grid(grid, i, other[i]);
+                EXPECT_EQ(round_to_ggml_grid(grid, i, on_grid[i]), on_grid[i]) << i;
+            }
+            std::vector<uint8_t> bytes(t.type_size);
+            pack_ggml_block(grid, on_grid.data(), bytes.data());
+            std::vector<float> decoded(t.block_size);
+            dequantize_ggml(type, bytes.data(), bytes.size(), t.block_size, decoded.data(), "t");
+            EXPECT_EQ(decoded, on_grid);
+        }
+    }
+}
+
 TEST(GgmlQuantize, RefusesTypesAndSizesItCannotWrite) {
     std::vector<float> x(256, 1.0f);
     std::vector<uint8_t> out(1024);

@@ -110,5 +110,43 @@ TEST(GgufCommands, AsymmetricCodesAndCalibratedBlocks) {
     EXPECT_FALSE(std::filesystem::exists(dir + "/x.gguf"));
 }
 
+// GPTQ onto the block grids: the block linears come from GPTQ, the result is
+// closer to the model than the fitted blocks from the same calibration, and
+// GPTQ's options need GPTQ and calibration.
+TEST(GgufCommands, GptqOntoBlockGrids) {
+    SPARQ_REQUIRE_DATA("stories260K/hf/model.safetensors");
+    SPARQ_REQUIRE_DATA("text/tinystories-valid-snippet.txt");
+    const std::string model = testing::data_path("stories260K/hf");
+    const std::string text = testing::data_path("text/tinystories-valid-snippet.txt");
+    const std::string dir = testing::temp_dir("gguf_commands_gptq");
+    const std::vector<std::string> calib = {"--calib", text, "--calib-samples", "16", "--calib-len", "64"};
+    auto export_with = [&](const std::string& out, const std::vector<std::string>& extra) {
+        std::vector<std::string> args = {"export", model, "-o", dir + "/" + out, "--type", "q4_k", "--json", "--quiet"};
+        args.insert(args.end(), extra.begin(), extra.end());
+        std::string json;
+        EXPECT_EQ(run_cli(args, &json), 0) << json;
+        return json.empty() ? nlohmann::json() : nlohmann::json::parse(json);
+    };
+    std::vector<std::string> gptq_args = calib;
+    gptq_args.insert(gptq_args.end(), {"--method", "gptq"});
+    const nlohmann::json gptq = export_with("g.gguf", gptq_args);
+    EXPECT_EQ(gptq["gptq"].size(), 30u);  // q/k/v/o/gate/up of 5 blocks (64 columns: Q4_1); down_proj stays F32
+    EXPECT_TRUE(gptq["gptq_fallbacks"].empty());
+    export_with("f.gguf", calib);
+    auto kld = [&](const std::string& file) {
+        std::string out;
+        EXPECT_EQ(run_cli({"eval", dir + "/" + file, "--text", text, "--ctx", "64", "--chunks", "8", "--ref", model,
+                           "--json", "--quiet"},
+                          &out),
+                  0);
+        return nlohmann::json::parse(out)["kld_mean"].get<double>();
+    };
+    EXPECT_LT(kld("g.gguf"), kld("f.gguf"));
+
+    EXPECT_EQ(run_cli({"export", model, "-o", dir + "/x.gguf", "--type", "q4_k", "--method", "gptq", "--quiet"}), 1);
+    EXPECT_EQ(run_cli({"export", model, "-o", dir + "/x.gguf", "--type", "q4_k", "--damp", "0.1", "--quiet"}), 1);
+    EXPECT_FALSE(std::filesystem::exists(dir + "/x.gguf"));
+}
+
 }  // namespace
 }  // namespace sparq::cli
