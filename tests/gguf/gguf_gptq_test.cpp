@@ -5,13 +5,13 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <random>
 
 #include "core/error.h"
 #include "core/parallel.h"
 #include "formats/gguf/ggml_blocks.h"
 #include "formats/gguf/ggml_quantize.h"
 #include "models/gguf_gptq.h"
+#include "random_values.h"
 
 namespace sparq {
 namespace {
@@ -19,30 +19,11 @@ namespace {
 using gguf::GgmlType;
 
 std::vector<float> random_weights(int64_t rows, int64_t cols, uint32_t seed) {
-    std::mt19937 rng(seed);
-    std::normal_distribution<float> normal(0.0f, 0.05f);
-    std::vector<float> w(static_cast<size_t>(rows * cols));
-    for (float& v : w) v = normal(rng);
-    return w;
+    return testing::normal_values(static_cast<size_t>(rows * cols), seed, 0.05f);
 }
 
-// H = X^T X / tokens with correlated channels of uneven energy.
 std::vector<double> random_hessian(int64_t cols, int64_t tokens, uint32_t seed) {
-    std::mt19937 rng(seed);
-    std::normal_distribution<double> normal(0.0, 1.0);
-    std::vector<double> scale(static_cast<size_t>(cols)), x(static_cast<size_t>(tokens * cols));
-    for (double& s : scale) s = 0.2 + 3.0 * std::fabs(normal(rng));
-    for (int64_t t = 0; t < tokens; ++t) {
-        const double shared = normal(rng);
-        for (int64_t c = 0; c < cols; ++c) x[t * cols + c] = scale[c] * (normal(rng) + 0.7 * shared);
-    }
-    std::vector<double> h(static_cast<size_t>(cols * cols), 0.0);
-    for (int64_t t = 0; t < tokens; ++t) {
-        for (int64_t i = 0; i < cols; ++i) {
-            for (int64_t j = 0; j < cols; ++j) h[i * cols + j] += x[t * cols + i] * x[t * cols + j] / tokens;
-        }
-    }
-    return h;
+    return testing::correlated_hessian(cols, tokens, seed);
 }
 
 std::vector<float> decode(GgmlType type, const std::vector<uint8_t>& bytes, int64_t n) {

@@ -20,6 +20,7 @@
 #include "quant/quantize_tensor.h"
 #include "quant/reference_codec.h"
 #include "quant/rtn.h"
+#include "random_values.h"
 
 namespace sparq {
 namespace {
@@ -34,27 +35,8 @@ std::vector<float> random_weights(int64_t rows, int64_t cols, uint32_t seed) {
     return w;
 }
 
-// H = X^T X / tokens for activations with correlated channels and uneven
-// energy (what makes act-order and error feedback matter).
-Matrix random_hessian(int64_t cols, int64_t tokens, uint32_t seed) {
-    std::mt19937 rng(seed);
-    std::normal_distribution<double> normal(0.0, 1.0);
-    std::vector<double> x(static_cast<size_t>(tokens * cols));
-    std::vector<double> channel_scale(static_cast<size_t>(cols));
-    for (int64_t c = 0; c < cols; ++c) channel_scale[c] = 0.2 + 3.0 * std::fabs(normal(rng));
-    for (int64_t t = 0; t < tokens; ++t) {
-        const double shared = normal(rng);
-        for (int64_t c = 0; c < cols; ++c) {
-            x[t * cols + c] = channel_scale[c] * (normal(rng) + 0.7 * shared);
-        }
-    }
-    Matrix h(static_cast<size_t>(cols * cols), 0.0);
-    for (int64_t t = 0; t < tokens; ++t)
-        for (int64_t i = 0; i < cols; ++i)
-            for (int64_t j = 0; j < cols; ++j) h[i * cols + j] += x[t * cols + i] * x[t * cols + j];
-    for (double& v : h) v /= static_cast<double>(tokens);
-    return h;
-}
+// H = X^T X / tokens with correlated channels of uneven energy.
+Matrix random_hessian(int64_t cols, int64_t tokens, uint32_t seed) { return testing::correlated_hessian(cols, tokens, seed); }
 
 // Gauss-Jordan inverse with partial pivoting.
 Matrix invert(Matrix a, int64_t n) {
