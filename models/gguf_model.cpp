@@ -170,6 +170,7 @@ ModelSource load_gguf_model(const std::string& path, const LoadOptions& options)
             }
         }
         m.tensors.add(*hf, std::move(t));
+        m.stored_bytes[*hf] = static_cast<int64_t>(info.nbytes);
     }
     if (!m.tensors.has("model.embed_tokens.weight")) fail_in({path, "token_embd.weight", ""}, "is missing");
     const Tensor& embed = m.tensors.get("model.embed_tokens.weight");

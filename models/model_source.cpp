@@ -142,6 +142,11 @@ ModelSource load_llama2c(const std::string& path, const LoadOptions& options) {
 
 }  // namespace
 
+int64_t stored_tensor_bytes(const ModelSource& model, const std::string& name) {
+    if (const auto it = model.stored_bytes.find(name); it != model.stored_bytes.end()) return it->second;
+    return static_cast<int64_t>(model.tensors.get(name).nbytes);
+}
+
 ModelSource load_model(const std::string& path, const LoadOptions& options) {
     if (is_directory(path)) return load_hf_directory(path, options);
     if (!file_exists(path)) fail_in({path, "", ""}, "no such file or directory");

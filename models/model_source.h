@@ -4,6 +4,7 @@
 // (q/k rows in the rotate-half RoPE order).
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 
@@ -24,7 +25,13 @@ struct ModelSource {
     ModelConfig config;
     TensorMap tensors;
     std::shared_ptr<Tokenizer> tokenizer;  // null only when !require_tokenizer
+    // Bytes a tensor takes in the file where that is not its in-memory size
+    // (GGUF blocks and .sparq encodings are dequantized on load).
+    std::map<std::string, int64_t> stored_bytes;
 };
+
+// Bytes tensor `name` of `model` takes in its source file.
+int64_t stored_tensor_bytes(const ModelSource& model, const std::string& name);
 
 ModelSource load_model(const std::string& path, const LoadOptions& options = {});
 

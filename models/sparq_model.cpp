@@ -309,7 +309,10 @@ ModelSource load_sparq_model_header(const std::string& path, const SparqFile& fi
 ModelSource load_sparq_model(const std::string& path, bool verify) {
     auto file = SparqFile::open(path, verify);
     ModelSource m = load_sparq_model_header(path, *file);
-    for (const SparqTensor& t : file->tensors()) m.tensors.add(t.name, sparq_tensor_values(*file, t));
+    for (const SparqTensor& t : file->tensors()) {
+        m.tensors.add(t.name, sparq_tensor_values(*file, t));
+        m.stored_bytes[t.name] = static_cast<int64_t>(t.stored_bytes());
+    }
     return m;
 }
 

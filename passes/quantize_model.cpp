@@ -234,7 +234,7 @@ QuantizeResult quantize_model(const ModelSource& model, const QuantizeOptions& o
     const auto emit = [&](const PlannedTensor& p, CalibratedTensor* from_calibration) {
         const Tensor& source = model.tensors.get(p.name);
         result.n_params += source.numel();
-        result.source_weight_bytes += static_cast<int64_t>(source.nbytes);
+        result.source_weight_bytes += stored_tensor_bytes(model, p.name);
         ModelTensorEntry entry;
         entry.name = p.name;
         QuantizedTensorReport report;

@@ -460,7 +460,7 @@ SparsifyResult sparsify_source(const ModelSource& model, const SparsifyOptions& 
         const std::string& name = p.tensor.name;
         const Tensor& source = model.tensors.get(name);
         result.n_params += source.numel();
-        result.source_weight_bytes += static_cast<int64_t>(source.nbytes);
+        result.source_weight_bytes += stored_tensor_bytes(model, name);
         ModelTensorEntry entry;
         entry.name = name;
         SparsifiedTensorReport report;
@@ -586,7 +586,7 @@ SparsifyResult sparsify_model(const ModelSource& model, const SparsifyOptions& o
     SparsifyResult result = sparsify_source(pruned->model, after, log);
     // Bytes the output is compared with: the model as given, before any cut.
     result.source_weight_bytes = 0;
-    for (const auto& [name, t] : model.tensors.all()) result.source_weight_bytes += static_cast<int64_t>(t.nbytes);
+    for (const auto& [name, t] : model.tensors.all()) result.source_weight_bytes += stored_tensor_bytes(model, name);
     result.structured = std::move(pruned);
     return result;
 }

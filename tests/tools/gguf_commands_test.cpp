@@ -110,6 +110,28 @@ TEST(GgufCommands, AsymmetricCodesAndCalibratedBlocks) {
     EXPECT_FALSE(std::filesystem::exists(dir + "/x.gguf"));
 }
 
+// A quantized GGUF source is measured by what its file holds, not by the F32
+// it is dequantized to.
+TEST(GgufCommands, SourceBytesOfAQuantizedGgufAreItsBlocks) {
+    SPARQ_REQUIRE_DATA("stories260K/hf/model.safetensors");
+    const std::string dir = testing::temp_dir("gguf_commands_source_bytes");
+    ASSERT_EQ(run_cli({"export", testing::data_path("stories260K/hf"), "-o", dir + "/m.gguf", "--type", "q8_0", "--quiet"}), 0);
+    std::string out;
+    ASSERT_EQ(run_cli({"inspect", dir + "/m.gguf", "--json"}, &out), 0);
+    int64_t file_bytes = 0, f32_bytes = 0;
+    const nlohmann::json inspected = nlohmann::json::parse(out);
+    for (const auto& t : inspected["tensors"]) {
+        file_bytes += t["bytes"].get<int64_t>();
+        int64_t n = 1;
+        for (const auto& d : t["shape"]) n *= d.get<int64_t>();
+        f32_bytes += 4 * n;
+    }
+    ASSERT_EQ(run_cli({"quantize", dir + "/m.gguf", "-o", dir + "/m.sparq", "--bits", "4", "--json", "--quiet"}, &out), 0);
+    const int64_t source = nlohmann::json::parse(out)["source_weight_bytes"].get<int64_t>();
+    EXPECT_EQ(source, file_bytes);
+    EXPECT_LT(source, f32_bytes / 2);  // Q8_0 blocks (down_proj and norms F32), not all dequantized F32
+}
+
 // GPTQ onto the block grids: the block linears come from GPTQ, the result is
 // closer to the model than the fitted blocks from the same calibration, and
 // GPTQ's options need GPTQ and calibration.
