@@ -167,6 +167,12 @@ int run_export(const ExportArgs& args) {
     GgufEncoding encoding;
     StatisticsOutcome calibration;
     std::vector<std::string> gptq_fallbacks;
+    const CalibrationDataOptions defaults;
+    if (args.calib.path.empty() &&
+        (args.calib.samples != defaults.samples || args.calib.len != defaults.len || args.calib.seed != defaults.seed)) {
+        fail_in({args.model, "", "--calib-samples"}, "--calib-samples, --calib-len and --seed draw from --calib text, "
+                "which this run does not have");
+    }
     if (args.method != "gptq" && (args.damp != 0.01 || args.act_order)) {
         fail_in({args.model, "", args.act_order ? "--act-order" : "--damp"}, "is not read by this run (--method ",
                 args.method, "); it applies to --method gptq");

@@ -167,6 +167,7 @@ TEST(GgufCommands, GptqOntoBlockGrids) {
 
     EXPECT_EQ(run_cli({"export", model, "-o", dir + "/x.gguf", "--type", "q4_k", "--method", "gptq", "--quiet"}), 1);
     EXPECT_EQ(run_cli({"export", model, "-o", dir + "/x.gguf", "--type", "q4_k", "--damp", "0.1", "--quiet"}), 1);
+    EXPECT_EQ(run_cli({"export", model, "-o", dir + "/x.gguf", "--type", "q4_k", "--calib-len", "64", "--quiet"}), 1);
     EXPECT_FALSE(std::filesystem::exists(dir + "/x.gguf"));
 }
 
