@@ -137,11 +137,38 @@ ExportCalibration calibrate_export(const ExportArgs& args, const ModelSource& mo
     return calibration;
 }
 
+// Options this run would not read are errors, before anything is loaded.
+void check_export_options(const ExportArgs& args, const std::string& t, std::optional<gguf::GgmlType> block_type) {
+    const bool quantized = block_type.has_value();
+    const bool calibrated = !args.calib.path.empty() || !args.calib_cache.empty();
+    const CalibrationDataOptions defaults;
+    if (args.calib.path.empty() &&
+        (args.calib.samples != defaults.samples || args.calib.len != defaults.len || args.calib.seed != defaults.seed)) {
+        fail_in({args.model, "", "--calib-samples"}, "--calib-samples, --calib-len and --seed draw from --calib text, "
+                "which this run does not have");
+    }
+    if (args.method != "gptq" && (args.damp != 0.01 || args.act_order)) {
+        fail_in({args.model, "", args.act_order ? "--act-order" : "--damp"}, "is not read by this run (--method ",
+                args.method, "); it applies to --method gptq");
+    }
+    if (!quantized && args.method != "fit") {
+        fail_in({args.model, "", "--method"}, "--method ", args.method, " applies to the quantized types, not ", t);
+    }
+    if (!quantized && calibrated) {
+        fail_in({args.model, "", "--calib"}, "calibration is read by the quantized types (q4_1, q4_k, q6_k), not ", t);
+    }
+    if (quantized && calibrated) check_type_reads_importance(args.model, *block_type);
+    if (args.method == "gptq" && !calibrated) {
+        fail_in({args.model, "", "--method"}, "gptq needs calibration: give --calib FILE or --calib-cache H5");
+    }
+}
+
 int run_export(const ExportArgs& args) {
     const auto start = std::chrono::steady_clock::now();
     const std::string t = lower(args.type);
     const std::optional<gguf::GgmlType> block_type = block_type_of(t);
     const bool quantized = block_type.has_value();
+    check_export_options(args, t, block_type);
     // Quantized exports keep the few weights no block fits in F32, so a
     // .sparq model's values are carried over exactly.
     const GgufExportType type = t == "f32" || quantized ? GgufExportType::F32 : GgufExportType::F16;
@@ -167,32 +194,13 @@ int run_export(const ExportArgs& args) {
     GgufEncoding encoding;
     StatisticsOutcome calibration;
     std::vector<std::string> gptq_fallbacks;
-    const CalibrationDataOptions defaults;
-    if (args.calib.path.empty() &&
-        (args.calib.samples != defaults.samples || args.calib.len != defaults.len || args.calib.seed != defaults.seed)) {
-        fail_in({args.model, "", "--calib-samples"}, "--calib-samples, --calib-len and --seed draw from --calib text, "
-                "which this run does not have");
-    }
-    if (args.method != "gptq" && (args.damp != 0.01 || args.act_order)) {
-        fail_in({args.model, "", args.act_order ? "--act-order" : "--damp"}, "is not read by this run (--method ",
-                args.method, "); it applies to --method gptq");
-    }
-    if (!quantized && args.method != "fit") {
-        fail_in({args.model, "", "--method"}, "--method ", args.method, " applies to the quantized types, not ", t);
-    }
-    if (!quantized && (!args.calib.path.empty() || !args.calib_cache.empty())) {
-        fail_in({args.model, "", "--calib"}, "calibration is read by the quantized types (q4_1, q4_k, q6_k), not ", t);
-    }
     if (quantized) {
         ExportCalibration calibrated;
         if (!args.calib.path.empty() || !args.calib_cache.empty()) {
-            check_type_reads_importance(args.model, *block_type);
             calibrated = calibrate_export(args, m, *block_type, calibration);
             log_line(args.common, "importance from calibration for " + std::to_string(calibrated.importance.size()) +
                                       " block linears, GPTQ for " + std::to_string(calibrated.gptq.size()) +
                                       " (statistics: " + calibration.cache + ")");
-        } else if (args.method == "gptq") {
-            fail_in({args.model, "", "--method"}, "gptq needs calibration: give --calib FILE or --calib-cache H5");
         }
         encoding = encode_for_gguf(m, *block_type, calibrated.importance, calibrated.gptq);
         gptq_fallbacks = calibrated.gptq_fallbacks;

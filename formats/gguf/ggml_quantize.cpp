@@ -19,10 +19,11 @@ float weight_at(const float* importance, int i) { return importance ? importance
 float round_fp16(float v) { return fp16_to_fp32(fp32_to_fp16(v)); }
 
 // Nearest integer in [lo, hi] (halves rounded up). Clamping first keeps
-// the conversion in range, and truncating the shifted non-negative value
-// avoids a libm rounding call: this sits in every inner loop.
+// the conversion in range (std::max(lo, NaN) is lo: a reciprocal of a
+// denormal step can make one), and truncating the shifted non-negative
+// value avoids a libm rounding call: this sits in every inner loop.
 int round_clamped(float v, int lo, int hi) {
-    const float c = std::min(std::max(v, static_cast<float>(lo)), static_cast<float>(hi));
+    const float c = std::min(std::max(static_cast<float>(lo), v), static_cast<float>(hi));
     return static_cast<int>(c - static_cast<float>(lo) + 0.5f) + lo;
 }
 

@@ -202,6 +202,21 @@ TEST(GgmlQuantize, ZerosConstantsAndOutliersSurvive) {
     }
 }
 
+// Values below FP16's range (denormal floats, steps whose reciprocal
+// overflows) quantize to finite values near them, never to garbage.
+TEST(GgmlQuantize, DenormalAndTinyBlocksStayFinite) {
+    for (const GgmlType type : kTypes) {
+        SCOPED_TRACE(std::string(ggml_type_name(type)));
+        std::vector<float> x = random_row(512, 9, 1e-39f);
+        for (int i = 256; i < 512; ++i) x[i] = i % 2 ? 1e-42f : -3e-41f;
+        const std::vector<float> y = round_trip(type, x);
+        for (size_t i = 0; i < y.size(); ++i) {
+            ASSERT_TRUE(std::isfinite(y[i])) << i;
+            EXPECT_LE(std::fabs(y[i]), 1e-6f) << i;
+        }
+    }
+}
+
 TEST(GgmlQuantize, ImportanceWeightsLowerTheWeightedError) {
     for (const GgmlType type : kTypes) {
         SCOPED_TRACE(std::string(ggml_type_name(type)));
