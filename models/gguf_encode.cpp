@@ -89,6 +89,19 @@ EncodedTensor quantize_rtn_blocks(const std::vector<float>& values, const Tensor
     return *ggml_blocks_of(packed.view());
 }
 
+// The tensor as F16 values, row-major (round to nearest even).
+EncodedTensor f16_rows(const Tensor& t) {
+    const std::vector<float> values = t.to_f32();
+    EncodedTensor out;
+    out.type = GgmlType::F16;
+    out.bytes.resize(values.size() * sizeof(uint16_t));
+    for (size_t i = 0; i < values.size(); ++i) {
+        const uint16_t h = fp32_to_fp16(values[i]);
+        std::memcpy(out.bytes.data() + i * sizeof h, &h, sizeof h);
+    }
+    return out;
+}
+
 EncodedTensor quantize_fitted_blocks(const std::vector<float>& values, const Tensor& t, GgmlType type,
                                      const std::vector<float>* importance) {
     const int64_t rows = t.rows(), cols = t.cols();
@@ -118,10 +131,21 @@ void check_type_reads_importance(const std::string& model_path, GgmlType type) {
 }
 
 GgufEncoding encode_for_gguf(const ModelSource& model, GgmlType type, const ColumnImportance& importance,
-                             const std::map<std::string, EncodedTensor>& given) {
-    if (type != GgmlType::Q4_0 && type != GgmlType::Q8_0 && !gguf::can_quantize_ggml(type)) {
+                             const std::map<std::string, EncodedTensor>& given, const TypeOverrides& overrides) {
+    const auto is_block_type = [](GgmlType t) {
+        return t == GgmlType::Q4_0 || t == GgmlType::Q8_0 || gguf::can_quantize_ggml(t);
+    };
+    if (!is_block_type(type)) {
         fail_in({model.path, "", "--type"}, "quantized GGUF export writes q8_0, q4_0, q4_1, q4_k or q6_k, not ",
                 gguf::ggml_type_name(type));
+    }
+    for (const auto& [name, t] : overrides) {
+        if (!model.tensors.has(name) || !is_exported_matrix(name, model.tensors.get(name))) {
+            fail_in({model.path, name, ""}, "has a type of its own, but is not a 2-D weight of the model the export writes");
+        }
+        if (!is_block_type(t) && t != GgmlType::F16 && t != GgmlType::F32) {
+            fail_in({model.path, name, ""}, "cannot be exported as ", gguf::ggml_type_name(t));
+        }
     }
     if (!importance.empty()) check_type_reads_importance(model.path, type);
     for (const auto& [name, weights] : importance) {
@@ -135,7 +159,9 @@ GgufEncoding encode_for_gguf(const ModelSource& model, GgmlType type, const Colu
     if (model.format == "sparq") file = SparqFile::open(model.path, false);
     for (const auto& [name, t] : model.tensors.all()) {
         if (!is_exported_matrix(name, t)) continue;
-        if (file) {
+        const auto override = overrides.find(name);
+        const GgmlType requested = override != overrides.end() ? override->second : type;
+        if (file && override == overrides.end()) {
             const SparqTensor* stored = file->find(name);
             if (stored && stored->encoding == "quant") {
                 if (std::optional<EncodedTensor> exact = ggml_blocks_of(packed_view(*stored, model.path))) {
@@ -145,7 +171,16 @@ GgufEncoding encode_for_gguf(const ModelSource& model, GgmlType type, const Colu
                 }
             }
         }
-        const std::optional<GgmlType> block_type = gguf_block_type_for(type, t.cols());
+        if (requested == GgmlType::F32) {
+            out.kept_float.push_back(name);
+            continue;
+        }
+        if (requested == GgmlType::F16) {
+            out.tensors[name] = f16_rows(t);
+            out.kept_f16.push_back(name);
+            continue;
+        }
+        const std::optional<GgmlType> block_type = gguf_block_type_for(requested, t.cols());
         if (!block_type) {
             out.kept_float.push_back(name);
             continue;

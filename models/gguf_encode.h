@@ -41,8 +41,15 @@ struct GgufEncoding {
     std::vector<std::string> exact;        // .sparq codes carried over as they are
     std::vector<std::string> requantized;  // float (or re-gridded) weights quantized to a block type
     std::vector<std::string> given;        // of those, encoded by the caller (GPTQ)
-    std::vector<std::string> kept_float;   // rows not a multiple of 32
+    std::vector<std::string> kept_float;   // rows not a multiple of 32, or asked to stay F32
+    std::vector<std::string> kept_f16;     // asked to be F16
 };
+
+// Per-tensor types that replace --type for some weights (the embedding and
+// head, as llama-quantize's --token-embedding-type / --output-tensor-type):
+// a block type, F16, or F32 (kept float). An overridden tensor is encoded
+// at its type even when a .sparq code would carry over exactly.
+using TypeOverrides = std::map<std::string, gguf::GgmlType>;
 
 // The block type a row of `cols` values takes under `requested` (the
 // k-quant fallbacks above), or nullopt for rows that stay F32.
@@ -68,6 +75,7 @@ void check_type_reads_importance(const std::string& model_path, gguf::GgmlType t
 // grids, models/gguf_gptq.h): used as they are unless a .sparq tensor maps
 // exactly, and checked to be of the block type their rows take.
 GgufEncoding encode_for_gguf(const ModelSource& model, gguf::GgmlType type, const ColumnImportance& importance = {},
-                             const std::map<std::string, EncodedTensor>& given = {});
+                             const std::map<std::string, EncodedTensor>& given = {},
+                             const TypeOverrides& overrides = {});
 
 }  // namespace sparq

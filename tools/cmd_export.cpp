@@ -33,6 +33,7 @@ struct ExportArgs {
     CalibrationDataOptions calib;  // path empty: no calibration text
     std::string calib_cache;
     std::string method = "fit";
+    std::string head_type, embed_type;  // empty: --type
     double damp = 0.01;
     bool act_order = false;
 };
@@ -63,6 +64,9 @@ bool is_llamacpp_quant_type(const std::string& t) {
     return false;
 }
 
+// The ggml type a --head-type / --embed-type names (F32: kept float).
+gguf::GgmlType tensor_type_of(const std::string& t);
+
 // The block type of a quantized --type, or nullopt for f32 / f16.
 std::optional<gguf::GgmlType> block_type_of(const std::string& t) {
     if (t == "q8_0") return gguf::GgmlType::Q8_0;
@@ -71,6 +75,11 @@ std::optional<gguf::GgmlType> block_type_of(const std::string& t) {
     if (t == "q4_k") return gguf::GgmlType::Q4_K;
     if (t == "q6_k") return gguf::GgmlType::Q6_K;
     return std::nullopt;
+}
+
+gguf::GgmlType tensor_type_of(const std::string& t) {
+    if (const std::optional<gguf::GgmlType> b = block_type_of(lower(t))) return *b;
+    return lower(t) == "f16" ? gguf::GgmlType::F16 : gguf::GgmlType::F32;
 }
 
 std::string check_type(const std::string& value) {
@@ -158,6 +167,10 @@ void check_export_options(const ExportArgs& args, const std::string& t, std::opt
         fail_in({args.model, "", "--calib"}, "calibration is read by the quantized types (q4_1, q4_k, q6_k), not ", t);
     }
     if (quantized && calibrated) check_type_reads_importance(args.model, *block_type);
+    if (!quantized && (!args.head_type.empty() || !args.embed_type.empty())) {
+        fail_in({args.model, "", args.head_type.empty() ? "--embed-type" : "--head-type"},
+                "sets a weight's type within a quantized export (--type q8_0, q4_0, q4_1, q4_k or q6_k), not ", t);
+    }
     if (args.method == "gptq" && !calibrated) {
         fail_in({args.model, "", "--method"}, "gptq needs calibration: give --calib FILE or --calib-cache H5");
     }
@@ -202,7 +215,16 @@ int run_export(const ExportArgs& args) {
                                       " block linears, GPTQ for " + std::to_string(calibrated.gptq.size()) +
                                       " (statistics: " + calibration.cache + ")");
         }
-        encoding = encode_for_gguf(m, *block_type, calibrated.importance, calibrated.gptq);
+        TypeOverrides overrides;
+        if (!args.embed_type.empty()) overrides["model.embed_tokens.weight"] = tensor_type_of(args.embed_type);
+        if (!args.head_type.empty()) {
+            if (!m.tensors.has("lm_head.weight")) {
+                fail_in({args.model, "lm_head.weight", "--head-type"},
+                        "is absent: the model ties its head to the embedding, whose type --embed-type sets");
+            }
+            overrides["lm_head.weight"] = tensor_type_of(args.head_type);
+        }
+        encoding = encode_for_gguf(m, *block_type, calibrated.importance, calibrated.gptq, overrides);
         gptq_fallbacks = calibrated.gptq_fallbacks;
         log_line(args.common, std::to_string(encoding.exact.size()) + " weights carried over exactly, " +
                                   std::to_string(encoding.requantized.size()) + " quantized to " + t + ", " +
@@ -223,6 +245,7 @@ int run_export(const ExportArgs& args) {
                     {"exact", encoding.exact},
                     {"requantized", encoding.requantized},
                     {"kept_f32", encoding.kept_float},
+                    {"kept_f16", encoding.kept_f16},
                     {"block_types", block_type_counts(encoding)},
                     {"method", quantized ? args.method : "none"},
                     {"gptq", encoding.given},
@@ -260,6 +283,14 @@ void register_export(CLI::App& app) {
                     "are quantized to it (q8_0/q4_0 by RTN in groups of 32, q4_1/q4_k/q6_k by fitted blocks; k-quant "
                     "rows that are not a multiple of 256 fall back to q4_1 / q8_0)")
         ->default_val("f16")
+        ->check(CLI::Validator(check_type, "f32|f16|q8_0|q4_0|q4_1|q4_k|q6_k", "GGUF type"));
+    cmd->add_option("--head-type", args.head_type,
+                    "Type of the output head within a quantized export (f32, f16, q8_0, q4_0, q4_1, q4_k, q6_k; "
+                    "default --type), as llama-quantize's --output-tensor-type")
+        ->check(CLI::Validator(check_type, "f32|f16|q8_0|q4_0|q4_1|q4_k|q6_k", "GGUF type"));
+    cmd->add_option("--embed-type", args.embed_type,
+                    "Type of the token embedding within a quantized export (as --head-type; llama-quantize's "
+                    "--token-embedding-type)")
         ->check(CLI::Validator(check_type, "f32|f16|q8_0|q4_0|q4_1|q4_k|q6_k", "GGUF type"));
     cmd->add_option("--calib", args.calib.path,
                     "Calibration text (or .jsonl): q4_1/q4_k/q6_k blocks weight each column's error by the mean "

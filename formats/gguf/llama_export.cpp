@@ -296,9 +296,10 @@ GgufExportSummary export_llama_gguf(const ModelConfig& config, const TensorMap& 
         }
     }
     for (const auto& [name, e] : encoded) {
-        if (std::none_of(std::begin(kMostly), std::end(kMostly), [&](const auto& k) { return k.first == e.type; })) {
+        if (e.type != GgmlType::F16 &&
+            std::none_of(std::begin(kMostly), std::end(kMostly), [&](const auto& k) { return k.first == e.type; })) {
             fail_in({src, name, "type"}, "encoded as ", gguf::ggml_type_name(e.type),
-                    "; the exporter writes Q4_0, Q4_1, Q4_K, Q6_K and Q8_0 blocks");
+                    "; the exporter writes F16 rows and Q4_0, Q4_1, Q4_K, Q6_K and Q8_0 blocks");
         }
     }
     w.set_scalar<uint32_t>("general.file_type", static_cast<uint32_t>(file_type));

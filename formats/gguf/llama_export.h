@@ -31,8 +31,8 @@ namespace sparq {
 
 enum class GgufExportType { F32, F16 };
 
-// A 2-D weight already encoded as ggml blocks (formats/gguf/ggml_blocks.h),
-// rows in Hugging Face order (the exporter permutes q/k rows as it does for
+// A 2-D weight already encoded as ggml blocks (formats/gguf/ggml_blocks.h)
+// or F16 values, rows in Hugging Face order (the exporter permutes q/k rows as it does for
 // float tensors): rows x (cols / block values x block bytes) bytes.
 struct EncodedTensor {
     gguf::GgmlType type = gguf::GgmlType::Q8_0;
@@ -52,7 +52,8 @@ struct GgufExportSummary {
 // vocabulary (model "gpt2": see llamacpp_tokenizer_pre) and not written for
 // SentencePiece ones. Throws sparq::Error naming the tensor or field at fault.
 // `encoded` (by Hugging Face name) replaces those tensors' float values with
-// their blocks; general.file_type then names the most common block type.
+// their blocks (or F16 rows); general.file_type then names the most common
+// block type.
 GgufExportSummary export_llama_gguf(const ModelConfig& config, const TensorMap& tensors, const Vocabulary& vocab,
                                     const std::string& out_path, GgufExportType type,
                                     const std::string& model_name = "", const std::string& tokenizer_pre = "",

@@ -121,6 +121,32 @@ TEST(QuantizedExport, FloatWeightsToKQuantsReadBackWithinTheirAccuracy) {
     }
 }
 
+TEST(QuantizedExport, HeadAndEmbeddingTypesOverrideTheFileType) {
+    SPARQ_REQUIRE_DATA("small-llama-v2/hf/config.json");
+    const ModelSource hf = load_model(testing::data_path("small-llama-v2/hf"));
+    const TypeOverrides overrides = {{"lm_head.weight", GgmlType::Q6_K}, {"model.embed_tokens.weight", GgmlType::F16}};
+    const GgufEncoding enc = encode_for_gguf(hf, GgmlType::Q4_K, {}, {}, overrides);
+    EXPECT_EQ(enc.tensors.at("lm_head.weight").type, GgmlType::Q6_K);
+    EXPECT_EQ(enc.tensors.at("model.embed_tokens.weight").type, GgmlType::F16);
+    EXPECT_EQ(enc.tensors.at("model.layers.2.mlp.down_proj.weight").type, GgmlType::Q4_K);
+    EXPECT_EQ(enc.kept_f16, std::vector<std::string>{"model.embed_tokens.weight"});
+    const std::string out = testing::temp_dir("override_export") + "/m.gguf";
+    export_llama_gguf(hf.config, hf.tensors, hf.tokenizer->vocabulary(), out, GgufExportType::F32, "", "", enc.tensors);
+    EXPECT_EQ(gguf::GgufFile::open(out).get_scalar<uint32_t>("general.file_type"), 14u);  // mostly Q4_K
+    const ModelSource back = load_model(out);
+    // The F16 source embedding comes back bit for bit; the head within Q6_K's accuracy.
+    const std::vector<float> e0 = hf.tensors.get("model.embed_tokens.weight").to_f32();
+    EXPECT_EQ(e0, back.tensors.get("model.embed_tokens.weight").to_f32());
+    EXPECT_LT(relative_rms(hf.tensors.get("lm_head.weight").to_f32(), back.tensors.get("lm_head.weight").to_f32()), 0.03);
+    // F32 keeps the weight float; unknown names and non-exported tensors are errors.
+    const GgufEncoding kept = encode_for_gguf(hf, GgmlType::Q4_K, {}, {}, {{"lm_head.weight", GgmlType::F32}});
+    EXPECT_EQ(kept.tensors.count("lm_head.weight"), 0u);
+    EXPECT_EQ(kept.kept_float, std::vector<std::string>{"lm_head.weight"});
+    EXPECT_SPARQ_ERROR(encode_for_gguf(hf, GgmlType::Q4_K, {}, {}, {{"lm_head.bias", GgmlType::Q6_K}}), "lm_head.bias");
+    EXPECT_SPARQ_ERROR(encode_for_gguf(hf, GgmlType::Q4_K, {}, {}, {{"model.norm.weight", GgmlType::Q8_0}}),
+                       "model.norm.weight");
+}
+
 TEST(QuantizedExport, KQuantRowsOfOtherLengthsFallBack) {
     EXPECT_EQ(gguf_block_type_for(GgmlType::Q4_K, 512), GgmlType::Q4_K);
     EXPECT_EQ(gguf_block_type_for(GgmlType::Q4_K, 64), GgmlType::Q4_1);

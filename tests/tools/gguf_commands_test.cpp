@@ -168,6 +168,16 @@ TEST(GgufCommands, GptqOntoBlockGrids) {
     EXPECT_EQ(run_cli({"export", model, "-o", dir + "/x.gguf", "--type", "q4_k", "--method", "gptq", "--quiet"}), 1);
     EXPECT_EQ(run_cli({"export", model, "-o", dir + "/x.gguf", "--type", "q4_k", "--damp", "0.1", "--quiet"}), 1);
     EXPECT_EQ(run_cli({"export", model, "-o", dir + "/x.gguf", "--type", "q4_k", "--calib-len", "64", "--quiet"}), 1);
+    EXPECT_EQ(run_cli({"export", model, "-o", dir + "/x.gguf", "--type", "f16", "--head-type", "q8_0", "--quiet"}), 1);
+    EXPECT_EQ(run_cli({"export", model, "-o", dir + "/x.gguf", "--type", "q4_k", "--head-type", "q5_k", "--quiet"}), 2);
+    // stories260K ties its head to the embedding: only --embed-type applies.
+    EXPECT_EQ(run_cli({"export", model, "-o", dir + "/x.gguf", "--type", "q4_k", "--head-type", "q8_0", "--quiet"}), 1);
+    EXPECT_FALSE(std::filesystem::exists(dir + "/x.gguf"));
+    std::string embed_out;
+    ASSERT_EQ(run_cli({"export", model, "-o", dir + "/e.gguf", "--type", "q4_k", "--embed-type", "f16", "--json", "--quiet"},
+                      &embed_out),
+              0);
+    EXPECT_EQ(nlohmann::json::parse(embed_out)["block_types"]["F16"], 1);
     EXPECT_FALSE(std::filesystem::exists(dir + "/x.gguf"));
 }
 
