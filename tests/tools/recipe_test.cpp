@@ -194,5 +194,26 @@ TEST(Recipe, RunsARealRecipeAndStopsAtAFailedGate) {
     EXPECT_FALSE(std::filesystem::exists(dir + "/out/quantize.sparq"));
 }
 
+// The recipes shipped in recipes/ stay valid as commands change: each one
+// parses, every option is one its command takes, and --dry-run writes nothing.
+TEST(Recipe, ShippedRecipesAreValid) {
+    SPARQ_REQUIRE_DATA("small-llama-v2/hf/config.json");
+    SPARQ_REQUIRE_DATA("stories260K/hf/model.safetensors");
+    const std::filesystem::path recipes = std::filesystem::path(SPARQ_SOURCE_DIR) / "recipes";
+    int checked = 0;
+    for (const auto& entry : std::filesystem::directory_iterator(recipes)) {
+        if (entry.path().extension() != ".yaml") continue;
+        const std::string out_dir = testing::temp_dir("shipped_recipe_" + entry.path().stem().string());
+        std::string out;
+        EXPECT_EQ(run_cli({"run", entry.path().string(), "--set", "output_dir=" + out_dir, "--dry-run", "--json", "--quiet"},
+                          &out),
+                  0)
+            << entry.path();
+        EXPECT_TRUE(std::filesystem::is_empty(out_dir)) << entry.path();
+        ++checked;
+    }
+    EXPECT_GE(checked, 3);
+}
+
 }  // namespace
 }  // namespace sparq::cli
