@@ -42,14 +42,14 @@ std::optional<EncodedTensor> ggml_blocks_of(const PackedView& v) {
                 gguf::BlockQ4_0 q{};
                 q.d = d;
                 // Q4_0 code = level + 8 = the stored code u (zero point 8).
-                for (int j = 0; j < block / 2; ++j) q.qs[j] = static_cast<uint8_t>(u[j] | (u[j + block / 2] << 4));
+                gguf::pack_q4_nibbles(u, q.qs);
                 std::memcpy(dst, &q, sizeof q);
             } else if (out.type == GgmlType::Q4_1) {
                 gguf::BlockQ4_1 q{};
                 q.d = d;
                 // d (u - z) = d u + m with m = -d z: exact in float, rounded once to FP16.
                 q.m = fp32_to_fp16(-fp16_to_fp32(d) * static_cast<float>(zeros[static_cast<size_t>(group)]));
-                for (int j = 0; j < block / 2; ++j) q.qs[j] = static_cast<uint8_t>(u[j] | (u[j + block / 2] << 4));
+                gguf::pack_q4_nibbles(u, q.qs);
                 std::memcpy(dst, &q, sizeof q);
             } else {
                 gguf::BlockQ8_0 q{};

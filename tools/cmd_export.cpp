@@ -64,9 +64,6 @@ bool is_llamacpp_quant_type(const std::string& t) {
     return false;
 }
 
-// The ggml type a --head-type / --embed-type names (F32: kept float).
-gguf::GgmlType tensor_type_of(const std::string& t);
-
 // The block type of a quantized --type, or nullopt for f32 / f16.
 std::optional<gguf::GgmlType> block_type_of(const std::string& t) {
     if (t == "q8_0") return gguf::GgmlType::Q8_0;
@@ -77,6 +74,7 @@ std::optional<gguf::GgmlType> block_type_of(const std::string& t) {
     return std::nullopt;
 }
 
+// The ggml type a --head-type / --embed-type names (F32: kept float).
 gguf::GgmlType tensor_type_of(const std::string& t) {
     if (const std::optional<gguf::GgmlType> b = block_type_of(lower(t))) return *b;
     return lower(t) == "f16" ? gguf::GgmlType::F16 : gguf::GgmlType::F32;

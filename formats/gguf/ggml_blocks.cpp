@@ -23,6 +23,40 @@ void unpack_k_scale_min(const uint8_t scales[12], int j, int& scale, int& min) {
     }
 }
 
+void pack_k_scale_min(uint8_t scales[12], int j, int scale, int min) {
+    if (j < 4) {
+        scales[j] = static_cast<uint8_t>((scales[j] & 0xC0) | scale);
+        scales[j + 4] = static_cast<uint8_t>((scales[j + 4] & 0xC0) | min);
+    } else {
+        scales[j + 4] = static_cast<uint8_t>((scale & 15) | ((min & 15) << 4));
+        scales[j - 4] = static_cast<uint8_t>((scales[j - 4] & 63) | ((scale >> 4) << 6));
+        scales[j] = static_cast<uint8_t>((scales[j] & 63) | ((min >> 4) << 6));
+    }
+}
+
+void pack_q4_nibbles(const uint8_t codes[kGgmlBlock], uint8_t qs[kGgmlBlock / 2]) {
+    for (int j = 0; j < kGgmlBlock / 2; ++j) qs[j] = static_cast<uint8_t>(codes[j] | (codes[j + kGgmlBlock / 2] << 4));
+}
+
+void pack_q4_k_codes(const uint8_t codes[kGgmlSuperBlock], uint8_t qs[kGgmlSuperBlock / 2]) {
+    // Chunk c of 64 values: sub-block 2c in the low nibbles of qs[32c ..], 2c + 1 in the high ones.
+    for (int c = 0; c < 4; ++c) {
+        for (int l = 0; l < 32; ++l) qs[32 * c + l] = static_cast<uint8_t>(codes[64 * c + l] | (codes[64 * c + 32 + l] << 4));
+    }
+}
+
+void pack_q6_k_codes(const uint8_t codes[kGgmlSuperBlock], BlockQ6_K& block) {
+    for (int h = 0; h < 2; ++h) {
+        const uint8_t* q = codes + 128 * h;
+        for (int l = 0; l < 32; ++l) {
+            block.ql[64 * h + l] = static_cast<uint8_t>((q[l] & 15) | ((q[l + 64] & 15) << 4));
+            block.ql[64 * h + l + 32] = static_cast<uint8_t>((q[l + 32] & 15) | ((q[l + 96] & 15) << 4));
+            block.qh[32 * h + l] = static_cast<uint8_t>((q[l] >> 4) | ((q[l + 32] >> 4) << 2) | ((q[l + 64] >> 4) << 4) |
+                                                        ((q[l + 96] >> 4) << 6));
+        }
+    }
+}
+
 namespace {
 
 template <typename Block>

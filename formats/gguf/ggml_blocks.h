@@ -85,8 +85,17 @@ struct BlockQ6_K {
 };
 static_assert(sizeof(BlockQ6_K) == 210, "Q6_K block is 210 bytes");
 
-// Sub-block j's 6-bit scale and min of a Q4_K / Q5_K super-block.
+// Sub-block j's 6-bit scale and min of a Q4_K / Q5_K super-block, and back
+// (pack writes only sub-block j's bits).
 void unpack_k_scale_min(const uint8_t scales[12], int j, int& scale, int& min);
+void pack_k_scale_min(uint8_t scales[12], int j, int scale, int min);
+
+// The writers' side of the value layouts above, from codes already chosen:
+// Q4_0 / Q4_1 nibbles (codes 0..15 of one 32-value block), Q4_K nibbles
+// (codes 0..15 of one super-block), Q6_K low and high bits (codes 0..63).
+void pack_q4_nibbles(const uint8_t codes[kGgmlBlock], uint8_t qs[kGgmlBlock / 2]);
+void pack_q4_k_codes(const uint8_t codes[kGgmlSuperBlock], uint8_t qs[kGgmlSuperBlock / 2]);
+void pack_q6_k_codes(const uint8_t codes[kGgmlSuperBlock], BlockQ6_K& block);
 
 // Whether dequantize_ggml reads `type` (Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K).
 bool can_dequantize_ggml(GgmlType type);

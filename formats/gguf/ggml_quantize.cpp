@@ -220,10 +220,9 @@ void pack_q4_1(const GgmlBlockGrid& g, const float* x, BlockQ4_1& block) {
     block.d = fp32_to_fp16(g.d);
     block.m = fp32_to_fp16(g.dmin);
     const float inverse = reciprocal(g.d);
-    for (int j = 0; j < kGgmlBlock / 2; ++j) {
-        block.qs[j] = static_cast<uint8_t>(affine_code(x[j], inverse, g.dmin, 15) |
-                                           (affine_code(x[j + kGgmlBlock / 2], inverse, g.dmin, 15) << 4));
-    }
+    std::array<uint8_t, kGgmlBlock> codes{};
+    for (int j = 0; j < kGgmlBlock; ++j) codes[j] = static_cast<uint8_t>(affine_code(x[j], inverse, g.dmin, 15));
+    pack_q4_nibbles(codes.data(), block.qs);
 }
 
 // ---- Q4_K ----
@@ -276,27 +275,16 @@ void pack_q4_k(const GgmlBlockGrid& g, const float* x, BlockQ4_K& block) {
     block.d = fp32_to_fp16(g.d);
     block.dmin = fp32_to_fp16(g.dmin);
     std::memset(block.scales, 0, sizeof block.scales);
+    std::array<uint8_t, kGgmlSuperBlock> codes{};
     for (int j = 0; j < kQ4KSubBlocks; ++j) {
-        const int s = g.scale[j], m = g.min[j];
-        if (j < 4) {
-            block.scales[j] = static_cast<uint8_t>(s);
-            block.scales[j + 4] = static_cast<uint8_t>(m);
-        } else {
-            block.scales[j + 4] = static_cast<uint8_t>((s & 15) | ((m & 15) << 4));
-            block.scales[j - 4] |= static_cast<uint8_t>((s >> 4) << 6);
-            block.scales[j] |= static_cast<uint8_t>((m >> 4) << 6);
-        }
-    }
-    std::memset(block.qs, 0, sizeof block.qs);
-    for (int j = 0; j < kQ4KSubBlocks; ++j) {
+        pack_k_scale_min(block.scales, j, g.scale[j], g.min[j]);
         const float step = g.d * static_cast<float>(g.scale[j]), offset = g.dmin * static_cast<float>(g.min[j]);
         const float inverse = reciprocal(step);
         for (int i = 0; i < kQ4KSub; ++i) {
-            const int q = affine_code(x[j * kQ4KSub + i], inverse, -offset, 15);
-            // Sub-block 2c is the low nibble of qs[32c ..], 2c + 1 the high one.
-            block.qs[(j / 2) * kQ4KSub + i] |= static_cast<uint8_t>(j % 2 == 0 ? q : q << 4);
+            codes[j * kQ4KSub + i] = static_cast<uint8_t>(affine_code(x[j * kQ4KSub + i], inverse, -offset, 15));
         }
     }
+    pack_q4_k_codes(codes.data(), block.qs);
 }
 
 GgmlBlockGrid fit_q4_k_grid(const float* x, const float* w) {
@@ -377,21 +365,14 @@ Q6KChoice choose_q6_k_scales(const float* x, const float* w, const float* steps,
 }
 
 void pack_q6_k(const GgmlBlockGrid& g, const float* x, BlockQ6_K& block) {
-    std::array<int, kGgmlSuperBlock> q{};
+    std::array<uint8_t, kGgmlSuperBlock> codes{};
     for (int i = 0; i < kGgmlSuperBlock; ++i) {
-        q[i] = symmetric_level(x[i], reciprocal(g.d * static_cast<float>(g.scale[i / kQ6KSub]))) - kQ6Low;
+        codes[i] = static_cast<uint8_t>(
+            symmetric_level(x[i], reciprocal(g.d * static_cast<float>(g.scale[i / kQ6KSub]))) - kQ6Low);
     }
     for (int j = 0; j < kQ6KSubBlocks; ++j) block.scales[j] = static_cast<int8_t>(g.scale[j]);
     block.d = fp32_to_fp16(g.d);
-    for (int h = 0; h < 2; ++h) {
-        const int* qh = q.data() + 128 * h;
-        for (int l = 0; l < 32; ++l) {
-            block.ql[64 * h + l] = static_cast<uint8_t>((qh[l] & 15) | ((qh[l + 64] & 15) << 4));
-            block.ql[64 * h + l + 32] = static_cast<uint8_t>((qh[l + 32] & 15) | ((qh[l + 96] & 15) << 4));
-            block.qh[32 * h + l] = static_cast<uint8_t>((qh[l] >> 4) | ((qh[l + 32] >> 4) << 2) |
-                                                        ((qh[l + 64] >> 4) << 4) | ((qh[l + 96] >> 4) << 6));
-        }
-    }
+    pack_q6_k_codes(codes.data(), block);
 }
 
 GgmlBlockGrid fit_q6_k_grid(const float* x, const float* w) {

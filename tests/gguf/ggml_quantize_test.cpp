@@ -41,16 +41,17 @@ double squared_error(const std::vector<float>& x, const std::vector<float>& y, c
 
 int clamp_round(float v, int lo, int hi) { return std::min(hi, std::max(lo, static_cast<int>(std::nearbyint(v)))); }
 
-// Plain quantizers of the same layouts, written from the format alone.
+// Plain quantizers of the same layouts (min/max and absmax scales, plain
+// rounding), packing their codes with ggml_blocks.h's writers, which
+// BlockWritersInvertTheReaders checks against the dequantizer.
 void plain_q4_1(const float* x, BlockQ4_1& b) {
     const float lo = *std::min_element(x, x + 32), hi = *std::max_element(x, x + 32);
     b.d = fp32_to_fp16((hi - lo) / 15);
     b.m = fp32_to_fp16(lo);
     const float d = fp16_to_fp32(b.d), m = fp16_to_fp32(b.m);
-    for (int j = 0; j < 16; ++j) {
-        const int a = d > 0 ? clamp_round((x[j] - m) / d, 0, 15) : 0, c = d > 0 ? clamp_round((x[j + 16] - m) / d, 0, 15) : 0;
-        b.qs[j] = static_cast<uint8_t>(a | (c << 4));
-    }
+    uint8_t codes[32];
+    for (int j = 0; j < 32; ++j) codes[j] = static_cast<uint8_t>(d > 0 ? clamp_round((x[j] - m) / d, 0, 15) : 0);
+    pack_q4_nibbles(codes, b.qs);
 }
 
 void plain_q4_k(const float* x, BlockQ4_K& b) {
@@ -67,23 +68,16 @@ void plain_q4_k(const float* x, BlockQ4_K& b) {
     b.dmin = fp32_to_fp16(max_off / 63);
     const float d = fp16_to_fp32(b.d), dmin = fp16_to_fp32(b.dmin);
     std::memset(b.scales, 0, 12);
-    std::memset(b.qs, 0, 128);
+    uint8_t codes[256];
     for (int j = 0; j < 8; ++j) {
         const int s = d > 0 ? clamp_round(step[j] / d, 0, 63) : 0, m = dmin > 0 ? clamp_round(off[j] / dmin, 0, 63) : 0;
-        if (j < 4) {
-            b.scales[j] = static_cast<uint8_t>(s);
-            b.scales[j + 4] = static_cast<uint8_t>(m);
-        } else {
-            b.scales[j + 4] = static_cast<uint8_t>((s & 15) | ((m & 15) << 4));
-            b.scales[j - 4] |= static_cast<uint8_t>((s >> 4) << 6);
-            b.scales[j] |= static_cast<uint8_t>((m >> 4) << 6);
-        }
+        pack_k_scale_min(b.scales, j, s, m);
         const float st = d * s, o = dmin * m;
         for (int i = 0; i < 32; ++i) {
-            const int q = st > 0 ? clamp_round((x[32 * j + i] + o) / st, 0, 15) : 0;
-            b.qs[32 * (j / 2) + i] |= static_cast<uint8_t>(j % 2 ? q << 4 : q);
+            codes[32 * j + i] = static_cast<uint8_t>(st > 0 ? clamp_round((x[32 * j + i] + o) / st, 0, 15) : 0);
         }
     }
+    pack_q4_k_codes(codes, b.qs);
 }
 
 void plain_q6_k(const float* x, BlockQ6_K& b) {
@@ -96,21 +90,15 @@ void plain_q6_k(const float* x, BlockQ6_K& b) {
     }
     b.d = fp32_to_fp16(max_step / 127);
     const float d = fp16_to_fp32(b.d);
-    int q[256];
+    uint8_t q[256];
     for (int j = 0; j < 16; ++j) {
         b.scales[j] = static_cast<int8_t>(d > 0 ? clamp_round(step[j] / d, -128, 127) : 0);
         const float st = d * b.scales[j];
-        for (int i = 0; i < 16; ++i) q[16 * j + i] = (st != 0 ? clamp_round(x[16 * j + i] / st, -32, 31) : 0) + 32;
-    }
-    for (int h = 0; h < 2; ++h) {
-        for (int l = 0; l < 32; ++l) {
-            const int* qh = q + 128 * h;
-            b.ql[64 * h + l] = static_cast<uint8_t>((qh[l] & 15) | ((qh[l + 64] & 15) << 4));
-            b.ql[64 * h + l + 32] = static_cast<uint8_t>((qh[l + 32] & 15) | ((qh[l + 96] & 15) << 4));
-            b.qh[32 * h + l] = static_cast<uint8_t>((qh[l] >> 4) | ((qh[l + 32] >> 4) << 2) | ((qh[l + 64] >> 4) << 4) |
-                                                    ((qh[l + 96] >> 4) << 6));
+        for (int i = 0; i < 16; ++i) {
+            q[16 * j + i] = static_cast<uint8_t>((st != 0 ? clamp_round(x[16 * j + i] / st, -32, 31) : 0) + 32);
         }
     }
+    pack_q6_k_codes(q, b);
 }
 
 std::vector<float> plain_round_trip(GgmlType type, const std::vector<float>& x) {
@@ -144,6 +132,54 @@ std::vector<float> random_row(size_t n, uint32_t seed, float sigma = 1.0f, float
     std::vector<float> x(n);
     for (float& v : x) v = normal(rng);
     return x;
+}
+
+// The block writers of ggml_blocks.h against the dequantizer's readers:
+// every 6-bit scale/min pair of every sub-block, and codes that decode to
+// themselves under unit scales.
+TEST(GgmlQuantize, BlockWritersInvertTheReaders) {
+    for (int j = 0; j < 8; ++j) {
+        for (int scale = 0; scale < 64; ++scale) {
+            for (int min = 0; min < 64; ++min) {
+                uint8_t scales[12];
+                std::memset(scales, 0xFF, sizeof scales);  // the other sub-blocks' bits must survive
+                pack_k_scale_min(scales, j, scale, min);
+                int s = -1, m = -1;
+                unpack_k_scale_min(scales, j, s, m);
+                ASSERT_EQ(s, scale);
+                ASSERT_EQ(m, min);
+                for (int other = 0; other < 8; ++other) {
+                    if (other == j) continue;
+                    unpack_k_scale_min(scales, other, s, m);
+                    ASSERT_EQ(s, 63);
+                    ASSERT_EQ(m, 63);
+                }
+            }
+        }
+    }
+    std::mt19937 rng(3);
+    uint8_t codes[256];
+    std::vector<float> out(256);
+    BlockQ4_1 q41{};
+    for (int i = 0; i < 32; ++i) codes[i] = static_cast<uint8_t>(rng() % 16);
+    q41.d = fp32_to_fp16(1.0f);
+    pack_q4_nibbles(codes, q41.qs);
+    dequantize_ggml(GgmlType::Q4_1, reinterpret_cast<const uint8_t*>(&q41), sizeof q41, 32, out.data(), "t");
+    for (int i = 0; i < 32; ++i) EXPECT_EQ(out[i], codes[i]) << i;
+    BlockQ4_K q4k{};
+    q4k.d = fp32_to_fp16(1.0f);
+    for (int j = 0; j < 8; ++j) pack_k_scale_min(q4k.scales, j, 1, 0);
+    for (int i = 0; i < 256; ++i) codes[i] = static_cast<uint8_t>(rng() % 16);
+    pack_q4_k_codes(codes, q4k.qs);
+    dequantize_ggml(GgmlType::Q4_K, reinterpret_cast<const uint8_t*>(&q4k), sizeof q4k, 256, out.data(), "t");
+    for (int i = 0; i < 256; ++i) EXPECT_EQ(out[i], codes[i]) << i;
+    BlockQ6_K q6k{};
+    q6k.d = fp32_to_fp16(1.0f);
+    for (int j = 0; j < 16; ++j) q6k.scales[j] = 1;
+    for (int i = 0; i < 256; ++i) codes[i] = static_cast<uint8_t>(rng() % 64);
+    pack_q6_k_codes(codes, q6k);
+    dequantize_ggml(GgmlType::Q6_K, reinterpret_cast<const uint8_t*>(&q6k), sizeof q6k, 256, out.data(), "t");
+    for (int i = 0; i < 256; ++i) EXPECT_EQ(out[i], codes[i] - 32) << i;
 }
 
 TEST(GgmlQuantize, FittedBlocksBeatPlainMinMaxOnEveryType) {
