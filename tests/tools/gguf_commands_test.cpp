@@ -15,6 +15,17 @@ namespace {
 
 using testing_support::run_cli;
 
+// `sparq eval MODEL --json` on the stories snippet (ctx 64, 8 chunks) with
+// `extra` flags: its result (an empty object, and a failure, when it fails).
+nlohmann::json eval_snippet(const std::string& model, const std::vector<std::string>& extra = {}) {
+    std::vector<std::string> args = {"eval",     model, "--text", testing::data_path("text/tinystories-valid-snippet.txt"),
+                                     "--ctx",    "64",  "--chunks", "8", "--json", "--quiet"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    std::string out;
+    EXPECT_EQ(run_cli(args, &out), 0) << "eval " << model;
+    return out.empty() ? nlohmann::json::object() : nlohmann::json::parse(out);
+}
+
 TEST(GgufCommands, ExportedFileInspectsAndEvaluatesAsItsSource) {
     SPARQ_REQUIRE_DATA("stories260K/hf/model.safetensors");
     SPARQ_REQUIRE_DATA("text/tinystories-valid-snippet.txt");
@@ -34,11 +45,8 @@ TEST(GgufCommands, ExportedFileInspectsAndEvaluatesAsItsSource) {
         }
     }
     EXPECT_TRUE(saw_q);
-    const std::string text = testing::data_path("text/tinystories-valid-snippet.txt");
-    std::string a, b;
-    ASSERT_EQ(run_cli({"eval", model, "--text", text, "--ctx", "64", "--chunks", "8", "--json", "--quiet"}, &a), 0);
-    ASSERT_EQ(run_cli({"eval", gguf, "--text", text, "--ctx", "64", "--chunks", "8", "--ref", model, "--json", "--quiet"}, &b), 0);
-    const nlohmann::json ja = nlohmann::json::parse(a), jb = nlohmann::json::parse(b);
+    const nlohmann::json ja = eval_snippet(model), jb = eval_snippet(gguf, {"--ref", model});
+    ASSERT_TRUE(ja.contains("ppl") && jb.contains("ppl"));
     EXPECT_EQ(ja["text_tokens"], jb["text_tokens"]);
     // F16 storage of an F32 model: close, not equal.
     EXPECT_NEAR(ja["ppl"].get<double>(), jb["ppl"].get<double>(), 1e-3 * ja["ppl"].get<double>());
@@ -60,14 +68,9 @@ TEST(GgufCommands, Q4_0ExportOfASparqFileKeepsItsValues) {
     const nlohmann::json exported = nlohmann::json::parse(out);
     EXPECT_EQ(exported["exact"].size(), 31u);  // all but the five 172-column down_proj
     EXPECT_EQ(exported["kept_f32"].size(), 5u);
-    const std::string text = testing::data_path("text/tinystories-valid-snippet.txt");
-    std::string a, b;
-    ASSERT_EQ(run_cli({"eval", dir + "/m.sparq", "--reference-path", "--text", text, "--ctx", "64", "--chunks", "8",
-                       "--json", "--quiet"},
-                      &a),
-              0);
-    ASSERT_EQ(run_cli({"eval", dir + "/m.gguf", "--text", text, "--ctx", "64", "--chunks", "8", "--json", "--quiet"}, &b), 0);
-    EXPECT_EQ(nlohmann::json::parse(a)["ppl"].get<double>(), nlohmann::json::parse(b)["ppl"].get<double>());
+    const nlohmann::json a = eval_snippet(dir + "/m.sparq", {"--reference-path"}), b = eval_snippet(dir + "/m.gguf");
+    ASSERT_TRUE(a.contains("ppl") && b.contains("ppl"));
+    EXPECT_EQ(a["ppl"].get<double>(), b["ppl"].get<double>());
 }
 
 // Asymmetric int4 codes travel as Q4_1 blocks under any quantized type (the
@@ -87,14 +90,10 @@ TEST(GgufCommands, AsymmetricCodesAndCalibratedBlocks) {
     EXPECT_EQ(exported["exact"].size(), 31u);  // all but down_proj (172 columns, kept F32)
     EXPECT_EQ(exported["block_types"]["Q4_1"], 30);
     EXPECT_EQ(exported["block_types"]["Q8_0"], 1);  // the int8 embedding
-    std::string a, b;
-    ASSERT_EQ(run_cli({"eval", dir + "/m.sparq", "--reference-path", "--text", text, "--ctx", "64", "--chunks", "8",
-                       "--json", "--quiet"},
-                      &a),
-              0);
-    ASSERT_EQ(run_cli({"eval", dir + "/m.gguf", "--text", text, "--ctx", "64", "--chunks", "8", "--json", "--quiet"}, &b), 0);
-    const double ppl_sparq = nlohmann::json::parse(a)["ppl"].get<double>();
-    EXPECT_NEAR(nlohmann::json::parse(b)["ppl"].get<double>(), ppl_sparq, 1e-3 * ppl_sparq);
+    const nlohmann::json a = eval_snippet(dir + "/m.sparq", {"--reference-path"}), b = eval_snippet(dir + "/m.gguf");
+    ASSERT_TRUE(a.contains("ppl") && b.contains("ppl"));
+    const double ppl_sparq = a["ppl"].get<double>();
+    EXPECT_NEAR(b["ppl"].get<double>(), ppl_sparq, 1e-3 * ppl_sparq);
 
     ASSERT_EQ(run_cli({"export", model, "-o", dir + "/c.gguf", "--type", "q4_1", "--calib", text, "--calib-samples", "8",
                        "--calib-len", "64", "--json", "--quiet"},
@@ -155,15 +154,9 @@ TEST(GgufCommands, GptqOntoBlockGrids) {
     EXPECT_EQ(gptq["gptq"].size(), 30u);  // q/k/v/o/gate/up of 5 blocks (64 columns: Q4_1); down_proj stays F32
     EXPECT_TRUE(gptq["gptq_fallbacks"].empty());
     export_with("f.gguf", calib);
-    auto kld = [&](const std::string& file) {
-        std::string out;
-        EXPECT_EQ(run_cli({"eval", dir + "/" + file, "--text", text, "--ctx", "64", "--chunks", "8", "--ref", model,
-                           "--json", "--quiet"},
-                          &out),
-                  0);
-        return nlohmann::json::parse(out)["kld_mean"].get<double>();
-    };
-    EXPECT_LT(kld("g.gguf"), kld("f.gguf"));
+    const nlohmann::json g = eval_snippet(dir + "/g.gguf", {"--ref", model}), f = eval_snippet(dir + "/f.gguf", {"--ref", model});
+    ASSERT_TRUE(g.contains("kld_mean") && f.contains("kld_mean"));
+    EXPECT_LT(g["kld_mean"].get<double>(), f["kld_mean"].get<double>());
 
     EXPECT_EQ(run_cli({"export", model, "-o", dir + "/x.gguf", "--type", "q4_k", "--method", "gptq", "--quiet"}), 1);
     EXPECT_EQ(run_cli({"export", model, "-o", dir + "/x.gguf", "--type", "q4_k", "--damp", "0.1", "--quiet"}), 1);
