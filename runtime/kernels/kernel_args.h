@@ -246,6 +246,8 @@ struct SparseCall {
     // Whether the SIMD fast path applies (2:4 or bitmask, 8 or 4 bits,
     // large enough groups); otherwise rows are decoded to floats.
     bool fast = false;
+    // Bitmask Q16 rows: spread values with vpexpandb (bitmask_byte_expand).
+    bool expand_instruction = false;
     PreparedActivations x;
     float* y = nullptr;
     int64_t y_stride = 0;

@@ -13,9 +13,15 @@
 
 #if HWY_ONCE
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <vector>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 
 #include "core/error.h"
 #include "core/parallel.h"
@@ -80,7 +86,8 @@ void run_sparse_q16(SparseCall& c, const float* x, int64_t tokens, float* y, int
     c.group_span = c.quant.group_span(c.cols);
     c.y = y;
     c.y_stride = y_stride;
-    const SparseQ16Activations a = prepare_sparse_q16(x, tokens, c.cols, q8_block_columns(c.quant));
+    c.expand_instruction = bitmask_expand_instruction();
+    const SparseQ16Activations a = prepare_sparse_q16(x, tokens, c.cols, q8_block_columns(c.quant), !c.is_nm);
     const int64_t grain = kernels::rows_per_chunk(c.rows, row_bytes, tokens, kSparseQ16TileRows);
     const size_t floats = static_cast<size_t>(2 * kSparseQ16TileRows * (c.groups_per_row + 16));
     const size_t bytes = static_cast<size_t>(kSparseQ16TileRows * (c.cols + 64));
@@ -97,7 +104,8 @@ void run_sparse_q16(SparseCall& c, const float* x, int64_t tokens, float* y, int
     });
 }
 
-SparseQ16Activations prepare_sparse_q16(const float* x, int64_t tokens, int64_t cols, int64_t block) {
+SparseQ16Activations prepare_sparse_q16(const float* x, int64_t tokens, int64_t cols, int64_t block,
+                                        bool byte_split) {
     SparseQ16Activations a;
     a.tokens = tokens;
     a.padded_cols = (cols + 63) / 64 * 64;
@@ -108,6 +116,15 @@ SparseQ16Activations prepare_sparse_q16(const float* x, int64_t tokens, int64_t 
     for (int64_t t = 0; t < tokens; ++t)
         quantize_activation_blocks_simd(x + t * cols, cols, block, a.q.data() + t * a.padded_cols,
                                         a.block_scales.data() + t * a.blocks);
+    if (byte_split) {
+        a.low_bytes.resize(a.q.size());
+        a.high_bytes.resize(a.q.size());
+        for (size_t i = 0; i < a.q.size(); ++i) {
+            const auto v = static_cast<uint16_t>(a.q[i]);
+            a.low_bytes[i] = static_cast<uint8_t>(v & 0xFF);
+            a.high_bytes[i] = static_cast<uint8_t>((v >> 8) ^ 0x80);
+        }
+    }
     return a;
 }
 
@@ -115,6 +132,32 @@ SparseQ16Activations prepare_sparse_q16(const float* x, int64_t tokens, int64_t 
 
 // Not cached: tests switch the dispatched target between calls.
 bool sparse_q16_native() { return HWY_DYNAMIC_DISPATCH(kernels::SparseQ16Native)(); }
+
+namespace {
+std::atomic<ByteExpand> forced_byte_expand{ByteExpand::Auto};
+
+bool cpu_is_intel() {
+#if defined(__x86_64__) || defined(__i386__)
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    if (__get_cpuid(0, &eax, &ebx, &ecx, &edx) == 0) return false;
+    char vendor[13] = {};
+    std::memcpy(vendor, &ebx, 4);
+    std::memcpy(vendor + 4, &edx, 4);
+    std::memcpy(vendor + 8, &ecx, 4);
+    return std::strcmp(vendor, "GenuineIntel") == 0;
+#else
+    return false;
+#endif
+}
+}  // namespace
+
+void set_bitmask_byte_expand(ByteExpand method) { forced_byte_expand.store(method); }
+
+bool bitmask_expand_instruction() {
+    static const bool intel = cpu_is_intel();
+    const ByteExpand m = forced_byte_expand.load();
+    return m == ByteExpand::Auto ? intel : m == ByteExpand::Instruction;
+}
 
 namespace {
 bool q16_shape(const QuantScheme& q, int64_t cols) {

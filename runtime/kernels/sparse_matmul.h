@@ -50,6 +50,16 @@ inline void bitmask_sparse_matvec_scalar(const BitmaskSparseView& w, const float
 // twin's math runs (correct, not fast): the runtime takes these only where
 // sparse_q16_native() is true. Layout details: sparse_q16-inl.h.
 bool sparse_q16_native();
+
+// How the bitmask Q16 rows spread their stored values to columns: the
+// vpexpandb instruction, or permutes and popcounts. The same sums either
+// way; which is faster depends on the CPU (Intel runs vpexpandb in about 2
+// cycles, AMD's Zen 4/5 in about 15), so Auto takes the instruction on
+// Intel CPUs only. Tests force each.
+enum class ByteExpand { Auto, Instruction, Permutes };
+void set_bitmask_byte_expand(ByteExpand method);
+bool bitmask_expand_instruction();  // the method Auto (or the forced one) resolves to
+
 bool sparse_q16_applies(const NmSparseScheme& s, int64_t cols);
 bool sparse_q16_applies(const QuantScheme& bitmask_scheme, int64_t cols);
 void nm_sparse_matmul_q16(const NmSparseView& w, const float* x, int64_t tokens, float* y, int64_t y_stride);
@@ -73,6 +83,10 @@ struct SparseQ16Activations {
     int64_t blocks = 0;               // per token
     std::vector<int16_t> q;           // tokens x padded_cols
     std::vector<float> block_scales;  // tokens x blocks, + 16 floats of padding
+    // With byte_split (the bitmask kernels' byte dot products), q's levels
+    // as two unsigned bytes each, tokens x padded_cols, column order:
+    // low = q & 255, high = (q >> 8) + 128, so q = 256 * high + low - 32768.
+    std::vector<uint8_t> low_bytes, high_bytes;
 };
 // Rows the kernels process together; the scratch holds one slot per row.
 inline constexpr int kSparseQ16TileRows = 4;
@@ -81,7 +95,8 @@ struct SparseQ16Scratch {
     float* combined = nullptr;    // tile rows x (groups_per_row + 16): d_g * dx per group of 32
     uint8_t* values = nullptr;    // tile rows x (cols + 64): padded copies of bitmask rows' values
 };
-SparseQ16Activations prepare_sparse_q16(const float* x, int64_t tokens, int64_t cols, int64_t block);
+SparseQ16Activations prepare_sparse_q16(const float* x, int64_t tokens, int64_t cols, int64_t block,
+                                        bool byte_split = false);
 }  // namespace kernels
 
 }  // namespace sparq

@@ -22,8 +22,8 @@
 //
 // Bitmask (int8). Per 64 columns the row's 64 mask bits spread the stored
 // values (contiguous, loaded from a running position) to their columns
-// with one masked vpermb (ExpandBytes), pruned columns 0; two widenings and
-// two vpdpwssd with the dense activations sum them.
+// with one masked vpermb (ExpandBytes), pruned columns 0; three vpdpbusd
+// with the activations split into bytes sum them (BitmaskChunkSums).
 //
 // Sums are exact int32 per activation block (|level| <= 127, 256 columns
 // at most: below 2^31), then y = sum_s d_g(s) dx_s I_s in float, as the
@@ -134,53 +134,81 @@ HWY_INLINE __m512i Nm24ChunkSums(const uint8_t* HWY_RESTRICT values, const uint8
     return PairwiseMulAdd(Vec<DW32>{acc}, Vec<DW16>{Nm24Levels<kBits>(values, ch)}, Vec<DW16>{x}).raw;
 }
 
-// What vpexpandb does (the 64 bytes at `values` spread to the lanes whose
-// bit is set, the others 0) without it: AMD's Zen 4/5 take about 15 cycles
-// for one zmm vpexpandb, these eight simple ops about 5 (one thread, cached
-// data: 1.6 against 4.3-4.8 ns per 64 columns). Lane j reads value
+// The 64 bytes at `values` spread to the lanes whose bit is set, the
+// others 0: vpexpandb, or (kExpandInstruction false) the same without it.
+// AMD's Zen 4/5 take about 15 cycles for one zmm vpexpandb, the simple ops
+// below about 5 (one thread, cached data: 1.6 against 4.3-4.8 ns per 64
+// columns); Intel's Sapphire Rapids runs vpexpandb in about 2 and the ops
+// below in about 6 (1.67 against 2.43 ns per 64 columns with the three
+// products of BitmaskChunkSums). The caller picks (SparseCall). Lane j reads value
 // number popcount(bits below j) = the set bits below j in its own mask byte
 // (vpopcntb of the byte AND (1 << j % 8) - 1) + the set bits of the bytes
 // before it (vpopcntq of the mask AND the bytes below its qword, moved to
 // the byte lanes by vpermb); one masked vpermb then gathers the values.
-HWY_INLINE __m512i ExpandBytes(uint64_t bits, const uint8_t* HWY_RESTRICT values) {
-    const __m512i mask = _mm512_set1_epi64(static_cast<long long>(bits));
+// The mask is broadcast and moved to the k register straight from memory:
+// from a general register each would take a slot on the shuffle port,
+// which the vpermbs already keep busy.
+template <bool kExpandInstruction>
+HWY_INLINE __m512i ExpandBytes(const uint8_t* HWY_RESTRICT mask_bytes, const uint8_t* HWY_RESTRICT values) {
+    if constexpr (kExpandInstruction) {
+        __mmask64 kept;
+        asm("kmovq %1, %0" : "=k"(kept) : "m"(*reinterpret_cast<const uint64_t*>(mask_bytes)));
+        return _mm512_maskz_expand_epi8(kept, _mm512_loadu_si512(values));
+    }
+    // Inline assembly keeps GCC from loading the mask once into a general
+    // register and moving it from there (vpbroadcastq / kmovq from r64).
+    __m512i mask;
+    __mmask64 kept;
+    asm("vpbroadcastq %1, %0" : "=v"(mask) : "m"(*reinterpret_cast<const uint64_t*>(mask_bytes)));
+    asm("kmovq %1, %0" : "=k"(kept) : "m"(*reinterpret_cast<const uint64_t*>(mask_bytes)));
     const __m512i own_byte = _mm512_permutexvar_epi8(_mm512_load_si512(kQ16Tables.mask_byte_of_lane), mask);
     const __m512i within = _mm512_popcnt_epi8(_mm512_and_si512(own_byte, _mm512_load_si512(kQ16Tables.bits_below_in_byte)));
     const __m512i earlier = _mm512_popcnt_epi64(_mm512_and_si512(mask, _mm512_load_si512(kQ16Tables.bytes_below_qword)));
     const __m512i before = _mm512_permutexvar_epi8(_mm512_load_si512(kQ16Tables.qword_count_of_lane), earlier);
-    return _mm512_maskz_permutexvar_epi8(_cvtu64_mask64(bits), _mm512_add_epi8(within, before), _mm512_loadu_si512(values));
+    return _mm512_maskz_permutexvar_epi8(kept, _mm512_add_epi8(within, before), _mm512_loadu_si512(values));
 }
 
-// Integer sums of 64 bitmask columns: the chunk's stored values spread to
-// their columns (ExpandBytes, pruned columns 0: symmetric rows store levels
-// as two's-complement bytes), widened, and multiplied with the dense
-// activations.
-// acc_lo, acc_hi: the sums of the chunk's first and second 32 columns
-// (the same register where one scale covers both).
+// Running byte dot products of bitmask chunks, per int32 lane (4 columns):
+// sum w * low, sum w * (high + 128) and 128 * sum w, from which
+// BitmaskLevelSums gives sum w * q exactly.
+// (No member initializers: the implicit constructor would lack the target
+// attributes the intrinsics need.)
+struct BitmaskSums {
+    __m512i low, high, weight;
+};
+HWY_INLINE BitmaskSums ZeroBitmaskSums() {
+    return {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512()};
+}
+
+// One chunk of 64 bitmask columns: the stored values spread to their
+// columns (ExpandBytes, pruned columns 0; symmetric rows store levels as
+// two's-complement bytes) meet the activations' two bytes in vpdpbusd,
+// which multiplies unsigned by signed bytes: hence the high byte's offset
+// of 128, taken back out with a third product against 128s. Three
+// products on the multiply port cost less than widening the levels to
+// int16 (two vpmovsxbw and an extract on the shuffle port, which the
+// expand saturates).
+template <bool kExpandInstruction>
 HWY_INLINE void BitmaskChunkSums(const uint8_t* HWY_RESTRICT values, const uint8_t* HWY_RESTRICT mask,
-                                 const int16_t* HWY_RESTRICT xq, int64_t ch, int64_t& pos, __m512i& acc_lo,
-                                 __m512i& acc_hi) {
+                                 const uint8_t* HWY_RESTRICT low, const uint8_t* HWY_RESTRICT high, int64_t ch,
+                                 int64_t& pos, BitmaskSums& s) {
+    using hn::Vec;
+    const DW32 d;
+    const hn::Repartition<uint8_t, DW32> d8;
+    const Vec<DW32> levels{ExpandBytes<kExpandInstruction>(mask + 8 * ch, values + pos)};
     uint64_t bits;
     std::memcpy(&bits, mask + 8 * ch, 8);
-    const __m512i levels = ExpandBytes(bits, values + pos);
     pos += std::popcount(bits);
-    using hn::Vec;
-    const __m512i lo = _mm512_cvtepi8_epi16(_mm512_castsi512_si256(levels));
-    const __m512i hi = _mm512_cvtepi8_epi16(_mm512_extracti64x4_epi64(levels, 1));
-    acc_lo = PairwiseMulAdd(Vec<DW32>{acc_lo}, Vec<DW16>{lo}, Vec<DW16>{hn::LoadU(DW16(), xq + 64 * ch)}).raw;
-    acc_hi = PairwiseMulAdd(Vec<DW32>{acc_hi}, Vec<DW16>{hi}, Vec<DW16>{hn::LoadU(DW16(), xq + 64 * ch + 32)}).raw;
+    s.low = ByteMulAdd(Vec<DW32>{s.low}, hn::BitCast(d, hn::LoadU(d8, low + 64 * ch)), levels).raw;
+    s.high = ByteMulAdd(Vec<DW32>{s.high}, hn::BitCast(d, hn::LoadU(d8, high + 64 * ch)), levels).raw;
+    s.weight = ByteMulAdd(Vec<DW32>{s.weight}, hn::Set(d, static_cast<int32_t>(0x80808080u)), levels).raw;
 }
 
-// Integer sums of 64 columns (one 2:4 chunk or one bitmask chunk).
-template <int kBits, bool kNm>
-HWY_INLINE __m512i ChunkSumsQ16(const uint8_t* HWY_RESTRICT values, const uint8_t* HWY_RESTRICT meta,
-                                const int16_t* HWY_RESTRICT xq, int64_t ch, int64_t& pos, __m512i acc) {
-    if constexpr (kNm) {
-        return Nm24ChunkSums<kBits>(values, meta, xq, ch, acc);
-    } else {
-        BitmaskChunkSums(values, meta, xq, ch, pos, acc, acc);
-        return acc;
-    }
+// sum w * q = 256 * (sum w (high + 128) - 128 sum w) + sum w low, in int32:
+// the true sum fits (|w| <= 127, |q| <= 32767, 256 columns at most), so
+// any wrap of the shifted intermediate cancels.
+HWY_INLINE __m512i BitmaskLevelSums(const BitmaskSums& s) {
+    return _mm512_add_epi32(_mm512_slli_epi32(_mm512_sub_epi32(s.high, s.weight), 8), s.low);
 }
 
 // Rows go through the kernels kQ16TileRows at a time: the tile's rows
@@ -198,10 +226,13 @@ struct Q16RowPlanes {
 };
 
 // kRows rows times token t into out[0 .. kRows).
-template <int kBits, bool kNm, int kRows>
+template <int kBits, bool kNm, bool kExpandInstruction, int kRows>
 HWY_INLINE void Q16Tile(const SparseCall& c, const SparseQ16Activations& a, int64_t t,
                         const Q16RowPlanes* HWY_RESTRICT rows, float* HWY_RESTRICT out) {
     const int16_t* HWY_RESTRICT xq = a.q.data() + t * a.padded_cols;
+    // The bitmask kernels' byte-split levels (empty for 2:4).
+    const uint8_t* HWY_RESTRICT low = kNm ? nullptr : a.low_bytes.data() + t * a.padded_cols;
+    const uint8_t* HWY_RESTRICT high = kNm ? nullptr : a.high_bytes.data() + t * a.padded_cols;
     const float* HWY_RESTRICT dx = a.block_scales.data() + t * a.blocks;
     const int64_t chunks = c.cols / 64;
     __m512 acc[kRows];
@@ -233,13 +264,15 @@ HWY_INLINE void Q16Tile(const SparseCall& c, const SparseQ16Activations& a, int6
                 }
             }
         } else {
+            // int32 lane k sums columns 4k..4k+3: lanes 0-7 the first block.
+            const __m512i halves = _mm512_load_si512(kQ16Tables.half_of_lane_int8);
             for (int64_t ch = 0; ch < chunks; ++ch) {
 #pragma GCC unroll 4
                 for (int i = 0; i < kRows; ++i) {
-                    __m512i lo = _mm512_setzero_si512(), hi = _mm512_setzero_si512();
-                    BitmaskChunkSums(rows[i].values, rows[i].meta, xq, ch, pos[i], lo, hi);
-                    acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(lo), _mm512_set1_ps(rows[i].combined[2 * ch]), acc[i]);
-                    acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(hi), _mm512_set1_ps(rows[i].combined[2 * ch + 1]), acc[i]);
+                    BitmaskSums sums = ZeroBitmaskSums();
+                    BitmaskChunkSums<kExpandInstruction>(rows[i].values, rows[i].meta, low, high, ch, pos[i], sums);
+                    const __m512 scale = _mm512_permutexvar_ps(halves, _mm512_loadu_ps(rows[i].combined + 2 * ch));
+                    acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(BitmaskLevelSums(sums)), scale, acc[i]);
                 }
             }
         }
@@ -252,12 +285,25 @@ HWY_INLINE void Q16Tile(const SparseCall& c, const SparseQ16Activations& a, int6
         for (int64_t s = 0; s < a.blocks; ++s) {
             const int64_t end = std::min(chunks, (s + 1) * per_block);
             __m512i isum[kRows];
+            if constexpr (kNm) {
 #pragma GCC unroll 4
-            for (int i = 0; i < kRows; ++i) isum[i] = _mm512_setzero_si512();
-            for (int64_t ch = s * per_block; ch < end; ++ch) {
+                for (int i = 0; i < kRows; ++i) isum[i] = _mm512_setzero_si512();
+                for (int64_t ch = s * per_block; ch < end; ++ch) {
 #pragma GCC unroll 4
-                for (int i = 0; i < kRows; ++i)
-                    isum[i] = ChunkSumsQ16<kBits, kNm>(rows[i].values, rows[i].meta, xq, ch, pos[i], isum[i]);
+                    for (int i = 0; i < kRows; ++i)
+                        isum[i] = Nm24ChunkSums<kBits>(rows[i].values, rows[i].meta, xq, ch, isum[i]);
+                }
+            } else {
+                BitmaskSums sums[kRows];
+#pragma GCC unroll 4
+                for (int i = 0; i < kRows; ++i) sums[i] = ZeroBitmaskSums();
+                for (int64_t ch = s * per_block; ch < end; ++ch) {
+#pragma GCC unroll 4
+                    for (int i = 0; i < kRows; ++i)
+                        BitmaskChunkSums<kExpandInstruction>(rows[i].values, rows[i].meta, low, high, ch, pos[i], sums[i]);
+                }
+#pragma GCC unroll 4
+                for (int i = 0; i < kRows; ++i) isum[i] = BitmaskLevelSums(sums[i]);
             }
 #pragma GCC unroll 4
             for (int i = 0; i < kRows; ++i) {
@@ -320,7 +366,7 @@ HWY_INLINE Q16RowPlanes Q16Planes(const SparseCall& c, int64_t r, int i, int64_t
     return p;
 }
 
-template <int kBits, bool kNm>
+template <int kBits, bool kNm, bool kExpandInstruction = false>
 HWY_NOINLINE void Q16Rows(const SparseCall& c, const SparseQ16Activations& a, int64_t r0, int64_t r1,
                           const SparseQ16Scratch& s) {
     int64_t row_bytes = 2 * c.groups_per_row;
@@ -336,14 +382,14 @@ HWY_NOINLINE void Q16Rows(const SparseCall& c, const SparseQ16Activations& a, in
     for (; r + kQ16TileRows <= r1; r += kQ16TileRows) {
         for (int i = 0; i < kQ16TileRows; ++i) planes[i] = Q16Planes<kNm>(c, r + i, i, ahead, s);
         for (int64_t t = 0; t < a.tokens; ++t) {
-            Q16Tile<kBits, kNm, kQ16TileRows>(c, a, t, planes, out);
+            Q16Tile<kBits, kNm, kExpandInstruction, kQ16TileRows>(c, a, t, planes, out);
             for (int i = 0; i < kQ16TileRows; ++i) c.y[t * c.y_stride + r + i] = out[i];
         }
     }
     for (; r < r1; ++r) {
         planes[0] = Q16Planes<kNm>(c, r, 0, ahead, s);
         for (int64_t t = 0; t < a.tokens; ++t) {
-            Q16Tile<kBits, kNm, 1>(c, a, t, planes, out);
+            Q16Tile<kBits, kNm, kExpandInstruction, 1>(c, a, t, planes, out);
             c.y[t * c.y_stride + r] = out[0];
         }
     }
@@ -352,7 +398,7 @@ HWY_NOINLINE void Q16Rows(const SparseCall& c, const SparseQ16Activations& a, in
 HWY_NOINLINE void SparseRowsQ16(const SparseCall& c, const SparseQ16Activations& a, int64_t r0, int64_t r1,
                                 const SparseQ16Scratch& s) {
     if (c.is_nm) return c.quant.bits == 8 ? Q16Rows<8, true>(c, a, r0, r1, s) : Q16Rows<4, true>(c, a, r0, r1, s);
-    return Q16Rows<8, false>(c, a, r0, r1, s);
+    return c.expand_instruction ? Q16Rows<8, false, true>(c, a, r0, r1, s) : Q16Rows<8, false, false>(c, a, r0, r1, s);
 }
 #else
 inline bool SparseQ16Native() { return false; }

@@ -299,6 +299,27 @@ void expect_q16_matches(const View& w, const std::vector<float>& x, int64_t toke
     }
 }
 
+// Forces one way of spreading bitmask values (vpexpandb or permutes) for
+// its lifetime; the kernels must give the same sums either way.
+class ForcedByteExpand {
+public:
+    explicit ForcedByteExpand(ByteExpand method) { set_bitmask_byte_expand(method); }
+    ~ForcedByteExpand() { set_bitmask_byte_expand(ByteExpand::Auto); }
+    ForcedByteExpand(const ForcedByteExpand&) = delete;
+    ForcedByteExpand& operator=(const ForcedByteExpand&) = delete;
+};
+constexpr ByteExpand kByteExpands[] = {ByteExpand::Instruction, ByteExpand::Permutes};
+const char* expand_name(ByteExpand m) { return m == ByteExpand::Instruction ? " (vpexpandb)" : " (permutes)"; }
+
+void expect_bitmask_q16_matches(const BitmaskSparseView& w, const std::vector<float>& x, int64_t tokens,
+                                const std::string& what) {
+    for (ByteExpand m : kByteExpands) {
+        ForcedByteExpand forced(m);
+        expect_q16_matches(w, x, tokens, bitmask_sparse_matmul_q16, bitmask_sparse_matmul_q16_scalar,
+                           bitmask_sparse_matmul_scalar, what + expand_name(m));
+    }
+}
+
 TEST_P(SparseKernels, Q16MatchesTwin) {
     // Asymmetric, 3- and 2-bit schemes and odd widths take the FP32
     // kernels (checked here once; their own tests are above).
@@ -325,9 +346,7 @@ TEST_P(SparseKernels, Q16MatchesTwin) {
                         const PackedTensor bm_dense = quantize(
                             randomly_pruned(rows, cols, sparsity, static_cast<uint32_t>(rows * 5 + cols)), rows, cols, s);
                         const BitmaskSparseTensor bm = pack_bitmask_sparse(bm_dense.view());
-                        expect_q16_matches(bm.view(), x, tokens, bitmask_sparse_matmul_q16,
-                                           bitmask_sparse_matmul_q16_scalar, bitmask_sparse_matmul_scalar,
-                                           "bitmask " + what.str());
+                        expect_bitmask_q16_matches(bm.view(), x, tokens, "bitmask " + what.str());
                         if (HasFatalFailure()) return;
                     }
                 }
@@ -358,16 +377,14 @@ TEST_P(SparseKernels, Q16EdgeInputs) {
         expect_q16_matches(nm.view(), x, 2, nm_sparse_matmul_q16, nm_sparse_matmul_q16_scalar, nm_sparse_matmul_scalar,
                            "nm edge " + s.name());
         if (s.bits == 8) {
-            expect_q16_matches(bm.view(), x, 2, bitmask_sparse_matmul_q16, bitmask_sparse_matmul_q16_scalar,
-                               bitmask_sparse_matmul_scalar, "bitmask edge " + s.name());
+            expect_bitmask_q16_matches(bm.view(), x, 2, "bitmask edge " + s.name());
         }
         for (float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
             auto xb = x;
             xb[cols + 70] = bad;
             expect_q16_matches(nm.view(), xb, 2, nm_sparse_matmul_q16, nm_sparse_matmul_q16_scalar,
                                nm_sparse_matmul_scalar, "nm non-finite " + s.name());
-            expect_q16_matches(bm.view(), xb, 2, bitmask_sparse_matmul_q16, bitmask_sparse_matmul_q16_scalar,
-                               bitmask_sparse_matmul_scalar, "bitmask non-finite " + s.name());
+            expect_bitmask_q16_matches(bm.view(), xb, 2, "bitmask non-finite " + s.name());
         }
     }
 }
@@ -392,6 +409,33 @@ TEST_P(SparseKernels, Q16BitIdenticalForAnyThreadCount) {
         }
         EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float))) << s.name();
         EXPECT_EQ(0, std::memcmp(c.data(), d.data(), c.size() * sizeof(float))) << s.name();
+    }
+}
+
+// Both ways of spreading the values give the same integer sums, hence the
+// same bits, on random masks of every density and with all-kept and
+// all-pruned chunks.
+TEST_P(SparseKernels, Q16BitmaskExpandMethodsAgreeBitForBit) {
+    const int64_t rows = 37, cols = 1024;
+    for (const QuantScheme& s : {QuantScheme{8, 0, true}, QuantScheme{8, 32, true}, QuantScheme{8, 256, true}}) {
+        for (double sparsity : {0.0, 0.3, 0.5, 0.75, 0.97}) {
+            auto u = randomly_pruned(rows, cols, sparsity, 21);
+            for (int64_t c = 0; c < 64; ++c) u[c] = 0.0f;                   // an all-pruned chunk
+            for (int64_t c = 64; c < 128; ++c) u[cols + c] = 0.25f;         // an all-kept chunk
+            const BitmaskSparseTensor bm = pack_bitmask_sparse(quantize(u, rows, cols, s).view());
+            const auto x = normal_values(static_cast<size_t>(3 * cols), 22);
+            std::vector<float> by_instruction(static_cast<size_t>(3 * rows)), by_permutes(by_instruction.size());
+            {
+                ForcedByteExpand forced(ByteExpand::Instruction);
+                bitmask_sparse_matmul_q16(bm.view(), x.data(), 3, by_instruction.data(), rows);
+            }
+            {
+                ForcedByteExpand forced(ByteExpand::Permutes);
+                bitmask_sparse_matmul_q16(bm.view(), x.data(), 3, by_permutes.data(), rows);
+            }
+            EXPECT_EQ(0, std::memcmp(by_instruction.data(), by_permutes.data(), by_instruction.size() * sizeof(float)))
+                << s.name() << " sparsity " << sparsity;
+        }
     }
 }
 
