@@ -18,7 +18,7 @@
 // lanes 0-7 are the chunk's first 32 columns, 8-15 the second. int4's lanes
 // take the kept values of qword (lane / 2) % 2 of the broadcast: lanes
 // {0,1,4,5,8,9,12,13} are the first 32 columns. Groups of 32 put each
-// lane's scale in place with one permutation (Q16Tables::half_of_lane_*).
+// lane's scale in place with one blend (BlockScales).
 //
 // Bitmask (int8). Per 64 columns the row's 64 mask bits spread the stored
 // values (contiguous, loaded from a running position) to their columns
@@ -61,8 +61,6 @@ struct Q16Tables {
     alignas(64) uint16_t base_int8[32];          // 4 * (k / 2)
     alignas(64) uint16_t base_int4[32];
     alignas(64) uint8_t value_control_int4[64];  // high byte of word L: nibble of kept_int4(L) at its top
-    alignas(64) int32_t half_of_lane_int8[16];   // which 32 columns an int32 lane sums
-    alignas(64) int32_t half_of_lane_int4[16];
     alignas(64) uint8_t mask_byte_of_lane[64];   // ExpandBytes: j / 8
     alignas(64) uint8_t bits_below_in_byte[64];  // (1 << j % 8) - 1
     alignas(64) uint8_t qword_count_of_lane[64]; // 8 * (j / 8): byte 0 of qword j / 8
@@ -85,10 +83,6 @@ constexpr Q16Tables MakeQ16Tables() {
         // byte's top half (offsets wrap within the qword).
         t.value_control_int4[2 * lane + 1] = static_cast<uint8_t>((4 * (k4 % 16) + 60) % 64);
     }
-    for (int j = 0; j < 16; ++j) {
-        t.half_of_lane_int8[j] = j / 8;
-        t.half_of_lane_int4[j] = (j / 2) % 2;
-    }
     for (int j = 0; j < 64; ++j) {
         t.mask_byte_of_lane[j] = static_cast<uint8_t>(j / 8);
         t.bits_below_in_byte[j] = static_cast<uint8_t>((1u << (j % 8)) - 1);
@@ -105,9 +99,11 @@ HWY_INLINE __m512i GatherNm24Activations(const uint8_t* HWY_RESTRICT indices, co
                                          int64_t ch) {
     const __m512i control = _mm512_load_si512(kBits == 8 ? kQ16Tables.index_control_int8 : kQ16Tables.index_control_int4);
     const __m512i base = _mm512_load_si512(kBits == 8 ? kQ16Tables.base_int8 : kQ16Tables.base_int4);
-    uint64_t fields;
-    std::memcpy(&fields, indices + 8 * ch, 8);
-    const __m512i shifted = _mm512_multishift_epi64_epi8(control, _mm512_set1_epi64(static_cast<long long>(fields)));
+    // Broadcast straight from memory (inline assembly: GCC would go through
+    // a general register, a slot on the shuffle port this gather needs).
+    __m512i fields;
+    asm("vpbroadcastq %1, %0" : "=v"(fields) : "m"(*reinterpret_cast<const uint64_t*>(indices + 8 * ch)));
+    const __m512i shifted = _mm512_multishift_epi64_epi8(control, fields);
     // (shifted & 3) | base: 0xEA is A & B | C for A, B, C = shifted, 3, base.
     const __m512i idx = _mm512_ternarylogic_epi32(shifted, _mm512_set1_epi16(3), base, 0xEA);
     return _mm512_permutex2var_epi16(_mm512_loadu_si512(xq + 64 * ch), idx, _mm512_loadu_si512(xq + 64 * ch + 32));
@@ -211,6 +207,18 @@ HWY_INLINE __m512i BitmaskLevelSums(const BitmaskSums& s) {
     return _mm512_add_epi32(_mm512_slli_epi32(_mm512_sub_epi32(s.high, s.weight), 8), s.low);
 }
 
+// Groups of 32 columns: each int32 lane of a chunk's sums lies in one of
+// its two blocks. The lanes of the second block (int8: lanes 8-15, int4:
+// lanes {2,3,6,7,10,11,14,15}, see the top of this file), and the
+// per-lane scales from the two block scales at `pair`: two broadcasts
+// from memory and a blend (a lane permutation would take the shuffle port,
+// which the gathers and the expand keep busy).
+inline constexpr __mmask16 kSecondBlockLanesInt8 = 0xFF00;
+inline constexpr __mmask16 kSecondBlockLanesInt4 = 0xCCCC;
+HWY_INLINE __m512 BlockScales(const float* HWY_RESTRICT pair, __mmask16 second) {
+    return _mm512_mask_blend_ps(second, _mm512_set1_ps(pair[0]), _mm512_set1_ps(pair[1]));
+}
+
 // Rows go through the kernels kQ16TileRows at a time: the tile's rows
 // share the activation loads and, being independent, keep more work in
 // flight than one row's chains (and the per-row steps, scales and the
@@ -253,26 +261,23 @@ HWY_INLINE void Q16Tile(const SparseCall& c, const SparseQ16Activations& a, int6
             }
         }
         if constexpr (kNm) {
-            const __m512i halves =
-                _mm512_load_si512(kBits == 4 ? kQ16Tables.half_of_lane_int4 : kQ16Tables.half_of_lane_int8);
+            const __mmask16 second = kBits == 4 ? kSecondBlockLanesInt4 : kSecondBlockLanesInt8;
             for (int64_t ch = 0; ch < chunks; ++ch) {
 #pragma GCC unroll 4
                 for (int i = 0; i < kRows; ++i) {
                     const __m512i sums = Nm24ChunkSums<kBits>(rows[i].values, rows[i].meta, xq, ch, _mm512_setzero_si512());
-                    const __m512 scale = _mm512_permutexvar_ps(halves, _mm512_loadu_ps(rows[i].combined + 2 * ch));
-                    acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), scale, acc[i]);
+                    acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), BlockScales(rows[i].combined + 2 * ch, second), acc[i]);
                 }
             }
         } else {
             // int32 lane k sums columns 4k..4k+3: lanes 0-7 the first block.
-            const __m512i halves = _mm512_load_si512(kQ16Tables.half_of_lane_int8);
             for (int64_t ch = 0; ch < chunks; ++ch) {
 #pragma GCC unroll 4
                 for (int i = 0; i < kRows; ++i) {
                     BitmaskSums sums = ZeroBitmaskSums();
                     BitmaskChunkSums<kExpandInstruction>(rows[i].values, rows[i].meta, low, high, ch, pos[i], sums);
-                    const __m512 scale = _mm512_permutexvar_ps(halves, _mm512_loadu_ps(rows[i].combined + 2 * ch));
-                    acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(BitmaskLevelSums(sums)), scale, acc[i]);
+                    acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(BitmaskLevelSums(sums)),
+                                             BlockScales(rows[i].combined + 2 * ch, kSecondBlockLanesInt8), acc[i]);
                 }
             }
         }
