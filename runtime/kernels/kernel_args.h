@@ -246,7 +246,7 @@ struct SparseCall {
     // Whether the SIMD fast path applies (2:4 or bitmask, 8 or 4 bits,
     // large enough groups); otherwise rows are decoded to floats.
     bool fast = false;
-    // Bitmask Q16 rows: spread values with vpexpandb (bitmask_byte_expand).
+    // Bitmask Q16 rows: spread values with vpexpandb (bitmask_expand_instruction()).
     bool expand_instruction = false;
     PreparedActivations x;
     float* y = nullptr;
