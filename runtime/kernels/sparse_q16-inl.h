@@ -130,14 +130,6 @@ HWY_INLINE __m512i Nm24ChunkSums(const uint8_t* HWY_RESTRICT values, const uint8
     return PairwiseMulAdd(Vec<DW32>{acc}, Vec<DW16>{Nm24Levels<kBits>(values, ch)}, Vec<DW16>{x}).raw;
 }
 
-// The same sums of one chunk alone (vpmaddwd: no zeroed accumulator to
-// move in first).
-template <int kBits>
-HWY_INLINE __m512i Nm24ChunkSumsAlone(const uint8_t* HWY_RESTRICT values, const uint8_t* HWY_RESTRICT indices,
-                                      const int16_t* HWY_RESTRICT xq, int64_t ch) {
-    return _mm512_madd_epi16(Nm24Levels<kBits>(values, ch), GatherNm24Activations<kBits>(indices, xq, ch));
-}
-
 // The 64 bytes at `values` spread to the lanes whose bit is set, the
 // others 0: vpexpandb, or (kExpandInstruction false) the same without it.
 // AMD's Zen 4/5 take about 15 cycles for one zmm vpexpandb, the simple ops
@@ -273,7 +265,7 @@ HWY_INLINE void Q16Tile(const SparseCall& c, const SparseQ16Activations& a, int6
             for (int64_t ch = 0; ch < chunks; ++ch) {
 #pragma GCC unroll 4
                 for (int i = 0; i < kRows; ++i) {
-                    const __m512i sums = Nm24ChunkSumsAlone<kBits>(rows[i].values, rows[i].meta, xq, ch);
+                    const __m512i sums = Nm24ChunkSums<kBits>(rows[i].values, rows[i].meta, xq, ch, _mm512_setzero_si512());
                     acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), BlockScales(rows[i].combined + 2 * ch, second), acc[i]);
                 }
             }
