@@ -126,8 +126,8 @@ HWY_NOINLINE void DenseRowsByDot(const DenseCall& c, int64_t r0, int64_t r1, con
                 // 29-36 with 4-row tiles), and with a software prefetch
                 // kPrefetchBytes ahead: on an Intel Sapphire Rapids host
                 // the hardware prefetcher alone left int8 rows at 0.55 of
-                // the probe (1B synth decode 15.5-15.8 tokens/s against
-                // 20.5 with the prefetch, alternating runs).
+                // the probe (1B synth decode 15.5-17.0 tokens/s against
+                // 19.4-21.6 with the prefetch, alternating runs).
                 c.y[r] = RowDotWide(c.w, row, x, zeros, combined);
                 continue;
             }

@@ -22,7 +22,7 @@
 //
 // Bitmask (int8). Per 64 columns the row's 64 mask bits spread the stored
 // values (contiguous, loaded from a running position) to their columns
-// with one masked vpermb (ExpandBytes), pruned columns 0; three vpdpbusd
+// with vpexpandb or one masked vpermb (ExpandBytes), pruned columns 0; three vpdpbusd
 // with the activations split into bytes sum them (BitmaskChunkSums).
 //
 // Sums are exact int32 per activation block (|level| <= 127, 256 columns
