@@ -90,26 +90,28 @@ HWY_NOINLINE void DenseRowsByDot(const DenseCall& c, int64_t r0, int64_t r1, con
             float* combined_slots[kWideTileRows];
             for (int i = 0; i < kWideTileRows; ++i) combined_slots[i] = s.weight_tile + (kWideTileRows + i) * slot;
             float out[kWideTileRows] = {};
+            const int64_t tile_distance = DenseRowsAheadDistance(c.w, kWideTileRows);
             for (; r + kWideTileRows <= r1; r += kWideTileRows) {
                 const DenseRow<kBits, true> rows[kWideTileRows] = {
                     DenseRow<kBits, true>(c.w, r, s.weight_tile, pad),
                     DenseRow<kBits, true>(c.w, r + 1, s.weight_tile + slot, pad),
                     DenseRow<kBits, true>(c.w, r + 2, s.weight_tile + 2 * slot, pad),
                     DenseRow<kBits, true>(c.w, r + 3, s.weight_tile + 3 * slot, pad)};
-                for (int i = 0; i < kWideTileRows; ++i) PrefetchRowAhead(c.w, r + i);
-                RowsDotWideSym<kBits, kWideTileRows>(c.w, rows, x, combined_slots, out);
+                const PrefetchSlices ahead = DenseRowsAhead(c.w, r + tile_distance, kWideTileRows, x.act_blocks);
+                RowsDotWideSym<kBits, kWideTileRows>(c.w, rows, x, combined_slots, out, &ahead);
                 for (int i = 0; i < kWideTileRows; ++i) c.y[r + i] = out[i];
             }
         }
     }
+    const int64_t row_distance = DenseRowsAheadDistance(c.w, 1);
     if constexpr (kSym && kBits == 4) {
         if (x.quad_bytes) {
             // Byte-split activations only (no pair order): the tile's leftover rows one at a time.
             for (; r < r1; ++r) {
                 const DenseRow<kBits, true> row(c.w, r, s.row_scales, pad);
                 float* combined_one[1] = {combined};
-                PrefetchRowAhead(c.w, r);
-                RowsDotWideSym<kBits, 1>(c.w, &row, x, combined_one, c.y + r);
+                const PrefetchSlices ahead = DenseRowsAhead(c.w, r + row_distance, 1, x.act_blocks);
+                RowsDotWideSym<kBits, 1>(c.w, &row, x, combined_one, c.y + r, &ahead);
             }
             return;
         }
@@ -123,12 +125,13 @@ HWY_NOINLINE void DenseRowsByDot(const DenseCall& c, int64_t r0, int64_t r1, con
             if (x.wide) {
                 // Rows go one at a time, each chunk one sequential stream
                 // (kernels_bench, 2 threads, an AMD host: 36-46 GB/s against
-                // 29-36 with 4-row tiles), and with a software prefetch
-                // kPrefetchBytes ahead: on an Intel Sapphire Rapids host
-                // the hardware prefetcher alone left int8 rows at 0.55 of
-                // the probe (1B synth decode 15.5-17.0 tokens/s against
-                // 19.4-21.6 with the prefetch, alternating runs).
-                c.y[r] = RowDotWide(c.w, row, x, zeros, combined);
+                // 29-36 with 4-row tiles), and fetch the row kPrefetchBytes
+                // ahead a slice per segment: on an Intel Sapphire Rapids
+                // host the hardware prefetcher alone left int8 rows at 0.55
+                // of the probe, whole-row prefetches at 0.56-0.65, slices at
+                // 0.75-0.82 (1B synth decode, docs/results.md).
+                const PrefetchSlices ahead = DenseRowsAhead(c.w, r + row_distance, 1, x.act_blocks);
+                c.y[r] = RowDotWide(c.w, row, x, zeros, combined, &ahead);
                 continue;
             }
         }

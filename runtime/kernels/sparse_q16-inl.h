@@ -44,6 +44,7 @@
 
 #include "runtime/kernels/kernel_args.h"
 #include "runtime/kernels/kernel_common-inl.h"
+#include "runtime/kernels/prefetch_slices.h"
 #include "runtime/kernels/sparse_matmul.h"
 #include "runtime/kernels/wide_rows-inl.h"
 
@@ -233,10 +234,12 @@ struct Q16RowPlanes {
     float* combined = nullptr;      // room for groups + 16 floats
 };
 
-// kRows rows times token t into out[0 .. kRows).
+// kRows rows times token t into out[0 .. kRows), fetching a slice of
+// `ahead` (the rows further on; may be null) per chunk.
 template <int kBits, bool kNm, bool kExpandInstruction, int kRows>
 HWY_INLINE void Q16Tile(const SparseCall& c, const SparseQ16Activations& a, int64_t t,
-                        const Q16RowPlanes* HWY_RESTRICT rows, float* HWY_RESTRICT out) {
+                        const Q16RowPlanes* HWY_RESTRICT rows, float* HWY_RESTRICT out,
+                        const PrefetchSlices* ahead) {
     const int16_t* HWY_RESTRICT xq = a.q.data() + t * a.padded_cols;
     // The bitmask kernels' byte-split levels (empty for 2:4).
     const uint8_t* HWY_RESTRICT low = kNm ? nullptr : a.low_bytes.data() + t * a.padded_cols;
@@ -263,6 +266,7 @@ HWY_INLINE void Q16Tile(const SparseCall& c, const SparseQ16Activations& a, int6
         if constexpr (kNm) {
             const __mmask16 second = kBits == 4 ? kSecondBlockLanesInt4 : kSecondBlockLanesInt8;
             for (int64_t ch = 0; ch < chunks; ++ch) {
+                FetchSlices(ahead, ch, 1);
 #pragma GCC unroll 4
                 for (int i = 0; i < kRows; ++i) {
                     const __m512i sums = Nm24ChunkSums<kBits>(rows[i].values, rows[i].meta, xq, ch, _mm512_setzero_si512());
@@ -272,6 +276,7 @@ HWY_INLINE void Q16Tile(const SparseCall& c, const SparseQ16Activations& a, int6
         } else {
             // int32 lane k sums columns 4k..4k+3: lanes 0-7 the first block.
             for (int64_t ch = 0; ch < chunks; ++ch) {
+                FetchSlices(ahead, ch, 1);
 #pragma GCC unroll 4
                 for (int i = 0; i < kRows; ++i) {
                     BitmaskSums sums = ZeroBitmaskSums();
@@ -289,6 +294,7 @@ HWY_INLINE void Q16Tile(const SparseCall& c, const SparseQ16Activations& a, int6
         const int group_shift = c.groups_per_row == 1 ? 62 : std::countr_zero(static_cast<uint64_t>(c.group_span / a.block));
         for (int64_t s = 0; s < a.blocks; ++s) {
             const int64_t end = std::min(chunks, (s + 1) * per_block);
+            FetchSlices(ahead, s * per_block, end - s * per_block);
             __m512i isum[kRows];
             if constexpr (kNm) {
 #pragma GCC unroll 4
@@ -321,17 +327,9 @@ HWY_INLINE void Q16Tile(const SparseCall& c, const SparseQ16Activations& a, int6
     for (int i = 0; i < kRows; ++i) out[i] = _mm512_reduce_add_ps(acc[i]);
 }
 
-// Fetches a row about 4 KiB ahead (as the dense decode rows do): the loop
-// does enough work per cache line that the hardware prefetcher alone
-// leaves the memory system idle part of the time.
-HWY_INLINE void PrefetchBytes(const uint8_t* p, int64_t n) {
-    for (int64_t i = 0; i < n; i += 64) _mm_prefetch(reinterpret_cast<const char*>(p) + i, _MM_HINT_T0);
-}
-
-// Row r's planes (i: its slot in the tile's scratch), and a prefetch of
-// the row `ahead` rows further on.
+// Row r's planes (i: its slot in the tile's scratch).
 template <bool kNm>
-HWY_INLINE Q16RowPlanes Q16Planes(const SparseCall& c, int64_t r, int i, int64_t ahead, const SparseQ16Scratch& s) {
+HWY_INLINE Q16RowPlanes Q16Planes(const SparseCall& c, int64_t r, int i, const SparseQ16Scratch& s) {
     const uint8_t* scale_base = c.is_nm ? c.nm.scales : c.bitmask.scales;
     const int64_t scale_row_bytes = 2 * c.groups_per_row;
     const int64_t slot = c.groups_per_row + 16;
@@ -339,16 +337,10 @@ HWY_INLINE Q16RowPlanes Q16Planes(const SparseCall& c, int64_t r, int i, int64_t
     p.scales = s.row_scales + i * slot;
     p.combined = s.combined + i * slot;
     ConvertRowScales(scale_base + r * scale_row_bytes, c.groups_per_row, s.row_scales + i * slot);
-    const int64_t far = r + ahead;
     if constexpr (kNm) {
         const NmSparseGeometry& geo = c.nm_geometry;
         p.meta = c.nm.indices + r * geo.index_row_bytes;
         p.values = c.nm.values + r * geo.value_row_bytes;
-        if (far < c.rows) {
-            PrefetchBytes(c.nm.values + far * geo.value_row_bytes, geo.value_row_bytes);
-            PrefetchBytes(c.nm.indices + far * geo.index_row_bytes, geo.index_row_bytes);
-            PrefetchBytes(scale_base + far * scale_row_bytes, scale_row_bytes);
-        }
     } else {
         p.meta = c.bitmask.mask + r * c.bitmask.mask_row_bytes();
         // Chunks load 64 bytes from their first value: rows ending near
@@ -361,40 +353,68 @@ HWY_INLINE Q16RowPlanes Q16Planes(const SparseCall& c, int64_t r, int i, int64_t
             if (end > begin) std::memcpy(copy, p.values, static_cast<size_t>(end - begin));
             p.values = copy;
         }
-        if (far < c.rows) {
-            const uint64_t far_begin = c.bitmask.row_offset(far), far_end = c.bitmask.row_offset(far + 1);
-            PrefetchBytes(c.bitmask.values + far_begin, static_cast<int64_t>(far_end - far_begin));
-            PrefetchBytes(c.bitmask.mask + far * c.bitmask.mask_row_bytes(), c.bitmask.mask_row_bytes());
-            PrefetchBytes(scale_base + far * scale_row_bytes, scale_row_bytes);
-        }
     }
     return p;
+}
+
+// Rows [r, r + n) of every plane, to fetch over a tile's `chunks` steps
+// (nothing past the last row).
+template <bool kNm>
+HWY_INLINE PrefetchSlices Q16RowsAhead(const SparseCall& c, int64_t r, int64_t n, int64_t chunks) {
+    PrefetchSlices slices(chunks);
+    n = std::min(n, c.rows - r);
+    if (n <= 0) return slices;
+    const int64_t scale_row_bytes = 2 * c.groups_per_row;
+    if constexpr (kNm) {
+        const NmSparseGeometry& geo = c.nm_geometry;
+        slices.add(c.nm.values + r * geo.value_row_bytes, n * geo.value_row_bytes);
+        slices.add(c.nm.indices + r * geo.index_row_bytes, n * geo.index_row_bytes);
+        slices.add(c.nm.scales + r * scale_row_bytes, n * scale_row_bytes);
+    } else {
+        const uint64_t begin = c.bitmask.row_offset(r), end = c.bitmask.row_offset(r + n);
+        slices.add(c.bitmask.values + begin, static_cast<int64_t>(end - begin));
+        slices.add(c.bitmask.mask + r * c.bitmask.mask_row_bytes(), n * c.bitmask.mask_row_bytes());
+        slices.add(c.bitmask.scales + r * scale_row_bytes, n * scale_row_bytes);
+    }
+    return slices;
+}
+
+// Rows to fetch ahead of a loop over `rows` rows at a time: about
+// kPrefetchBytes (wide_rows-inl.h) of whole tiles, at least one, a slice per
+// chunk (prefetch_slices.h).
+HWY_INLINE int64_t Q16RowsAheadDistance(const SparseCall& c, int64_t rows) {
+    int64_t row_bytes = 2 * c.groups_per_row;
+    if (c.is_nm) {
+        row_bytes += c.nm_geometry.value_row_bytes + c.nm_geometry.index_row_bytes;
+    } else {
+        row_bytes += c.bitmask.mask_row_bytes() + c.bitmask.row_offset(c.rows) / std::max<int64_t>(c.rows, 1);
+    }
+    const int64_t tile_bytes = rows * std::max<int64_t>(row_bytes, 1);
+    return rows * std::max<int64_t>(1, (kPrefetchBytes + tile_bytes / 2) / tile_bytes);
 }
 
 template <int kBits, bool kNm, bool kExpandInstruction = false>
 HWY_NOINLINE void Q16Rows(const SparseCall& c, const SparseQ16Activations& a, int64_t r0, int64_t r1,
                           const SparseQ16Scratch& s) {
-    int64_t row_bytes = 2 * c.groups_per_row;
-    if constexpr (kNm) {
-        row_bytes += c.nm_geometry.value_row_bytes + c.nm_geometry.index_row_bytes;
-    } else {
-        row_bytes += c.bitmask.mask_row_bytes() * 5;  // about 50% of int8 values
-    }
-    const int64_t ahead = std::max<int64_t>(1, 4096 / std::max<int64_t>(row_bytes, 1));
+    const int64_t chunks = c.cols / 64;
+    const int64_t distance = Q16RowsAheadDistance(c, kQ16TileRows);
     Q16RowPlanes planes[kQ16TileRows];
     float out[kQ16TileRows];
     int64_t r = r0;
     for (; r + kQ16TileRows <= r1; r += kQ16TileRows) {
-        for (int i = 0; i < kQ16TileRows; ++i) planes[i] = Q16Planes<kNm>(c, r + i, i, ahead, s);
+        for (int i = 0; i < kQ16TileRows; ++i) planes[i] = Q16Planes<kNm>(c, r + i, i, s);
+        const PrefetchSlices ahead = Q16RowsAhead<kNm>(c, r + distance, kQ16TileRows, chunks);
         for (int64_t t = 0; t < a.tokens; ++t) {
-            Q16Tile<kBits, kNm, kExpandInstruction, kQ16TileRows>(c, a, t, planes, out);
+            Q16Tile<kBits, kNm, kExpandInstruction, kQ16TileRows>(c, a, t, planes, out, t == 0 ? &ahead : nullptr);
             for (int i = 0; i < kQ16TileRows; ++i) c.y[t * c.y_stride + r + i] = out[i];
         }
     }
+    const int64_t tail_distance = Q16RowsAheadDistance(c, 1);
     for (; r < r1; ++r) {
-        planes[0] = Q16Planes<kNm>(c, r, 0, ahead, s);
+        planes[0] = Q16Planes<kNm>(c, r, 0, s);
+        const PrefetchSlices ahead = Q16RowsAhead<kNm>(c, r + tail_distance, 1, chunks);
         for (int64_t t = 0; t < a.tokens; ++t) {
-            Q16Tile<kBits, kNm, kExpandInstruction, 1>(c, a, t, planes, out);
+            Q16Tile<kBits, kNm, kExpandInstruction, 1>(c, a, t, planes, out, t == 0 ? &ahead : nullptr);
             c.y[t * c.y_stride + r] = out[0];
         }
     }

@@ -39,6 +39,7 @@
 #define SPARQ_RUNTIME_KERNELS_WIDE_ROWS_INL_H_
 #endif
 
+#include "runtime/kernels/prefetch_slices.h"
 #include "runtime/kernels/q8_rows-inl.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -123,22 +124,31 @@ HWY_INLINE hn::Vec<DW32> Int8BlockSums(const uint8_t* HWY_RESTRICT c, const int1
     return PairwiseMulAdd(acc, v, hn::LoadU(d16, xq));
 }
 
-// Decode streams each weight from DRAM once, and the row loop does enough
-// work per cache line that the hardware prefetcher alone leaves the memory
-// system idle part of the time (the bandwidth probe streams about twice as
-// fast): so each row fetches, ahead of use, the codes and scales of the row
-// about kPrefetchBytes further on. 8 KiB rather than 4: on an Intel
-// Sapphire Rapids host, 1B synth decode (2 threads, alternating runs) went
-// int8 per channel 18-19 -> 20.5 tokens/s, int4 g128 31-32 -> 34-35.
+// Decode streams each weight from DRAM once: the row loops fetch the
+// codes, scales and zero points of the rows about kPrefetchBytes further
+// on, a slice per activation segment (prefetch_slices.h). 8 KiB rather than
+// 4: on an Intel Sapphire Rapids host, 1B synth decode (2 threads,
+// alternating runs) went int8 per channel 18-19 -> 20.5 tokens/s, int4 g128
+// 31-32 -> 34-35 (then with whole-row prefetches).
 inline constexpr int64_t kPrefetchBytes = 8192;
 
-HWY_INLINE void PrefetchRowAhead(const DenseWeights& w, int64_t r) {
-    const int64_t ahead = r + std::max<int64_t>(1, kPrefetchBytes / std::max<int64_t>(w.code_row_bytes, 1));
-    if (ahead >= w.view.rows) return;
-    const char* codes = reinterpret_cast<const char*>(w.view.code_row(ahead));
-    for (int64_t i = 0; i < w.code_row_bytes; i += 64) _mm_prefetch(codes + i, _MM_HINT_T0);
-    const char* scales = reinterpret_cast<const char*>(w.view.scales + 2 * ahead * w.groups_per_row);
-    for (int64_t i = 0; i < 2 * w.groups_per_row; i += 64) _mm_prefetch(scales + i, _MM_HINT_T0);
+// Rows to fetch ahead of a loop over `rows` rows at a time: kPrefetchBytes,
+// whole tiles, at least one.
+HWY_INLINE int64_t DenseRowsAheadDistance(const DenseWeights& w, int64_t rows) {
+    const int64_t tile_bytes = rows * std::max<int64_t>(w.code_row_bytes, 1);
+    return rows * std::max<int64_t>(1, (kPrefetchBytes + tile_bytes / 2) / tile_bytes);
+}
+
+// Rows [r, r + n) of every plane, to fetch over `steps` loop steps (none
+// past the last row).
+HWY_INLINE PrefetchSlices DenseRowsAhead(const DenseWeights& w, int64_t r, int64_t n, int64_t steps) {
+    PrefetchSlices slices(steps);
+    n = std::min(n, w.view.rows - r);
+    if (n <= 0) return slices;
+    slices.add(w.view.code_row(r), n * w.code_row_bytes);
+    slices.add(w.view.scales + 2 * r * w.groups_per_row, 2 * n * w.groups_per_row);
+    if (w.zero_row_bytes > 0 && w.view.zeros) slices.add(w.view.zeros + r * w.zero_row_bytes, n * w.zero_row_bytes);
+    return slices;
 }
 
 // combined[s] = d_g(s) * dx_s for every activation block s of a row
@@ -164,7 +174,8 @@ HWY_INLINE void CombineScales(const DenseWeights& w, const PreparedActivations& 
 // row's zero points as floats.
 template <int kBits, bool kSym>
 HWY_INLINE float RowDotWide(const DenseWeights& w, const DenseRow<kBits, kSym>& row, const PreparedActivations& x,
-                            const float* HWY_RESTRICT zeros, float* HWY_RESTRICT combined) {
+                            const float* HWY_RESTRICT zeros, float* HWY_RESTRICT combined,
+                            const PrefetchSlices* ahead) {
     static_assert(kBits == 4 || kBits == 8, "wide rows are int4 and int8");
     const DWF df;
     const DW32 d32;
@@ -181,6 +192,7 @@ HWY_INLINE float RowDotWide(const DenseWeights& w, const DenseRow<kBits, kSym>& 
         const auto halves = hn::SetTableIndices(df, kHalves);
         int64_t s = 0;
         for (; s + 4 <= segments; s += 4) {
+            FetchSlices(ahead, s, 4);
             const auto s0 = Int4PairSums(codes + s * kCodeBytes, xq + s * kBlock, hn::Zero(d32));
             const auto s1 = Int4PairSums(codes + (s + 2) * kCodeBytes, xq + (s + 2) * kBlock, hn::Zero(d32));
             acc0 = hn::MulAdd(hn::ConvertTo(df, s0), hn::TableLookupLanes(hn::LoadU(df, combined + s), halves), acc0);
@@ -188,6 +200,7 @@ HWY_INLINE float RowDotWide(const DenseWeights& w, const DenseRow<kBits, kSym>& 
                               acc1);
         }
         if (s < segments) {
+            FetchSlices(ahead, s, segments - s);
             const auto s0 = Int4PairSums(codes + s * kCodeBytes, xq + s * kBlock, hn::Zero(d32));
             acc0 = hn::MulAdd(hn::ConvertTo(df, s0), hn::TableLookupLanes(hn::LoadU(df, combined + s), halves), acc0);
         }
@@ -196,6 +209,7 @@ HWY_INLINE float RowDotWide(const DenseWeights& w, const DenseRow<kBits, kSym>& 
         // a segment's sums takes the segment's one scale.
         constexpr int64_t kStep = kBits == 4 ? 2 : 1;  // blocks per vector
         for (int64_t s = 0; s < segments; ++s) {
+            FetchSlices(ahead, s, 1);
             const int64_t b0 = s * blocks_per_segment, b1 = b0 + blocks_per_segment;
             auto i0 = hn::Zero(d32), i1 = hn::Zero(d32);
             int64_t b = b0;
@@ -237,7 +251,8 @@ HWY_INLINE float RowDotWide(const DenseWeights& w, const DenseRow<kBits, kSym>& 
 // row.
 template <int kBits, int kRows>
 HWY_INLINE void RowsDotWideSym(const DenseWeights& w, const DenseRow<kBits, true>* rows,
-                               const PreparedActivations& x, float* const* combined, float* HWY_RESTRICT out) {
+                               const PreparedActivations& x, float* const* combined, float* HWY_RESTRICT out,
+                               const PrefetchSlices* ahead) {
     static_assert(kBits == 4, "tiles of rows are for int4");
     const DWF df;
     const DW32 d32;
@@ -256,6 +271,7 @@ HWY_INLINE void RowsDotWideSym(const DenseWeights& w, const DenseRow<kBits, true
         const auto quarters = hn::SetTableIndices(df, kQuarters);
         const hn::Repartition<uint8_t, DW32> d8;
         for (int64_t s = 0; s < segments; s += 4) {
+            FetchSlices(ahead, s, 4);
             const uint8_t* HWY_RESTRICT xb = x.quad_bytes + s * 64;
             const auto high_even = hn::BitCast(d32, hn::LoadU(d8, xb));
             const auto high_odd = hn::BitCast(d32, hn::LoadU(d8, xb + 64));
@@ -273,6 +289,7 @@ HWY_INLINE void RowsDotWideSym(const DenseWeights& w, const DenseRow<kBits, true
         alignas(64) static constexpr int32_t kHalves[16] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1};
         const auto halves = hn::SetTableIndices(df, kHalves);
         for (int64_t s = 0; s < segments; s += 2) {
+            FetchSlices(ahead, s, 2);
 #pragma GCC unroll 4
             for (int i = 0; i < kRows; ++i) {
                 const auto sums = Int4PairSums(rows[i].blocks.low + s * kCodeBytes, xq + s * kBlock, hn::Zero(d32));
@@ -282,6 +299,7 @@ HWY_INLINE void RowsDotWideSym(const DenseWeights& w, const DenseRow<kBits, true
         }
     } else {
         for (int64_t s = 0; s < segments; ++s) {
+            FetchSlices(ahead, s, 1);
             const int64_t b0 = s * blocks_per_segment, b1 = b0 + blocks_per_segment;
             hn::Vec<DW32> isum[kRows];
 #pragma GCC unroll 4
@@ -311,15 +329,18 @@ inline constexpr bool kHasWideRows = false;
 
 template <int kBits, bool kSym>
 HWY_INLINE float RowDotWide(const DenseWeights&, const DenseRow<kBits, kSym>&, const PreparedActivations&,
-                            const float*, float*) {
+                            const float*, float*, const PrefetchSlices*) {
     return 0.0f;  // never called: the dispatcher prepares wide rows only where kHasWideRows
 }
 
-HWY_INLINE void PrefetchRowAhead(const DenseWeights&, int64_t) {}
+HWY_INLINE int64_t DenseRowsAheadDistance(const DenseWeights&, int64_t rows) { return rows; }
+HWY_INLINE PrefetchSlices DenseRowsAhead(const DenseWeights&, int64_t, int64_t, int64_t steps) {
+    return PrefetchSlices(steps);
+}
 
 template <int kBits, int kRows>
 HWY_INLINE void RowsDotWideSym(const DenseWeights&, const DenseRow<kBits, true>*, const PreparedActivations&,
-                               float* const*, float*) {}  // never called, as RowDotWide
+                               float* const*, float*, const PrefetchSlices*) {}  // never called, as RowDotWide
 
 #endif
 
