@@ -128,8 +128,8 @@ HWY_NOINLINE void DenseRowsByDot(const DenseCall& c, int64_t r0, int64_t r1, con
                 // 29-36 with 4-row tiles), and fetch the row kPrefetchBytes
                 // ahead a slice per segment: on an Intel Sapphire Rapids
                 // host the hardware prefetcher alone left int8 rows at 0.55
-                // of the probe, whole-row prefetches at 0.56-0.65, slices at
-                // 0.75-0.82 (1B synth decode, docs/results.md).
+                // of the probe, whole-row prefetches at 0.53-0.56, slices at
+                // 0.70-0.82 (1B synth decode, docs/results.md).
                 const PrefetchSlices ahead = DenseRowsAhead(c.w, r + row_distance, 1, x.act_blocks);
                 c.y[r] = RowDotWide(c.w, row, x, zeros, combined, &ahead);
                 continue;

@@ -387,7 +387,7 @@ HWY_INLINE int64_t Q16RowsAheadDistance(const SparseCall& c, int64_t rows) {
     if (c.is_nm) {
         row_bytes += c.nm_geometry.value_row_bytes + c.nm_geometry.index_row_bytes;
     } else {
-        row_bytes += c.bitmask.mask_row_bytes() + c.bitmask.row_offset(c.rows) / std::max<int64_t>(c.rows, 1);
+        row_bytes += c.bitmask.mask_row_bytes() + static_cast<int64_t>(c.bitmask.row_offset(c.rows)) / std::max<int64_t>(c.rows, 1);
     }
     const int64_t tile_bytes = rows * std::max<int64_t>(row_bytes, 1);
     return rows * std::max<int64_t>(1, (kPrefetchBytes + tile_bytes / 2) / tile_bytes);
