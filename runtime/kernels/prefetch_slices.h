@@ -13,12 +13,13 @@
 // session 21).
 //
 // The same on every SIMD target. On x86 the prefetch is a volatile asm
-// statement: written with __builtin_prefetch, _mm_prefetch or
-// hwy::Prefetch, GCC 12 dropped every one of these prefetches from the
-// kernels (even a noinline fetch() was never called: a function that only
-// prefetches has no side effects GCC must keep), and the loops silently
-// fetched nothing. A small stand-alone test kept them, so check the
-// disassembly (objdump | grep prefetch) after changing this.
+// statement: while this was written, GCC 12 dropped every prefetch from the
+// kernels for one shape of fetch() (the loop calling __builtin_prefetch,
+// _mm_prefetch or hwy::Prefetch directly; a noinline fetch() was not even
+// called, as a function that only prefetches has no side effects GCC must
+// keep), and the loops silently fetched nothing. The builtin through
+// visit() below happens to survive; the asm does not depend on such luck.
+// tests/runtime/check_prefetches.sh checks the built kernels.
 #pragma once
 
 #include <algorithm>
