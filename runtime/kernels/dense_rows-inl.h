@@ -125,7 +125,7 @@ HWY_NOINLINE void DenseRowsByDot(const DenseCall& c, int64_t r0, int64_t r1, con
             if (x.wide) {
                 // Rows go one at a time, each chunk one sequential stream
                 // (kernels_bench, 2 threads, an AMD host: 36-46 GB/s against
-                // 29-36 with 4-row tiles), and fetch the row kPrefetchBytes
+                // 29-36 with 4-row tiles), and fetch the row kPrefetchAheadBytes
                 // ahead a slice per segment: on an Intel Sapphire Rapids
                 // host the hardware prefetcher alone left int8 rows at 0.55
                 // of the probe, whole-row prefetches at 0.53-0.56, slices at

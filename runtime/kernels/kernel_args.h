@@ -248,6 +248,9 @@ struct SparseCall {
     bool fast = false;
     // Bitmask Q16 rows: spread values with vpexpandb (bitmask_expand_instruction()).
     bool expand_instruction = false;
+    // Bytes a row streams (values, metadata, scales): sizes row chunks and
+    // the prefetch distance.
+    int64_t row_bytes = 0;
     PreparedActivations x;
     float* y = nullptr;
     int64_t y_stride = 0;

@@ -87,8 +87,12 @@ void run_sparse_q16(SparseCall& c, const float* x, int64_t tokens, float* y, int
     c.y = y;
     c.y_stride = y_stride;
     c.expand_instruction = bitmask_expand_instruction();
-    const SparseQ16Activations a = prepare_sparse_q16(x, tokens, c.cols, q8_block_columns(c.quant),
-                                                       !c.is_nm || c.quant.bits == 4);
+    c.row_bytes = row_bytes;
+    // Byte-split activations feed the bitmask rows and the 2:4 int4 pairs
+    // of chunks (groups of 32, an even number of chunks; sparse_q16-inl.h).
+    const int64_t block = q8_block_columns(c.quant);
+    const bool nm_int4_pairs = c.is_nm && c.quant.bits == 4 && block == 32 && c.cols % 128 == 0;
+    const SparseQ16Activations a = prepare_sparse_q16(x, tokens, c.cols, block, !c.is_nm || nm_int4_pairs);
     const int64_t grain = kernels::rows_per_chunk(c.rows, row_bytes, tokens, kSparseQ16TileRows);
     const size_t floats = static_cast<size_t>(2 * kSparseQ16TileRows * (c.groups_per_row + 16));
     const size_t bytes = static_cast<size_t>(kSparseQ16TileRows * (c.cols + 64));

@@ -180,6 +180,17 @@ HWY_INLINE BitmaskSums ZeroBitmaskSums() {
     return {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512()};
 }
 
+// s += the three byte dot products of signed levels with the activations'
+// low and high + 128 bytes (and with 128s), per int32 lane of 4 bytes.
+HWY_INLINE void AddByteProducts(BitmaskSums& s, __m512i low, __m512i high, __m512i levels) {
+    using hn::Vec;
+    const DW32 d;
+    const Vec<DW32> l{levels};
+    s.low = ByteMulAdd(Vec<DW32>{s.low}, Vec<DW32>{low}, l).raw;
+    s.high = ByteMulAdd(Vec<DW32>{s.high}, Vec<DW32>{high}, l).raw;
+    s.weight = ByteMulAdd(Vec<DW32>{s.weight}, hn::Set(d, static_cast<int32_t>(0x80808080u)), l).raw;
+}
+
 // One chunk of 64 bitmask columns: the stored values spread to their
 // columns (ExpandBytes, pruned columns 0; symmetric rows store levels as
 // two's-complement bytes) meet the activations' two bytes in vpdpbusd,
@@ -192,16 +203,11 @@ template <bool kExpandInstruction>
 HWY_INLINE void BitmaskChunkSums(const uint8_t* HWY_RESTRICT values, const uint8_t* HWY_RESTRICT mask,
                                  const uint8_t* HWY_RESTRICT low, const uint8_t* HWY_RESTRICT high, int64_t ch,
                                  int64_t& pos, BitmaskSums& s) {
-    using hn::Vec;
-    const DW32 d;
-    const hn::Repartition<uint8_t, DW32> d8;
-    const Vec<DW32> levels{ExpandBytes<kExpandInstruction>(mask + 8 * ch, values + pos)};
+    const __m512i levels = ExpandBytes<kExpandInstruction>(mask + 8 * ch, values + pos);
     uint64_t bits;
     std::memcpy(&bits, mask + 8 * ch, 8);
     pos += std::popcount(bits);
-    s.low = ByteMulAdd(Vec<DW32>{s.low}, hn::BitCast(d, hn::LoadU(d8, low + 64 * ch)), levels).raw;
-    s.high = ByteMulAdd(Vec<DW32>{s.high}, hn::BitCast(d, hn::LoadU(d8, high + 64 * ch)), levels).raw;
-    s.weight = ByteMulAdd(Vec<DW32>{s.weight}, hn::Set(d, static_cast<int32_t>(0x80808080u)), levels).raw;
+    AddByteProducts(s, _mm512_loadu_si512(low + 64 * ch), _mm512_loadu_si512(high + 64 * ch), levels);
 }
 
 // sum w * q = 256 * (sum w (high + 128) - 128 sum w) + sum w low, in int32:
@@ -260,9 +266,6 @@ struct PairActivations {
 // 16 x the integer sums of one row over pair `pair`, lane L: group L % 4.
 HWY_INLINE __m512i Nm24PairSums(const uint8_t* HWY_RESTRICT values, const uint8_t* HWY_RESTRICT indices,
                                 const PairActivations& x, int64_t pair) {
-    using hn::Vec;
-    const DW32 d;
-    const hn::Repartition<uint8_t, DW32> d8;
     __m512i fields;
     asm("vbroadcasti64x2 %1, %0" : "=v"(fields) : "m"(*reinterpret_cast<const __m128i*>(indices + 16 * pair)));
     const __m512i shifted = _mm512_multishift_epi64_epi8(_mm512_load_si512(kNm24PairTables.index_control), fields);
@@ -276,13 +279,10 @@ HWY_INLINE __m512i Nm24PairSums(const uint8_t* HWY_RESTRICT values, const uint8_
     const __m512i gathered = _mm512_permutexvar_epi8(_mm512_load_si512(kNm24PairTables.value_permute), bytes);
     const __m512i top = _mm512_multishift_epi64_epi8(_mm512_load_si512(kNm24PairTables.value_control), gathered);
     // (top & 0xF0) ^ 0x80: 0x6A is A & B ^ C for A, B, C = top, 0xF0, 0x80.
-    const Vec<DW32> levels{_mm512_ternarylogic_epi32(top, _mm512_set1_epi8(static_cast<char>(0xF0)),
-                                                     _mm512_set1_epi8(static_cast<char>(0x80)), 0x6A)};
-    BitmaskSums s;
-    s.low = ByteMulAdd(hn::Zero(d), Vec<DW32>{low}, levels).raw;
-    s.high = ByteMulAdd(hn::Zero(d), Vec<DW32>{high}, levels).raw;
-    s.weight = ByteMulAdd(hn::Zero(d), hn::Set(d, static_cast<int32_t>(0x80808080u)), levels).raw;
-    (void)d8;
+    const __m512i levels = _mm512_ternarylogic_epi32(top, _mm512_set1_epi8(static_cast<char>(0xF0)),
+                                                     _mm512_set1_epi8(static_cast<char>(0x80)), 0x6A);
+    BitmaskSums s = ZeroBitmaskSums();
+    AddByteProducts(s, low, high, levels);
     return BitmaskLevelSums(s);
 }
 
@@ -478,25 +478,11 @@ HWY_INLINE PrefetchSlices Q16RowsAhead(const SparseCall& c, int64_t r, int64_t n
     return slices;
 }
 
-// Rows to fetch ahead of a loop over `rows` rows at a time: about
-// kPrefetchBytes (wide_rows-inl.h) of whole tiles, at least one, a slice per
-// chunk (prefetch_slices.h).
-HWY_INLINE int64_t Q16RowsAheadDistance(const SparseCall& c, int64_t rows) {
-    int64_t row_bytes = 2 * c.groups_per_row;
-    if (c.is_nm) {
-        row_bytes += c.nm_geometry.value_row_bytes + c.nm_geometry.index_row_bytes;
-    } else {
-        row_bytes += c.bitmask.mask_row_bytes() + static_cast<int64_t>(c.bitmask.row_offset(c.rows)) / std::max<int64_t>(c.rows, 1);
-    }
-    const int64_t tile_bytes = rows * std::max<int64_t>(row_bytes, 1);
-    return rows * std::max<int64_t>(1, (kPrefetchBytes + tile_bytes / 2) / tile_bytes);
-}
-
 template <int kBits, bool kNm, bool kExpandInstruction = false>
 HWY_NOINLINE void Q16Rows(const SparseCall& c, const SparseQ16Activations& a, int64_t r0, int64_t r1,
                           const SparseQ16Scratch& s) {
     const int64_t chunks = c.cols / 64;
-    const int64_t distance = Q16RowsAheadDistance(c, kQ16TileRows);
+    const int64_t distance = RowsAheadDistance(c.row_bytes, kQ16TileRows);
     Q16RowPlanes planes[kQ16TileRows];
     float out[kQ16TileRows];
     int64_t r = r0;
@@ -508,7 +494,7 @@ HWY_NOINLINE void Q16Rows(const SparseCall& c, const SparseQ16Activations& a, in
             for (int i = 0; i < kQ16TileRows; ++i) c.y[t * c.y_stride + r + i] = out[i];
         }
     }
-    const int64_t tail_distance = Q16RowsAheadDistance(c, 1);
+    const int64_t tail_distance = RowsAheadDistance(c.row_bytes, 1);
     for (; r < r1; ++r) {
         planes[0] = Q16Planes<kNm>(c, r, 0, s);
         const PrefetchSlices ahead = Q16RowsAhead<kNm>(c, r + tail_distance, 1, chunks);

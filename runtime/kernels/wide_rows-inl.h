@@ -125,18 +125,10 @@ HWY_INLINE hn::Vec<DW32> Int8BlockSums(const uint8_t* HWY_RESTRICT c, const int1
 }
 
 // Decode streams each weight from DRAM once: the row loops fetch the
-// codes, scales and zero points of the rows about kPrefetchBytes further
-// on, a slice per activation segment (prefetch_slices.h). 8 KiB rather than
-// 4: on an Intel Sapphire Rapids host, 1B synth decode (2 threads,
-// alternating runs) went int8 per channel 18-19 -> 20.5 tokens/s, int4 g128
-// 31-32 -> 34-35 (then with whole-row prefetches).
-inline constexpr int64_t kPrefetchBytes = 8192;
-
-// Rows to fetch ahead of a loop over `rows` rows at a time: kPrefetchBytes,
-// whole tiles, at least one.
+// codes, scales and zero points of the rows about kPrefetchAheadBytes
+// further on, a slice per activation segment (prefetch_slices.h).
 HWY_INLINE int64_t DenseRowsAheadDistance(const DenseWeights& w, int64_t rows) {
-    const int64_t tile_bytes = rows * std::max<int64_t>(w.code_row_bytes, 1);
-    return rows * std::max<int64_t>(1, (kPrefetchBytes + tile_bytes / 2) / tile_bytes);
+    return RowsAheadDistance(w.code_row_bytes, rows);
 }
 
 // Rows [r, r + n) of every plane, to fetch over `steps` loop steps (none
