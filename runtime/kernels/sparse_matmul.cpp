@@ -94,7 +94,8 @@ void run_sparse_q16(SparseCall& c, const float* x, int64_t tokens, float* y, int
     const bool nm_int4_pairs = c.is_nm && c.quant.bits == 4 && block == 32 && c.cols % 128 == 0;
     const SparseQ16Activations a = prepare_sparse_q16(x, tokens, c.cols, block, !c.is_nm || nm_int4_pairs);
     const int64_t grain = kernels::rows_per_chunk(c.rows, row_bytes, tokens, kSparseQ16TileRows);
-    const size_t floats = static_cast<size_t>(2 * kSparseQ16TileRows * (c.groups_per_row + 16));
+    const size_t floats = static_cast<size_t>(
+        kSparseQ16TileRows * (c.groups_per_row + 16 + sparse_q16_combined_slot(c.groups_per_row)));
     const size_t bytes = static_cast<size_t>(kSparseQ16TileRows * (c.cols + 64));
     parallel_for(0, c.rows, grain, [&](int64_t r0, int64_t r1) {
         thread_local std::vector<float> float_scratch;

@@ -90,9 +90,13 @@ struct SparseQ16Activations {
 };
 // Rows the kernels process together; the scratch holds one slot per row.
 inline constexpr int kSparseQ16TileRows = 4;
+// Floats per row of SparseQ16Scratch::combined: the 2:4 int4 pair kernel
+// stores each group's combined scale twice, and reads (and writes) up to a
+// whole vector past the groups.
+inline int64_t sparse_q16_combined_slot(int64_t groups_per_row) { return 2 * groups_per_row + 32; }
 struct SparseQ16Scratch {
     float* row_scales = nullptr;  // tile rows x (groups_per_row + 16)
-    float* combined = nullptr;    // tile rows x (groups_per_row + 16): d_g * dx per group of 32
+    float* combined = nullptr;    // tile rows x sparse_q16_combined_slot: d_g * dx per group of 32
     uint8_t* values = nullptr;    // tile rows x (cols + 64): padded copies of bitmask rows' values
 };
 SparseQ16Activations prepare_sparse_q16(const float* x, int64_t tokens, int64_t cols, int64_t block,

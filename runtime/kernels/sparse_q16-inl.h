@@ -220,54 +220,56 @@ HWY_INLINE __m512i BitmaskLevelSums(const BitmaskSums& s) {
 // 2:4 int4 with groups of 32, two chunks (128 columns, 64 kept values) at
 // a time on byte dot products: per row and pair, two vpermi2b gather the
 // kept values' activation bytes (low, and high + 128) from the pair's 128
-// columns, the 64 levels come out of the values as bytes times 16 (one
-// vpermb, one vpmultishiftqb and one ternary-logic op: (b & 0xF0) ^ 0x80
-// is 16 (u - 8) as a signed byte), and three vpdpbusd sum them as the
-// bitmask chunks do (BitmaskLevelSums). Byte p of the vectors holds kept
-// value kept_pair(p), chosen so that int32 lane L sums four values of
-// group L % 4: one 128-bit broadcast of the pair's four combined scales
-// then scales every lane, and the pair has one float step, not two.
-// About 15 vector uops per row and pair against about 24 for two chunks of
-// Nm24ChunkSums.
-constexpr int KeptOfPairByte(int p) { return 16 * ((p / 4) % 4) + 4 * (p / 16) + p % 4; }
-// The pair's 32 value bytes each qword's multishift reads: qword q holds
-// the bytes of its eight kept values at slots 0-3.
-constexpr int PairValueSource(int q, int slot) {
-    return 16 * (q % 2) + 2 * (q / 2) + (slot < 2 ? slot : slot + 6);
-}
+// columns, the 64 levels come out of the pair's 32 value bytes as bytes
+// times 16, and three vpdpbusd sum them as the bitmask chunks do
+// (BitmaskLevelSums). The levels: the 32 bytes broadcast to both halves,
+// the low half's words shifted left by 4 (one masked vpsllw, on the
+// multiply port), then (b & 0xF0) ^ 0x80 = 16 (u - 8) as a signed byte
+// (one ternary-logic op): byte p < 32 holds kept value 2p (the low nibble
+// of value byte p), byte 32 + p kept value 2p + 1. So int32 lane L sums
+// four values of group (L % 8) / 2, and one 256-bit broadcast of the
+// pair's four combined scales, each twice (PairScales), scales every lane:
+// the pair has one float step, not two. The index fields: qword q of the
+// multishift source must hold the word of the chunk its bytes' values lie
+// in, chunk (q % 4) / 2: a broadcast of chunk 0's word and a masked
+// broadcast of chunk 1's (a load and a blend, off the shuffle port). About
+// 17 vector uops per row and pair, 5 of them on the shuffle port only.
+constexpr int KeptOfPairByte(int p) { return p < 32 ? 2 * p : 2 * (p - 32) + 1; }
 
 struct Nm24PairTables {
-    alignas(64) uint8_t index_control[64];  // byte p: bit offset of kept_pair(p)'s field in its word
+    alignas(64) uint8_t index_control[64];  // byte p: bit offset of kept_pair(p)'s field in its chunk's word
     alignas(64) uint8_t index_base[64];     // byte p: 4 * run of kept_pair(p) within the pair
-    alignas(64) uint8_t value_permute[64];  // vpermb: qword q's slots from the pair's 32 value bytes
-    alignas(64) uint8_t value_control[64];  // byte p: its nibble into bits 4-7
 };
 
 constexpr Nm24PairTables MakeNm24PairTables() {
     Nm24PairTables t{};
     for (int p = 0; p < 64; ++p) {
-        const int k = KeptOfPairByte(p), q = p / 8;
+        const int k = KeptOfPairByte(p);
         t.index_control[p] = static_cast<uint8_t>(2 * (k % 32));
         t.index_base[p] = static_cast<uint8_t>(4 * (k / 2));
-        t.value_permute[p] = static_cast<uint8_t>(p % 8 < 4 ? PairValueSource(q, p % 8) : 0);
-        int slot = 0;
-        while (PairValueSource(q, slot) != k / 2) ++slot;
-        t.value_control[p] = static_cast<uint8_t>((8 * slot + 4 * (k % 2) + 60) % 64);
     }
     return t;
 }
 inline constexpr Nm24PairTables kNm24PairTables = MakeNm24PairTables();
+// Qwords of the multishift source that take chunk 1's index word.
+inline constexpr __mmask8 kPairSecondChunkQwords = 0xCC;
+// Words of the value broadcast that take their bytes' low nibbles.
+inline constexpr __mmask32 kPairLowNibbleWords = 0x0000FFFF;
 
 // The pair's activation bytes: low and high + 128 of its 128 columns.
 struct PairActivations {
     __m512i low0, low1, high0, high1;
 };
 
-// 16 x the integer sums of one row over pair `pair`, lane L: group L % 4.
+// 16 x the integer sums of one row over pair `pair`, lane L: group (L % 8) / 2.
 HWY_INLINE __m512i Nm24PairSums(const uint8_t* HWY_RESTRICT values, const uint8_t* HWY_RESTRICT indices,
                                 const PairActivations& x, int64_t pair) {
+    // Broadcasts straight from memory (inline assembly: GCC would go
+    // through a general register, a slot on the shuffle port).
+    const uint64_t* words = reinterpret_cast<const uint64_t*>(indices + 16 * pair);
     __m512i fields;
-    asm("vbroadcasti64x2 %1, %0" : "=v"(fields) : "m"(*reinterpret_cast<const __m128i*>(indices + 16 * pair)));
+    asm("vpbroadcastq %1, %0" : "=v"(fields) : "m"(words[0]));
+    asm("vpbroadcastq %1, %0%{%2%}" : "+v"(fields) : "m"(words[1]), "Yk"(kPairSecondChunkQwords));
     const __m512i shifted = _mm512_multishift_epi64_epi8(_mm512_load_si512(kNm24PairTables.index_control), fields);
     // (shifted & 3) | base: 0xEA is A & B | C for A, B, C = shifted, 3, base.
     const __m512i idx = _mm512_ternarylogic_epi32(shifted, _mm512_set1_epi8(3),
@@ -276,14 +278,28 @@ HWY_INLINE __m512i Nm24PairSums(const uint8_t* HWY_RESTRICT values, const uint8_
     const __m512i high = _mm512_permutex2var_epi8(x.high0, idx, x.high1);
     __m512i bytes;
     asm("vbroadcasti64x4 %1, %0" : "=v"(bytes) : "m"(*reinterpret_cast<const __m256i*>(values + 32 * pair)));
-    const __m512i gathered = _mm512_permutexvar_epi8(_mm512_load_si512(kNm24PairTables.value_permute), bytes);
-    const __m512i top = _mm512_multishift_epi64_epi8(_mm512_load_si512(kNm24PairTables.value_control), gathered);
-    // (top & 0xF0) ^ 0x80: 0x6A is A & B ^ C for A, B, C = top, 0xF0, 0x80.
-    const __m512i levels = _mm512_ternarylogic_epi32(top, _mm512_set1_epi8(static_cast<char>(0xF0)),
+    const __m512i spread = _mm512_mask_slli_epi16(bytes, kPairLowNibbleWords, bytes, 4);
+    // (spread & 0xF0) ^ 0x80: 0x6A is A & B ^ C for A, B, C = spread, 0xF0, 0x80.
+    const __m512i levels = _mm512_ternarylogic_epi32(spread, _mm512_set1_epi8(static_cast<char>(0xF0)),
                                                      _mm512_set1_epi8(static_cast<char>(0x80)), 0x6A);
     BitmaskSums s = ZeroBitmaskSums();
     AddByteProducts(s, low, high, levels);
     return BitmaskLevelSums(s);
+}
+
+// A row's combined scales (d_g * dx_g) for the pair kernel, each twice:
+// out[2g] = out[2g + 1], so pair j's lanes read out[8j + L % 8]. `groups`
+// rounded up to 16 are read (the buffers are padded) and twice that
+// written.
+HWY_INLINE void PairScales(const float* HWY_RESTRICT scales, const float* HWY_RESTRICT dx, int64_t groups,
+                           float* HWY_RESTRICT out) {
+    const __m512i first = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
+    const __m512i second = _mm512_add_epi32(first, _mm512_set1_epi32(8));
+    for (int64_t g = 0; g < groups; g += 16) {
+        const __m512 combined = _mm512_mul_ps(_mm512_loadu_ps(scales + g), _mm512_loadu_ps(dx + g));
+        _mm512_storeu_ps(out + 2 * g, _mm512_permutexvar_ps(first, combined));
+        _mm512_storeu_ps(out + 2 * g + 16, _mm512_permutexvar_ps(second, combined));
+    }
 }
 
 // Groups of 32 columns: each int32 lane of a chunk's sums lies in one of
@@ -309,7 +325,7 @@ struct Q16RowPlanes {
     const uint8_t* meta = nullptr;  // 2:4 index row, or bitmask mask row
     const uint8_t* values = nullptr;
     const float* scales = nullptr;  // the row's group scales as floats
-    float* combined = nullptr;      // room for groups + 16 floats
+    float* combined = nullptr;      // sparse_q16_combined_slot floats
 };
 
 // kRows rows times token t into out[0 .. kRows), fetching a slice of
@@ -334,17 +350,12 @@ HWY_INLINE void Q16Tile(const SparseCall& c, const SparseQ16Activations& a, int6
     if (a.block == 32) {
         // Groups of 32 = activation blocks: two per chunk, each int32 lane
         // in one of them.
-#pragma GCC unroll 4
-        for (int i = 0; i < kRows; ++i) {
-            for (int64_t g = 0; g < c.groups_per_row; g += 16) {
-                _mm512_storeu_ps(rows[i].combined + g,
-                                 _mm512_mul_ps(_mm512_loadu_ps(rows[i].scales + g), _mm512_loadu_ps(dx + g)));
-            }
-        }
         if constexpr (kNm && kBits == 4) {
             if (!a.low_bytes.empty() && chunks % 2 == 0) {
                 // Pairs of chunks on byte dot products (Nm24PairSums): the
                 // sums come out 16 times the levels' (bytes of 16 (u - 8)).
+#pragma GCC unroll 4
+                for (int i = 0; i < kRows; ++i) PairScales(rows[i].scales, dx, c.groups_per_row, rows[i].combined);
                 for (int64_t pair = 0; pair < chunks / 2; ++pair) {
                     FetchSlices(ahead, 2 * pair, 2);
                     const PairActivations x{_mm512_loadu_si512(low + 128 * pair), _mm512_loadu_si512(low + 128 * pair + 64),
@@ -353,13 +364,20 @@ HWY_INLINE void Q16Tile(const SparseCall& c, const SparseQ16Activations& a, int6
 #pragma GCC unroll 4
                     for (int i = 0; i < kRows; ++i) {
                         const __m512i sums = Nm24PairSums(rows[i].values, rows[i].meta, x, pair);
-                        const __m512 scales = _mm512_broadcast_f32x4(_mm_loadu_ps(rows[i].combined + 4 * pair));
+                        const __m512 scales = _mm512_broadcast_f32x8(_mm256_loadu_ps(rows[i].combined + 8 * pair));
                         acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), scales, acc[i]);
                     }
                 }
 #pragma GCC unroll 4
                 for (int i = 0; i < kRows; ++i) out[i] = _mm512_reduce_add_ps(acc[i]) * (1.0f / 16.0f);
                 return;
+            }
+        }
+#pragma GCC unroll 4
+        for (int i = 0; i < kRows; ++i) {
+            for (int64_t g = 0; g < c.groups_per_row; g += 16) {
+                _mm512_storeu_ps(rows[i].combined + g,
+                                 _mm512_mul_ps(_mm512_loadu_ps(rows[i].scales + g), _mm512_loadu_ps(dx + g)));
             }
         }
         if constexpr (kNm) {
@@ -434,7 +452,7 @@ HWY_INLINE Q16RowPlanes Q16Planes(const SparseCall& c, int64_t r, int i, const S
     const int64_t slot = c.groups_per_row + 16;
     Q16RowPlanes p;
     p.scales = s.row_scales + i * slot;
-    p.combined = s.combined + i * slot;
+    p.combined = s.combined + i * sparse_q16_combined_slot(c.groups_per_row);
     ConvertRowScales(scale_base + r * scale_row_bytes, c.groups_per_row, s.row_scales + i * slot);
     if constexpr (kNm) {
         const NmSparseGeometry& geo = c.nm_geometry;
