@@ -330,9 +330,10 @@ TEST_P(SparseKernels, Q16MatchesTwin) {
     schemes.push_back(QuantScheme{3, 64, true});
     for (const QuantScheme& s : schemes) {
         for (int64_t rows : {1, 17, 40}) {
-            // 256: an even number of 64-column chunks (2:4 int4 g32 pairs them);
-            // 40: not a multiple of 64, the FP32 kernels run.
-            for (int64_t cols : {64, 192, 256, 1088, 40}) {
+            // 256 and 640: an even number of 64-column chunks (2:4 int4 g32
+            // pairs them; 640 has 20 groups: one whole vector of scales and
+            // a partial one); 40: not a multiple of 64, the FP32 kernels run.
+            for (int64_t cols : {64, 192, 256, 640, 1088, 40}) {
                 for (int64_t tokens : {1, 3}) {
                     if (s.group > cols && s.group != 0) continue;
                     std::ostringstream what;
