@@ -479,6 +479,8 @@ HWY_INLINE Q16RowPlanes Q16Planes(const SparseCall& c, int64_t r, int i, const S
 template <bool kNm>
 HWY_INLINE PrefetchSlices Q16RowsAhead(const SparseCall& c, int64_t r, int64_t n, int64_t chunks) {
     PrefetchSlices slices(chunks);
+    // 2:4 int4 rows are bound by their arithmetic: no further L2 fetches.
+    slices.set_further(!(kNm && c.quant.bits == 4));
     n = std::min(n, c.rows - r);
     if (n <= 0) return slices;
     const int64_t scale_row_bytes = 2 * c.groups_per_row;
