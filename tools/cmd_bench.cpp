@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "core/error.h"
+#include "core/mapped_file.h"
 #include "core/memory.h"
 #include "core/parallel.h"
 #include "runtime/bandwidth_probe.h"
@@ -58,6 +59,11 @@ int run_bench(const BenchArgs& args) {
         log_line(args.common, "round " + std::to_string(r + 1) + ": prefill " + std::to_string(args.prompt_tokens / prefill_s) +
                                   " tok/s, decode " + std::to_string(args.gen_tokens / decode_s) + " tok/s");
     }
+    // After decoding, every weight page is resident: how much of it is mapped
+    // in 2 MiB pages (the page cache's state moves decode speed; see
+    // core/mapped_file.cpp).
+    const double huge_pages =
+        m.packed_file ? huge_page_fraction(m.packed_file->data(), m.packed_file->file_size()) : 0.0;
     const double bandwidth = measure_read_bandwidth(static_cast<int64_t>(args.probe_gib * (1 << 30)));
     const double bytes = static_cast<double>(m.bytes_per_token);
     const double roofline = bytes > 0 ? bandwidth / bytes : 0;
@@ -74,14 +80,16 @@ int run_bench(const BenchArgs& args) {
                         {"threads", active_threads()},
                         {"kernel", packed_kernel_target()},
                         {"path", m.model->path_name()},
-                        {"peak_rss_bytes", peak_rss_bytes()}};
+                        {"peak_rss_bytes", peak_rss_bytes()},
+                        {"weights_in_huge_pages", huge_pages}};
     if (args.common.json) {
         print_json(j);
     } else {
         std::cout << std::fixed << std::setprecision(1) << "prefill " << best_prefill << " tok/s, decode " << best_decode
                   << " tok/s (" << std::setprecision(3) << best_decode * bytes / 1e9 << " GB/s of weights; probe "
                   << bandwidth / 1e9 << " GB/s; roofline fraction " << (roofline > 0 ? best_decode / roofline : 0.0)
-                  << "), " << active_threads() << " threads, " << m.model->path_name() << "\n";
+                  << "; weights in 2 MiB pages " << std::setprecision(2) << huge_pages << "), " << active_threads()
+                  << " threads, " << m.model->path_name() << "\n";
     }
     return 0;
 }

@@ -26,6 +26,7 @@ RunnableModel open_runnable(const std::string& path, const std::string& tokenize
         PackedModel packed = load_packed_model(path);
         r.source = std::move(packed.source);
         r.bytes_per_token = packed.bytes_per_token;
+        r.packed_file = packed.file;
         r.model = std::move(packed.model);
         return r;
     }

@@ -5,6 +5,7 @@
 #include <memory>
 #include <string>
 
+#include "formats/sparq/sparq_file.h"
 #include "models/causal_lm.h"
 #include "models/model_source.h"
 
@@ -14,6 +15,7 @@ struct RunnableModel {
     ModelSource source;
     std::unique_ptr<CausalLM> model;
     int64_t bytes_per_token = 0;  // weight bytes read per decoded token
+    std::shared_ptr<SparqFile> packed_file;  // the mapped .sparq file (packed runtime only)
 };
 
 // A .sparq file runs on the packed runtime unless reference_path asks for

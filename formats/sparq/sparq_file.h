@@ -85,6 +85,8 @@ public:
     uint16_t major_version() const { return major_version_; }
     uint16_t minor_version() const { return minor_version_; }
     uint64_t file_size() const { return size_; }
+    // The whole image (the mapping, for files opened with open()).
+    const uint8_t* data() const { return data_; }
 
     const nlohmann::json& metadata() const { return metadata_; }
 
