@@ -97,7 +97,7 @@ HWY_NOINLINE void DenseRowsByDot(const DenseCall& c, int64_t r0, int64_t r1, con
                     DenseRow<kBits, true>(c.w, r + 1, s.weight_tile + slot, pad),
                     DenseRow<kBits, true>(c.w, r + 2, s.weight_tile + 2 * slot, pad),
                     DenseRow<kBits, true>(c.w, r + 3, s.weight_tile + 3 * slot, pad)};
-                const PrefetchSlices ahead = DenseRowsAhead(c.w, r + tile_distance, kWideTileRows, x.act_blocks);
+                const PrefetchSlices ahead = DenseRowsAhead(c.w, r + tile_distance, kWideTileRows, WideSymFetchSteps(x));
                 RowsDotWideSym<kBits, kWideTileRows>(c.w, rows, x, combined_slots, out, &ahead);
                 for (int i = 0; i < kWideTileRows; ++i) c.y[r + i] = out[i];
             }
@@ -110,7 +110,7 @@ HWY_NOINLINE void DenseRowsByDot(const DenseCall& c, int64_t r0, int64_t r1, con
             for (; r < r1; ++r) {
                 const DenseRow<kBits, true> row(c.w, r, s.row_scales, pad);
                 float* combined_one[1] = {combined};
-                const PrefetchSlices ahead = DenseRowsAhead(c.w, r + row_distance, 1, x.act_blocks);
+                const PrefetchSlices ahead = DenseRowsAhead(c.w, r + row_distance, 1, WideSymFetchSteps(x));
                 RowsDotWideSym<kBits, 1>(c.w, &row, x, combined_one, c.y + r, &ahead);
             }
             return;

@@ -234,6 +234,15 @@ HWY_INLINE float RowDotWide(const DenseWeights& w, const DenseRow<kBits, kSym>& 
     return sums - ZeroPointPart<kBits, kSym>(w, row.scales, x.group_sums, zeros);
 }
 
+// How many fetch steps RowsDotWideSym's loop takes over x: one per
+// 128-column quad where it runs the quad loop (a step per 32-column segment
+// would split each line of codes over four steps and take each line of
+// scales several times: a fifth more instructions in the loop, all of them
+// scalar bookkeeping and repeated prefetches), else one per segment.
+HWY_INLINE int64_t WideSymFetchSteps(const PreparedActivations& x) {
+    return x.act_block == kBlock && x.quad_bytes ? (x.act_blocks + 3) / 4 : x.act_blocks;
+}
+
 // kRows symmetric int4 rows times one token (out[i] for rows[i]): the same
 // sums as RowDotWide, with the rows' steps interleaved so their chains
 // overlap and the activation loads are shared (int4 decode is
@@ -263,7 +272,7 @@ HWY_INLINE void RowsDotWideSym(const DenseWeights& w, const DenseRow<kBits, true
         const auto quarters = hn::SetTableIndices(df, kQuarters);
         const hn::Repartition<uint8_t, DW32> d8;
         for (int64_t s = 0; s < segments; s += 4) {
-            FetchSlices(ahead, s, 4);
+            FetchSlices(ahead, s / 4, 1);  // one step per quad: WideSymFetchSteps
             const uint8_t* HWY_RESTRICT xb = x.quad_bytes + s * 64;
             const auto high_even = hn::BitCast(d32, hn::LoadU(d8, xb));
             const auto high_odd = hn::BitCast(d32, hn::LoadU(d8, xb + 64));
@@ -326,6 +335,7 @@ HWY_INLINE float RowDotWide(const DenseWeights&, const DenseRow<kBits, kSym>&, c
 }
 
 HWY_INLINE int64_t DenseRowsAheadDistance(const DenseWeights&, int64_t rows) { return rows; }
+HWY_INLINE int64_t WideSymFetchSteps(const PreparedActivations& x) { return x.act_blocks; }
 HWY_INLINE PrefetchSlices DenseRowsAhead(const DenseWeights&, int64_t, int64_t, int64_t steps) {
     return PrefetchSlices(steps);
 }
