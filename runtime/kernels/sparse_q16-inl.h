@@ -357,7 +357,7 @@ HWY_INLINE void Q16Tile(const SparseCall& c, const SparseQ16Activations& a, int6
 #pragma GCC unroll 4
                 for (int i = 0; i < kRows; ++i) PairScales(rows[i].scales, dx, c.groups_per_row, rows[i].combined);
                 for (int64_t pair = 0; pair < chunks / 2; ++pair) {
-                    FetchSlices(ahead, 2 * pair, 2);
+                    FetchSlices(ahead, pair, 1);  // one step per pair: Q16FetchSteps
                     const PairActivations x{_mm512_loadu_si512(low + 128 * pair), _mm512_loadu_si512(low + 128 * pair + 64),
                                             _mm512_loadu_si512(high + 128 * pair),
                                             _mm512_loadu_si512(high + 128 * pair + 64)};
@@ -474,11 +474,11 @@ HWY_INLINE Q16RowPlanes Q16Planes(const SparseCall& c, int64_t r, int i, const S
     return p;
 }
 
-// Rows [r, r + n) of every plane, to fetch over a tile's `chunks` steps
+// Rows [r, r + n) of every plane, to fetch over a tile's `steps` steps
 // (nothing past the last row).
 template <bool kNm>
-HWY_INLINE PrefetchSlices Q16RowsAhead(const SparseCall& c, int64_t r, int64_t n, int64_t chunks) {
-    PrefetchSlices slices(chunks);
+HWY_INLINE PrefetchSlices Q16RowsAhead(const SparseCall& c, int64_t r, int64_t n, int64_t steps) {
+    PrefetchSlices slices(steps);
     // 2:4 int4 rows are bound by their arithmetic: no further L2 fetches.
     slices.set_further(!(kNm && c.quant.bits == 4));
     n = std::min(n, c.rows - r);
@@ -498,17 +498,28 @@ HWY_INLINE PrefetchSlices Q16RowsAhead(const SparseCall& c, int64_t r, int64_t n
     return slices;
 }
 
+// How many fetch steps Q16Tile's loop takes: one per pair of chunks where
+// 2:4 int4 rows go by pairs (a step per chunk would split each pair's lines
+// over two steps and take the index and scale lines twice), else one per
+// 64-column chunk.
+template <int kBits, bool kNm>
+HWY_INLINE int64_t Q16FetchSteps(const SparseQ16Activations& a, int64_t chunks) {
+    const bool pairs = kNm && kBits == 4 && a.block == 32 && !a.low_bytes.empty() && chunks % 2 == 0;
+    return pairs ? chunks / 2 : chunks;
+}
+
 template <int kBits, bool kNm, bool kExpandInstruction = false>
 HWY_NOINLINE void Q16Rows(const SparseCall& c, const SparseQ16Activations& a, int64_t r0, int64_t r1,
                           const SparseQ16Scratch& s) {
     const int64_t chunks = c.cols / 64;
+    const int64_t steps = Q16FetchSteps<kBits, kNm>(a, chunks);
     const int64_t distance = RowsAheadDistance(c.row_bytes, kQ16TileRows);
     Q16RowPlanes planes[kQ16TileRows];
     float out[kQ16TileRows];
     int64_t r = r0;
     for (; r + kQ16TileRows <= r1; r += kQ16TileRows) {
         for (int i = 0; i < kQ16TileRows; ++i) planes[i] = Q16Planes<kNm>(c, r + i, i, s);
-        const PrefetchSlices ahead = Q16RowsAhead<kNm>(c, r + distance, kQ16TileRows, chunks);
+        const PrefetchSlices ahead = Q16RowsAhead<kNm>(c, r + distance, kQ16TileRows, steps);
         for (int64_t t = 0; t < a.tokens; ++t) {
             Q16Tile<kBits, kNm, kExpandInstruction, kQ16TileRows>(c, a, t, planes, out, t == 0 ? &ahead : nullptr);
             for (int i = 0; i < kQ16TileRows; ++i) c.y[t * c.y_stride + r + i] = out[i];
@@ -517,7 +528,7 @@ HWY_NOINLINE void Q16Rows(const SparseCall& c, const SparseQ16Activations& a, in
     const int64_t tail_distance = RowsAheadDistance(c.row_bytes, 1);
     for (; r < r1; ++r) {
         planes[0] = Q16Planes<kNm>(c, r, 0, s);
-        const PrefetchSlices ahead = Q16RowsAhead<kNm>(c, r + tail_distance, 1, chunks);
+        const PrefetchSlices ahead = Q16RowsAhead<kNm>(c, r + tail_distance, 1, steps);
         for (int64_t t = 0; t < a.tokens; ++t) {
             Q16Tile<kBits, kNm, kExpandInstruction, 1>(c, a, t, planes, out, t == 0 ? &ahead : nullptr);
             c.y[t * c.y_stride + r] = out[0];
