@@ -138,7 +138,13 @@ HWY_INLINE PrefetchSlices DenseRowsAhead(const DenseWeights& w, int64_t r, int64
     n = std::min(n, w.view.rows - r);
     if (n <= 0) return slices;
     slices.add(w.view.code_row(r), n * w.code_row_bytes);
-    slices.add(w.view.scales + 2 * r * w.groups_per_row, 2 * n * w.groups_per_row);
+    // Scales of less than a line for the whole tile (int8 per channel rows
+    // hold one FP16 scale each) are left to the hardware: their one line
+    // serves 32 rows, and the plane's share of every step cost more than
+    // the rare miss (1B synth int8 per channel decode, alternating: 26.2-26.4
+    // -> 26.8-27.4 tokens/s without it; docs/results.md, session 23).
+    if (2 * n * w.groups_per_row >= PrefetchSlices::kLine)
+        slices.add(w.view.scales + 2 * r * w.groups_per_row, 2 * n * w.groups_per_row);
     if (w.zero_row_bytes > 0 && w.view.zeros) slices.add(w.view.zeros + r * w.zero_row_bytes, n * w.zero_row_bytes);
     return slices;
 }
