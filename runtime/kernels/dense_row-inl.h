@@ -118,16 +118,20 @@ struct BlockKernels {
 template <int kBits, bool kSym>
 struct DenseRow {
     RowBlocks<kBits> blocks;
-    const float* scales;
+    const float* scales;       // the row's scales as floats (unset without convert_scales)
+    const uint8_t* half_scales;  // the row's FP16 scales in the file
     const uint8_t* zero_row;
     int64_t blocks_per_group;
     // Groups [0, whole_groups) hold only whole blocks, read in place; the
     // rest (at most one) holds the zero-padded short last block.
     int64_t whole_groups;
 
-    HWY_INLINE DenseRow(const DenseWeights& w, int64_t r, float* scale_buffer, uint8_t* pad)
-        : blocks(w.view.code_row(r), w.view.cols, pad), scales(scale_buffer) {
-        ConvertRowScales(w.view.scales + 2 * r * w.groups_per_row, w.groups_per_row, scale_buffer);
+    HWY_INLINE DenseRow(const DenseWeights& w, int64_t r, float* scale_buffer, uint8_t* pad,
+                        bool convert_scales = true)
+        : blocks(w.view.code_row(r), w.view.cols, pad),
+          scales(scale_buffer),
+          half_scales(w.view.scales + 2 * r * w.groups_per_row) {
+        if (convert_scales) ConvertRowScales(half_scales, w.groups_per_row, scale_buffer);
         zero_row = kSym ? nullptr : w.view.zeros + r * w.zero_row_bytes;
         blocks_per_group = block_count(w.group_span);
         whole_groups = std::min(w.groups_per_row, blocks.full_blocks / blocks_per_group);

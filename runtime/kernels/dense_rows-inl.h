@@ -91,12 +91,13 @@ HWY_NOINLINE void DenseRowsByDot(const DenseCall& c, int64_t r0, int64_t r1, con
             for (int i = 0; i < kWideTileRows; ++i) combined_slots[i] = s.weight_tile + (kWideTileRows + i) * slot;
             float out[kWideTileRows] = {};
             const int64_t tile_distance = DenseRowsAheadDistance(c.w, kWideTileRows);
+            const bool convert = !WideSymHalfScales(c.w, x);  // else the tile reads the FP16 scales itself
             for (; r + kWideTileRows <= r1; r += kWideTileRows) {
                 const DenseRow<kBits, true> rows[kWideTileRows] = {
-                    DenseRow<kBits, true>(c.w, r, s.weight_tile, pad),
-                    DenseRow<kBits, true>(c.w, r + 1, s.weight_tile + slot, pad),
-                    DenseRow<kBits, true>(c.w, r + 2, s.weight_tile + 2 * slot, pad),
-                    DenseRow<kBits, true>(c.w, r + 3, s.weight_tile + 3 * slot, pad)};
+                    DenseRow<kBits, true>(c.w, r, s.weight_tile, pad, convert),
+                    DenseRow<kBits, true>(c.w, r + 1, s.weight_tile + slot, pad, convert),
+                    DenseRow<kBits, true>(c.w, r + 2, s.weight_tile + 2 * slot, pad, convert),
+                    DenseRow<kBits, true>(c.w, r + 3, s.weight_tile + 3 * slot, pad, convert)};
                 const PrefetchSlices ahead = DenseRowsAhead(c.w, r + tile_distance, kWideTileRows, WideSymFetchSteps(x));
                 RowsDotWideSym<kBits, kWideTileRows>(c.w, rows, x, combined_slots, out, &ahead);
                 for (int i = 0; i < kWideTileRows; ++i) c.y[r + i] = out[i];

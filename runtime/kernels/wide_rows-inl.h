@@ -240,6 +240,49 @@ HWY_INLINE float RowDotWide(const DenseWeights& w, const DenseRow<kBits, kSym>& 
     return sums - ZeroPointPart<kBits, kSym>(w, row.scales, x.group_sums, zeros);
 }
 
+// Whether RowsDotWideSym sets a row up from its FP16 scales in one pass
+// (CombineHalfScales): the quad loop over groups of 32 columns, one
+// activation block each. Its rows need no float copy of their scales.
+HWY_INLINE bool WideSymHalfScales(const DenseWeights& w, const PreparedActivations& x) {
+    return x.act_block == kBlock && x.quad_bytes && w.group_span == x.act_block;
+}
+
+// The quad loop's per-row set-up in one pass over the row's FP16 scales
+// d_g (groups of 32 columns = activation blocks): combined[g] = d_g * dx_g
+// and the lanes of sum_g d_g * S_g (the activation sums the codes' offset
+// of 8 takes out; *tail gets the groups past the last whole vector), left
+// unreduced so the row ends in one horizontal sum. Converting, combining
+// and the zero-point part in three passes took ~14% of the cached int4 g32
+// loop (kernels_bench MatvecCached, docs/results.md, session 23).
+HWY_INLINE hn::Vec<DWF> CombineHalfScales(const DenseWeights& w, const PreparedActivations& x,
+                                          const uint8_t* HWY_RESTRICT fp16, float* HWY_RESTRICT combined,
+                                          float* tail) {
+    const DWF df;
+    const hn::Rebind<hwy::float16_t, DWF> dh;
+    const auto* h = reinterpret_cast<const hwy::float16_t*>(fp16);
+    const float* HWY_RESTRICT dx = x.block_scales;
+    const float* HWY_RESTRICT sums = x.group_sums;
+    const int64_t n = w.groups_per_row;
+    const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
+    auto zero_part = hn::Zero(df);
+    int64_t g = 0;
+    for (; g + lanes <= n; g += lanes) {
+        const auto d = hn::PromoteTo(df, hn::LoadU(dh, h + g));
+        hn::StoreU(hn::Mul(d, hn::LoadU(df, dx + g)), df, combined + g);
+        zero_part = hn::MulAdd(d, hn::LoadU(df, sums + g), zero_part);
+    }
+    float rest = 0.0f;
+    for (; g < n; ++g) {
+        uint16_t bits;
+        std::memcpy(&bits, fp16 + 2 * g, 2);
+        const float d = fp16_to_fp32(bits);
+        combined[g] = d * dx[g];
+        rest += d * sums[g];
+    }
+    *tail = rest;
+    return zero_part;
+}
+
 // How many fetch steps RowsDotWideSym's loop takes over x: one per
 // 128-column quad where it runs the quad loop (a step per 32-column segment
 // would split each line of codes over four steps and take each line of
@@ -266,8 +309,17 @@ HWY_INLINE void RowsDotWideSym(const DenseWeights& w, const DenseRow<kBits, true
     const int16_t* HWY_RESTRICT xq = x.xq;
     const int64_t segments = x.act_blocks;
     const int64_t blocks_per_segment = x.act_block / kBlock;
+    const bool half_scales = WideSymHalfScales(w, x);
+    hn::Vec<DWF> zero_part[kRows];
+    float zero_tail[kRows] = {};
+    if (half_scales) {
 #pragma GCC unroll 4
-    for (int i = 0; i < kRows; ++i) CombineScales(w, x, rows[i].scales, combined[i]);
+        for (int i = 0; i < kRows; ++i)
+            zero_part[i] = CombineHalfScales(w, x, rows[i].half_scales, combined[i], &zero_tail[i]);
+    } else {
+#pragma GCC unroll 4
+        for (int i = 0; i < kRows; ++i) CombineScales(w, x, rows[i].scales, combined[i]);
+    }
     hn::Vec<DWF> acc[kRows];
 #pragma GCC unroll 4
     for (int i = 0; i < kRows; ++i) acc[i] = hn::Zero(df);
@@ -321,12 +373,19 @@ HWY_INLINE void RowsDotWideSym(const DenseWeights& w, const DenseRow<kBits, true
                 acc[i] = hn::MulAdd(hn::ConvertTo(df, isum[i]), hn::Set(df, combined[i][s]), acc[i]);
         }
     }
+    // int4 codes are offset (u = level + 8): 8 d_g sum(x) comes out.
+    static_assert(BlockKernels<kBits, true>::kUnsignedCodes, "symmetric int4 codes are offset");
+    if (half_scales) {
+        const auto eight = hn::Set(df, 8.0f);
 #pragma GCC unroll 4
-    for (int i = 0; i < kRows; ++i) {
-        out[i] = hn::GetLane(hn::SumOfLanes(df, acc[i]));
-        // int4 codes are offset (u = level + 8): 8 d_g sum(x) comes out.
-        if constexpr (BlockKernels<kBits, true>::kUnsignedCodes)
+        for (int i = 0; i < kRows; ++i)
+            out[i] = hn::GetLane(hn::SumOfLanes(df, hn::NegMulAdd(eight, zero_part[i], acc[i]))) - 8.0f * zero_tail[i];
+    } else {
+#pragma GCC unroll 4
+        for (int i = 0; i < kRows; ++i) {
+            out[i] = hn::GetLane(hn::SumOfLanes(df, acc[i]));
             out[i] -= ZeroPointPart<kBits, true>(w, rows[i].scales, x.group_sums, nullptr);
+        }
     }
 }
 
@@ -342,6 +401,7 @@ HWY_INLINE float RowDotWide(const DenseWeights&, const DenseRow<kBits, kSym>&, c
 
 HWY_INLINE int64_t DenseRowsAheadDistance(const DenseWeights&, int64_t rows) { return rows; }
 HWY_INLINE int64_t WideSymFetchSteps(const PreparedActivations& x) { return x.act_blocks; }
+HWY_INLINE bool WideSymHalfScales(const DenseWeights&, const PreparedActivations&) { return false; }
 HWY_INLINE PrefetchSlices DenseRowsAhead(const DenseWeights&, int64_t, int64_t, int64_t steps) {
     return PrefetchSlices(steps);
 }

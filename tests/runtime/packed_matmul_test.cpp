@@ -81,7 +81,7 @@ TEST_P(PackedKernels, WideDecodeRowsMatchTwin) {
     int64_t compared = 0;
     for (const QuantScheme& s : all_schemes({0, 32, 64, 128, 256, 512})) {
         if (s.bits != 4 && s.bits != 8) continue;
-        for (int64_t cols : {64, 192, 512, 1024 + 512}) {
+        for (int64_t cols : {64, 192, 384, 512, 640, 1024 + 512}) {  // 384, 640: a partial vector of scales
             const int64_t rows = 5;
             auto values = random_weights(rows, cols, 31 + static_cast<uint32_t>(cols));
             for (int64_t c = 0; c < cols; ++c) values[2 * cols + c] = 0.0f;  // row 2
