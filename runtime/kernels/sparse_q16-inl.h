@@ -484,16 +484,19 @@ HWY_INLINE PrefetchSlices Q16RowsAhead(const SparseCall& c, int64_t r, int64_t n
     n = std::min(n, c.rows - r);
     if (n <= 0) return slices;
     const int64_t scale_row_bytes = 2 * c.groups_per_row;
+    // As the dense rows (DenseRowsAhead): a tile's scales of less than a
+    // line (per channel rows) are left to the hardware.
+    const bool scales = n * scale_row_bytes >= PrefetchSlices::kLine;
     if constexpr (kNm) {
         const NmSparseGeometry& geo = c.nm_geometry;
         slices.add(c.nm.values + r * geo.value_row_bytes, n * geo.value_row_bytes);
         slices.add(c.nm.indices + r * geo.index_row_bytes, n * geo.index_row_bytes);
-        slices.add(c.nm.scales + r * scale_row_bytes, n * scale_row_bytes);
+        if (scales) slices.add(c.nm.scales + r * scale_row_bytes, n * scale_row_bytes);
     } else {
         const uint64_t begin = c.bitmask.row_offset(r), end = c.bitmask.row_offset(r + n);
         slices.add(c.bitmask.values + begin, static_cast<int64_t>(end - begin));
         slices.add(c.bitmask.mask + r * c.bitmask.mask_row_bytes(), n * c.bitmask.mask_row_bytes());
-        slices.add(c.bitmask.scales + r * scale_row_bytes, n * scale_row_bytes);
+        if (scales) slices.add(c.bitmask.scales + r * scale_row_bytes, n * scale_row_bytes);
     }
     return slices;
 }
