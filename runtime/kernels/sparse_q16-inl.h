@@ -288,15 +288,21 @@ HWY_INLINE __m512i Nm24PairSums(const uint8_t* HWY_RESTRICT values, const uint8_
 }
 
 // A row's combined scales (d_g * dx_g) for the pair kernel, each twice:
-// out[2g] = out[2g + 1], so pair j's lanes read out[8j + L % 8]. `groups`
-// rounded up to 16 are read (the buffers are padded) and twice that
-// written.
-HWY_INLINE void PairScales(const float* HWY_RESTRICT scales, const float* HWY_RESTRICT dx, int64_t groups,
+// out[2g] = out[2g + 1], so pair j's lanes read out[8j + L % 8]. The
+// row's FP16 scales d_g come straight from the file's plane (a masked load
+// for the last 1-15 groups, which may end the plane), not from a float copy
+// of the row made first: converting, combining and doubling took ~12% of
+// the cached pair loop (kernels_bench SparseCached, docs/results.md,
+// session 23). dx is read for `groups` rounded up to 16 (its buffer is
+// padded), and twice that is written.
+HWY_INLINE void PairScales(const uint8_t* HWY_RESTRICT half_scales, const float* HWY_RESTRICT dx, int64_t groups,
                            float* HWY_RESTRICT out) {
     const __m512i first = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
     const __m512i second = _mm512_add_epi32(first, _mm512_set1_epi32(8));
     for (int64_t g = 0; g < groups; g += 16) {
-        const __m512 combined = _mm512_mul_ps(_mm512_loadu_ps(scales + g), _mm512_loadu_ps(dx + g));
+        const __mmask16 valid = groups - g >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (groups - g)) - 1);
+        const __m512 d = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(valid, half_scales + 2 * g));
+        const __m512 combined = _mm512_mul_ps(d, _mm512_loadu_ps(dx + g));
         _mm512_storeu_ps(out + 2 * g, _mm512_permutexvar_ps(first, combined));
         _mm512_storeu_ps(out + 2 * g + 16, _mm512_permutexvar_ps(second, combined));
     }
@@ -324,7 +330,8 @@ inline constexpr int kQ16TileRows = kSparseQ16TileRows;
 struct Q16RowPlanes {
     const uint8_t* meta = nullptr;  // 2:4 index row, or bitmask mask row
     const uint8_t* values = nullptr;
-    const float* scales = nullptr;  // the row's group scales as floats
+    const float* scales = nullptr;  // the row's group scales as floats (not for pairs)
+    const uint8_t* half_scales = nullptr;  // the row's FP16 scales in the file
     float* combined = nullptr;      // sparse_q16_combined_slot floats
 };
 
@@ -355,7 +362,7 @@ HWY_INLINE void Q16Tile(const SparseCall& c, const SparseQ16Activations& a, int6
                 // Pairs of chunks on byte dot products (Nm24PairSums): the
                 // sums come out 16 times the levels' (bytes of 16 (u - 8)).
 #pragma GCC unroll 4
-                for (int i = 0; i < kRows; ++i) PairScales(rows[i].scales, dx, c.groups_per_row, rows[i].combined);
+                for (int i = 0; i < kRows; ++i) PairScales(rows[i].half_scales, dx, c.groups_per_row, rows[i].combined);
                 for (int64_t pair = 0; pair < chunks / 2; ++pair) {
                     FetchSlices(ahead, pair, 1);  // one step per pair: Q16FetchSteps
                     const PairActivations x{_mm512_loadu_si512(low + 128 * pair), _mm512_loadu_si512(low + 128 * pair + 64),
@@ -446,14 +453,16 @@ HWY_INLINE void Q16Tile(const SparseCall& c, const SparseQ16Activations& a, int6
 
 // Row r's planes (i: its slot in the tile's scratch).
 template <bool kNm>
-HWY_INLINE Q16RowPlanes Q16Planes(const SparseCall& c, int64_t r, int i, const SparseQ16Scratch& s) {
+HWY_INLINE Q16RowPlanes Q16Planes(const SparseCall& c, int64_t r, int i, const SparseQ16Scratch& s,
+                                   bool convert_scales) {
     const uint8_t* scale_base = c.is_nm ? c.nm.scales : c.bitmask.scales;
     const int64_t scale_row_bytes = 2 * c.groups_per_row;
     const int64_t slot = c.groups_per_row + 16;
     Q16RowPlanes p;
     p.scales = s.row_scales + i * slot;
     p.combined = s.combined + i * sparse_q16_combined_slot(c.groups_per_row);
-    ConvertRowScales(scale_base + r * scale_row_bytes, c.groups_per_row, s.row_scales + i * slot);
+    p.half_scales = scale_base + r * scale_row_bytes;
+    if (convert_scales) ConvertRowScales(p.half_scales, c.groups_per_row, s.row_scales + i * slot);
     if constexpr (kNm) {
         const NmSparseGeometry& geo = c.nm_geometry;
         p.meta = c.nm.indices + r * geo.index_row_bytes;
@@ -506,9 +515,12 @@ HWY_INLINE PrefetchSlices Q16RowsAhead(const SparseCall& c, int64_t r, int64_t n
 // over two steps and take the index and scale lines twice), else one per
 // 64-column chunk.
 template <int kBits, bool kNm>
+HWY_INLINE bool Q16Pairs(const SparseQ16Activations& a, int64_t chunks) {
+    return kNm && kBits == 4 && a.block == 32 && !a.low_bytes.empty() && chunks % 2 == 0;
+}
+template <int kBits, bool kNm>
 HWY_INLINE int64_t Q16FetchSteps(const SparseQ16Activations& a, int64_t chunks) {
-    const bool pairs = kNm && kBits == 4 && a.block == 32 && !a.low_bytes.empty() && chunks % 2 == 0;
-    return pairs ? chunks / 2 : chunks;
+    return Q16Pairs<kBits, kNm>(a, chunks) ? chunks / 2 : chunks;
 }
 
 template <int kBits, bool kNm, bool kExpandInstruction = false>
@@ -516,12 +528,13 @@ HWY_NOINLINE void Q16Rows(const SparseCall& c, const SparseQ16Activations& a, in
                           const SparseQ16Scratch& s) {
     const int64_t chunks = c.cols / 64;
     const int64_t steps = Q16FetchSteps<kBits, kNm>(a, chunks);
+    const bool convert = !Q16Pairs<kBits, kNm>(a, chunks);  // pairs read the FP16 scales themselves
     const int64_t distance = RowsAheadDistance(c.row_bytes, kQ16TileRows);
     Q16RowPlanes planes[kQ16TileRows];
     float out[kQ16TileRows];
     int64_t r = r0;
     for (; r + kQ16TileRows <= r1; r += kQ16TileRows) {
-        for (int i = 0; i < kQ16TileRows; ++i) planes[i] = Q16Planes<kNm>(c, r + i, i, s);
+        for (int i = 0; i < kQ16TileRows; ++i) planes[i] = Q16Planes<kNm>(c, r + i, i, s, convert);
         const PrefetchSlices ahead = Q16RowsAhead<kNm>(c, r + distance, kQ16TileRows, steps);
         for (int64_t t = 0; t < a.tokens; ++t) {
             Q16Tile<kBits, kNm, kExpandInstruction, kQ16TileRows>(c, a, t, planes, out, t == 0 ? &ahead : nullptr);
@@ -530,7 +543,7 @@ HWY_NOINLINE void Q16Rows(const SparseCall& c, const SparseQ16Activations& a, in
     }
     const int64_t tail_distance = RowsAheadDistance(c.row_bytes, 1);
     for (; r < r1; ++r) {
-        planes[0] = Q16Planes<kNm>(c, r, 0, s);
+        planes[0] = Q16Planes<kNm>(c, r, 0, s, convert);
         const PrefetchSlices ahead = Q16RowsAhead<kNm>(c, r + tail_distance, 1, steps);
         for (int64_t t = 0; t < a.tokens; ++t) {
             Q16Tile<kBits, kNm, kExpandInstruction, 1>(c, a, t, planes, out, t == 0 ? &ahead : nullptr);
