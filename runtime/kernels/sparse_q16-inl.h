@@ -20,7 +20,7 @@
 // {0,1,4,5,8,9,12,13} are the first 32 columns. Groups of 32 put each
 // lane's scale in place with one blend (BlockScales). int4 rows with
 // groups of 32 and an even number of chunks go two chunks at a time on
-// byte dot products instead (Nm24PairSums): two vpermi2b gather the
+// byte dot products instead (Nm24PairSums): four vpermb gather the
 // activations' bytes, three vpdpbusd sum them, one float step per pair.
 //
 // Bitmask (int8). Per 64 columns the row's 64 mask bits spread the stored
@@ -218,9 +218,10 @@ HWY_INLINE __m512i BitmaskLevelSums(const BitmaskSums& s) {
 }
 
 // 2:4 int4 with groups of 32, two chunks (128 columns, 64 kept values) at
-// a time on byte dot products: per row and pair, two vpermi2b gather the
+// a time on byte dot products: per row and pair, four vpermb gather the
 // kept values' activation bytes (low, and high + 128) from the pair's 128
-// columns, the 64 levels come out of the pair's 32 value bytes as bytes
+// columns (two per byte plane, the second merging the bytes of chunk 1:
+// one uop each, where a two-table vpermi2b is three), the 64 levels come out of the pair's 32 value bytes as bytes
 // times 16, and three vpdpbusd sum them as the bitmask chunks do
 // (BitmaskLevelSums). The levels: the 32 bytes broadcast to both halves,
 // the low half's words shifted left by 4 (one masked vpsllw, on the
@@ -233,7 +234,7 @@ HWY_INLINE __m512i BitmaskLevelSums(const BitmaskSums& s) {
 // multishift source must hold the word of the chunk its bytes' values lie
 // in, chunk (q % 4) / 2: a broadcast of chunk 0's word and a masked
 // broadcast of chunk 1's (a load and a blend, off the shuffle port). About
-// 17 vector uops per row and pair, 5 of them on the shuffle port only.
+// 17 vector uops per row and pair, 5 of them on the shuffle port.
 constexpr int KeptOfPairByte(int p) { return p < 32 ? 2 * p : 2 * (p - 32) + 1; }
 
 struct Nm24PairTables {
@@ -253,6 +254,9 @@ constexpr Nm24PairTables MakeNm24PairTables() {
 inline constexpr Nm24PairTables kNm24PairTables = MakeNm24PairTables();
 // Qwords of the multishift source that take chunk 1's index word.
 inline constexpr __mmask8 kPairSecondChunkQwords = 0xCC;
+// Bytes of the pair's gathers whose kept value lies in chunk 1
+// (KeptOfPairByte(p) / 32 == 1: p in 16..31 and 48..63).
+inline constexpr __mmask64 kPairSecondChunkBytes = 0xFFFF0000FFFF0000ull;
 // Words of the value broadcast that take their bytes' low nibbles.
 inline constexpr __mmask32 kPairLowNibbleWords = 0x0000FFFF;
 
@@ -274,8 +278,11 @@ HWY_INLINE __m512i Nm24PairSums(const uint8_t* HWY_RESTRICT values, const uint8_
     // (shifted & 3) | base: 0xEA is A & B | C for A, B, C = shifted, 3, base.
     const __m512i idx = _mm512_ternarylogic_epi32(shifted, _mm512_set1_epi8(3),
                                                   _mm512_load_si512(kNm24PairTables.index_base), 0xEA);
-    const __m512i low = _mm512_permutex2var_epi8(x.low0, idx, x.low1);
-    const __m512i high = _mm512_permutex2var_epi8(x.high0, idx, x.high1);
+    // Each gather as two single-table vpermb (one uop each; vpermi2b is
+    // three), the second merging the bytes whose kept value lies in chunk 1.
+    const __m512i low = _mm512_mask_permutexvar_epi8(_mm512_permutexvar_epi8(idx, x.low0), kPairSecondChunkBytes, idx, x.low1);
+    const __m512i high =
+        _mm512_mask_permutexvar_epi8(_mm512_permutexvar_epi8(idx, x.high0), kPairSecondChunkBytes, idx, x.high1);
     __m512i bytes;
     asm("vbroadcasti64x4 %1, %0" : "=v"(bytes) : "m"(*reinterpret_cast<const __m256i*>(values + 32 * pair)));
     const __m512i spread = _mm512_mask_slli_epi16(bytes, kPairLowNibbleWords, bytes, 4);
