@@ -221,8 +221,9 @@ HWY_INLINE __m512i BitmaskLevelSums(const BitmaskSums& s) {
 // a time on byte dot products: per row and pair, four vpermb gather the
 // kept values' activation bytes (low, and high + 128) from the pair's 128
 // columns (two per byte plane, the second merging the bytes of chunk 1:
-// one uop each, where a two-table vpermi2b is three), the 64 levels come out of the pair's 32 value bytes as bytes
-// times 16, and three vpdpbusd sum them as the bitmask chunks do
+// one uop each, where a two-table vpermi2b is three), the 64 levels come
+// out of the pair's 32 value bytes as bytes times 16, and three vpdpbusd
+// sum them as the bitmask chunks do
 // (BitmaskLevelSums). The levels: the 32 bytes broadcast to both halves,
 // the low half's words shifted left by 4 (one masked vpsllw, on the
 // multiply port), then (b & 0xF0) ^ 0x80 = 16 (u - 8) as a signed byte
