@@ -38,7 +38,9 @@ std::string write_file(const std::string& name, const std::vector<uint8_t>& byte
 TEST(MappedFile, LargeFilesStartOnAHugePageBoundaryWithTheirBytes) {
     for (size_t size : {size_t{100}, size_t{4096}, (size_t{2} << 20) - 1, size_t{2} << 20, (size_t{5} << 20) + 123}) {
         const std::vector<uint8_t> bytes = pattern(size);
-        const auto file = MappedFile::open(write_file("f" + std::to_string(size) + ".bin", bytes));
+        std::string name = std::to_string(size);
+        name += ".bin";  // (not "f" + ...: GCC 12 warns falsely, -Wrestrict, on that concatenation)
+        const auto file = MappedFile::open(write_file(name, bytes));
         ASSERT_EQ(file->size(), size);
         if (size >= (size_t{2} << 20)) {
             EXPECT_EQ(reinterpret_cast<uintptr_t>(file->data()) % (uintptr_t{2} << 20), 0u) << size;
