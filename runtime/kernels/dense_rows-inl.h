@@ -109,7 +109,7 @@ HWY_NOINLINE void DenseRowsByDot(const DenseCall& c, int64_t r0, int64_t r1, con
         if (x.quad_bytes) {
             // Byte-split activations only (no pair order): the tile's leftover rows one at a time.
             for (; r < r1; ++r) {
-                const DenseRow<kBits, true> row(c.w, r, s.row_scales, pad);
+                const DenseRow<kBits, true> row(c.w, r, s.row_scales, pad, !WideSymHalfScales(c.w, x));
                 float* combined_one[1] = {combined};
                 const PrefetchSlices ahead = DenseRowsAhead(c.w, r + row_distance, 1, WideSymFetchSteps(x));
                 RowsDotWideSym<kBits, 1>(c.w, &row, x, combined_one, c.y + r, &ahead);

@@ -76,6 +76,16 @@ public:
         plane.lines = static_cast<int>((plane.step_bytes + kLine - 1) / kLine);
     }
 
+    // add() for a plane of scales: one of less than a line for the whole
+    // tile (per channel rows hold one FP16 scale each) is left to the
+    // hardware, as its one line serves many rows and the plane's share of
+    // every step cost more than the rare miss (1B synth int8 per channel
+    // decode, alternating: 26.2-26.4 -> 26.8-27.4 tokens/s without it;
+    // docs/results.md, session 23).
+    void add_scales(const void* p, int64_t bytes) {
+        if (bytes >= kLine) add(p, bytes);
+    }
+
     // Calls visit(line_address) for the slices of steps [first, first +
     // count). Each step takes its slice's first byte and the lines after
     // it up to the slice's size: a slice that starts late in a line leaves

@@ -343,6 +343,14 @@ struct Q16RowPlanes {
     float* combined = nullptr;      // sparse_q16_combined_slot floats
 };
 
+// Whether Q16Tile runs 2:4 int4 rows two chunks at a time (Nm24PairSums):
+// groups of 32, the activations split into bytes, an even number of chunks.
+// Such rows read their FP16 scales themselves (PairScales).
+template <int kBits, bool kNm>
+HWY_INLINE bool Q16Pairs(const SparseQ16Activations& a, int64_t chunks) {
+    return kNm && kBits == 4 && a.block == 32 && !a.low_bytes.empty() && chunks % 2 == 0;
+}
+
 // kRows rows times token t into out[0 .. kRows), fetching a slice of
 // `ahead` (the rows further on; may be null) per chunk.
 template <int kBits, bool kNm, bool kExpandInstruction, int kRows>
@@ -366,7 +374,7 @@ HWY_INLINE void Q16Tile(const SparseCall& c, const SparseQ16Activations& a, int6
         // Groups of 32 = activation blocks: two per chunk, each int32 lane
         // in one of them.
         if constexpr (kNm && kBits == 4) {
-            if (!a.low_bytes.empty() && chunks % 2 == 0) {
+            if (Q16Pairs<kBits, kNm>(a, chunks)) {
                 // Pairs of chunks on byte dot products (Nm24PairSums): the
                 // sums come out 16 times the levels' (bytes of 16 (u - 8)).
 #pragma GCC unroll 4
@@ -501,19 +509,16 @@ HWY_INLINE PrefetchSlices Q16RowsAhead(const SparseCall& c, int64_t r, int64_t n
     n = std::min(n, c.rows - r);
     if (n <= 0) return slices;
     const int64_t scale_row_bytes = 2 * c.groups_per_row;
-    // As the dense rows (DenseRowsAhead): a tile's scales of less than a
-    // line (per channel rows) are left to the hardware.
-    const bool scales = n * scale_row_bytes >= PrefetchSlices::kLine;
     if constexpr (kNm) {
         const NmSparseGeometry& geo = c.nm_geometry;
         slices.add(c.nm.values + r * geo.value_row_bytes, n * geo.value_row_bytes);
         slices.add(c.nm.indices + r * geo.index_row_bytes, n * geo.index_row_bytes);
-        if (scales) slices.add(c.nm.scales + r * scale_row_bytes, n * scale_row_bytes);
+        slices.add_scales(c.nm.scales + r * scale_row_bytes, n * scale_row_bytes);
     } else {
         const uint64_t begin = c.bitmask.row_offset(r), end = c.bitmask.row_offset(r + n);
         slices.add(c.bitmask.values + begin, static_cast<int64_t>(end - begin));
         slices.add(c.bitmask.mask + r * c.bitmask.mask_row_bytes(), n * c.bitmask.mask_row_bytes());
-        if (scales) slices.add(c.bitmask.scales + r * scale_row_bytes, n * scale_row_bytes);
+        slices.add_scales(c.bitmask.scales + r * scale_row_bytes, n * scale_row_bytes);
     }
     return slices;
 }
@@ -522,10 +527,6 @@ HWY_INLINE PrefetchSlices Q16RowsAhead(const SparseCall& c, int64_t r, int64_t n
 // 2:4 int4 rows go by pairs (a step per chunk would split each pair's lines
 // over two steps and take the index and scale lines twice), else one per
 // 64-column chunk.
-template <int kBits, bool kNm>
-HWY_INLINE bool Q16Pairs(const SparseQ16Activations& a, int64_t chunks) {
-    return kNm && kBits == 4 && a.block == 32 && !a.low_bytes.empty() && chunks % 2 == 0;
-}
 template <int kBits, bool kNm>
 HWY_INLINE int64_t Q16FetchSteps(const SparseQ16Activations& a, int64_t chunks) {
     return Q16Pairs<kBits, kNm>(a, chunks) ? chunks / 2 : chunks;

@@ -138,13 +138,7 @@ HWY_INLINE PrefetchSlices DenseRowsAhead(const DenseWeights& w, int64_t r, int64
     n = std::min(n, w.view.rows - r);
     if (n <= 0) return slices;
     slices.add(w.view.code_row(r), n * w.code_row_bytes);
-    // Scales of less than a line for the whole tile (int8 per channel rows
-    // hold one FP16 scale each) are left to the hardware: their one line
-    // serves 32 rows, and the plane's share of every step cost more than
-    // the rare miss (1B synth int8 per channel decode, alternating: 26.2-26.4
-    // -> 26.8-27.4 tokens/s without it; docs/results.md, session 23).
-    if (2 * n * w.groups_per_row >= PrefetchSlices::kLine)
-        slices.add(w.view.scales + 2 * r * w.groups_per_row, 2 * n * w.groups_per_row);
+    slices.add_scales(w.view.scales + 2 * r * w.groups_per_row, 2 * n * w.groups_per_row);
     if (w.zero_row_bytes > 0 && w.view.zeros) slices.add(w.view.zeros + r * w.zero_row_bytes, n * w.zero_row_bytes);
     return slices;
 }
@@ -240,11 +234,15 @@ HWY_INLINE float RowDotWide(const DenseWeights& w, const DenseRow<kBits, kSym>& 
     return sums - ZeroPointPart<kBits, kSym>(w, row.scales, x.group_sums, zeros);
 }
 
+// Whether RowsDotWideSym runs its quad loop (128 columns per step, one
+// float step per four 32-column activation blocks) over x.
+HWY_INLINE bool WideSymQuads(const PreparedActivations& x) { return x.act_block == kBlock && x.quad_bytes; }
+
 // Whether RowsDotWideSym sets a row up from its FP16 scales in one pass
 // (CombineHalfScales): the quad loop over groups of 32 columns, one
 // activation block each. Its rows need no float copy of their scales.
 HWY_INLINE bool WideSymHalfScales(const DenseWeights& w, const PreparedActivations& x) {
-    return x.act_block == kBlock && x.quad_bytes && w.group_span == x.act_block;
+    return WideSymQuads(x) && w.group_span == x.act_block;
 }
 
 // The quad loop's per-row set-up in one pass over the row's FP16 scales
@@ -289,7 +287,7 @@ HWY_INLINE hn::Vec<DWF> CombineHalfScales(const DenseWeights& w, const PreparedA
 // scales several times: a fifth more instructions in the loop, all of them
 // scalar bookkeeping and repeated prefetches), else one per segment.
 HWY_INLINE int64_t WideSymFetchSteps(const PreparedActivations& x) {
-    return x.act_block == kBlock && x.quad_bytes ? (x.act_blocks + 3) / 4 : x.act_blocks;
+    return WideSymQuads(x) ? (x.act_blocks + 3) / 4 : x.act_blocks;
 }
 
 // kRows symmetric int4 rows times one token (out[i] for rows[i]): the same
@@ -324,7 +322,7 @@ HWY_INLINE void RowsDotWideSym(const DenseWeights& w, const DenseRow<kBits, true
 #pragma GCC unroll 4
     for (int i = 0; i < kRows; ++i) acc[i] = hn::Zero(df);
     constexpr int64_t kCodeBytes = 16;  // int4 bytes per block
-    if (kBits == 4 && blocks_per_segment == 1 && x.quad_bytes) {
+    if (WideSymQuads(x)) {
         // 128 columns per step: one float step per four groups.
         alignas(64) static constexpr int32_t kQuarters[16] = {0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3};
         const auto quarters = hn::SetTableIndices(df, kQuarters);
