@@ -64,7 +64,7 @@ HWY_INLINE void DequantizeRow(const DenseWeights& w, int64_t r, float* HWY_RESTR
     const PackedView& v = w.view;
     alignas(64) uint8_t pad[48];
     alignas(64) uint8_t codes[32];
-    const RowBlocks<kBits> rb(v.code_row(r), v.cols, pad);
+    const RowBlocks<kBits> rb(w.code_row(r), v.cols, pad);
     ConvertRowScales(v.scales + 2 * r * w.groups_per_row, w.groups_per_row, scales);
     const uint8_t* zero_row = kSym ? nullptr : v.zeros + r * w.zero_row_bytes;
     const int64_t blocks_per_group = block_count(w.group_span);
@@ -128,7 +128,7 @@ struct DenseRow {
 
     HWY_INLINE DenseRow(const DenseWeights& w, int64_t r, float* scale_buffer, uint8_t* pad,
                         bool convert_scales = true)
-        : blocks(w.view.code_row(r), w.view.cols, pad),
+        : blocks(w.code_row(r), w.view.cols, pad),
           scales(scale_buffer),
           half_scales(w.view.scales + 2 * r * w.groups_per_row) {
         if (convert_scales) ConvertRowScales(half_scales, w.groups_per_row, scale_buffer);

@@ -67,7 +67,7 @@ static_assert(kDotGroupRows == 16, "a group is one 16 x 16 transpose wide");
 template <int kBits, bool kSym>
 HWY_INLINE void UnpackCodeRow(const DenseWeights& w, int64_t r, uint8_t* HWY_RESTRICT codes) {
     alignas(64) uint8_t pad[48];
-    const RowBlocks<kBits> rb(w.view.code_row(r), w.view.cols, pad);
+    const RowBlocks<kBits> rb(w.code_row(r), w.view.cols, pad);
     int64_t b = 0;
     if constexpr (kBits == 4) {
         const __m512i mask = _mm512_set1_epi8(0x0F);
@@ -184,7 +184,7 @@ HWY_INLINE void Transpose16x16(const uint8_t* HWY_RESTRICT src, int64_t src_stri
 inline constexpr int64_t kPrefetchRows = 4;
 
 HWY_INLINE void PrefetchCodeRow(const DenseWeights& w, int64_t r) {
-    const char* row = reinterpret_cast<const char*>(w.view.code_row(r));
+    const char* row = reinterpret_cast<const char*>(w.code_row(r));
     for (int64_t i = 0; i < w.code_row_bytes; i += 64) _mm_prefetch(row + i, _MM_HINT_T0);
 }
 

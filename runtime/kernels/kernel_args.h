@@ -115,6 +115,10 @@ struct DenseWeights {
     int64_t code_row_bytes = 0;
     int64_t zero_row_bytes = 0;
     int64_t blocks = 0;          // blocks of 32 columns per row, the last maybe short
+
+    // Row r's codes (PackedView::code_row computes the row size out of
+    // line: a call per row, ~0.6% of int4 g32 decode).
+    const uint8_t* code_row(int64_t r) const { return view.codes + r * code_row_bytes; }
 };
 
 inline DenseWeights dense_weights(const PackedView& v) {

@@ -137,7 +137,7 @@ HWY_INLINE PrefetchSlices DenseRowsAhead(const DenseWeights& w, int64_t r, int64
     PrefetchSlices slices(steps);
     n = std::min(n, w.view.rows - r);
     if (n <= 0) return slices;
-    slices.add(w.view.code_row(r), n * w.code_row_bytes);
+    slices.add(w.code_row(r), n * w.code_row_bytes);
     slices.add_scales(w.view.scales + 2 * r * w.groups_per_row, 2 * n * w.groups_per_row);
     if (w.zero_row_bytes > 0 && w.view.zeros) slices.add(w.view.zeros + r * w.zero_row_bytes, n * w.zero_row_bytes);
     return slices;

@@ -98,6 +98,53 @@ TEST_P(PackedKernels, WideDecodeRowsMatchTwin) {
     EXPECT_GT(compared, 500);
 }
 
+// A call's prepared activations are reused by the next call on the same
+// input (q, k and v read one vector): an input changed in place at the
+// same address, the same input under another scheme or group size, and a
+// token count that changes must each be prepared again.
+TEST_P(PackedKernels, PreparedActivationsFollowTheInput) {
+    const int64_t cols = 2048;
+    auto x = normal_values(static_cast<size_t>(2 * cols), 97);
+    int64_t compared = 0;
+    for (const QuantScheme& s : {QuantScheme{4, 32, true}, QuantScheme{4, 128, true}, QuantScheme{8, 0, true},
+                                 QuantScheme{4, 32, false}, QuantScheme{4, 32, true}}) {
+        const PackedTensor& w = cached_matrix(s, 9, cols);
+        for (ActivationMode mode : {ActivationMode::Q16, ActivationMode::Q8, ActivationMode::F32}) {
+            compared += compare_with_twin(w.view(), x, 1, mode, s.name() + " first");
+            compared += compare_with_twin(w.view(), x, 1, mode, s.name() + " again");
+            x[static_cast<size_t>(cols / 2 + 3)] += 0.75f;  // in place: same address, new contents
+            x[0] = -x[0];
+            compared += compare_with_twin(w.view(), x, 1, mode, s.name() + " changed in place");
+            compared += compare_with_twin(w.view(), x, 2, mode, s.name() + " two tokens");
+            compared += compare_with_twin(w.view(), x, 1, mode, s.name() + " one token again");
+            if (HasFailure()) return;
+        }
+    }
+    EXPECT_EQ(compared, 5 * 3 * 6 * 9);
+}
+
+// The same input prepared on one SIMD target, then read on every other.
+TEST(PreparedActivations, FollowTheTarget) {
+    const int64_t cols = 2048;
+    const auto x = normal_values(static_cast<size_t>(cols), 98);
+    const PackedTensor& w = cached_matrix(QuantScheme{4, 32, true}, 9, cols);
+    const std::vector<int64_t> targets = kernel_targets();  // before any is forced
+    int64_t compared = 0;
+    for (int64_t first : targets) {
+        for (int64_t second : targets) {
+            hwy::SetSupportedTargetsForTest(first);
+            compared += compare_with_twin(w.view(), x, 1, ActivationMode::Q16, "first target");
+            hwy::SetSupportedTargetsForTest(second);
+            compared += compare_with_twin(w.view(), x, 1, ActivationMode::Q16,
+                                          std::string("prepared on ") + hwy::TargetName(first) + ", read on " +
+                                              hwy::TargetName(second));
+        }
+    }
+    hwy::SetSupportedTargetsForTest(0);
+    const auto n = static_cast<int64_t>(targets.size());
+    EXPECT_EQ(compared, 2 * 9 * n * n);
+}
+
 TEST_P(PackedKernels, SmallGroupsMatchTwin) {
     for (const QuantScheme& s : all_schemes({8, 16})) {
         for (int64_t cols : {8, 24, 172, 288}) {
