@@ -280,7 +280,26 @@ double slowest(const std::vector<double>& v) { return *std::max_element(v.begin(
 
 const char* mode_tag(ActivationMode m) { return m == ActivationMode::F32 ? "f32" : m == ActivationMode::Q8 ? "q8" : "q16"; }
 
+// One token's activations to int16 levels per 32-column block, as decode
+// prepares every input (packed_matmul.h).
+void BM_QuantizeActivations(benchmark::State& state) {
+    const int64_t cols = state.range(0);
+    std::mt19937 rng(5);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    std::vector<float> x(static_cast<size_t>(cols)), scales(static_cast<size_t>(cols / 32));
+    for (float& v : x) v = normal(rng);
+    std::vector<int16_t> q(static_cast<size_t>(cols));
+    for (auto _ : state) {
+        quantize_activation_blocks_simd(x.data(), cols, 32, q.data(), scales.data());
+        benchmark::DoNotOptimize(q.data());
+        benchmark::ClobberMemory();
+    }
+    state.SetLabel(packed_kernel_target());
+}
+
 void register_all() {
+    benchmark::RegisterBenchmark("QuantizeActivations/q16_b32", BM_QuantizeActivations)
+        ->Arg(2048)->Arg(5632)->ComputeStatistics("min", fastest)->Unit(benchmark::kMicrosecond);
     benchmark::RegisterBenchmark("StreamProbe", BM_StreamProbe)->UseRealTime()->ComputeStatistics("min", fastest)->ComputeStatistics("max", slowest)->Unit(benchmark::kMillisecond);
     const char* schemes[] = {"int8_ch_sym",  "int8_g32_sym",   "int8_ch_asym",   "int4_g32_sym",
                              "int4_g32_asym", "int4_g128_sym", "int4_g128_asym", "int3_g128_sym",

@@ -88,22 +88,22 @@ void permute_to_pair_order(const From* x, int64_t cols, To* out) {
 // the high bytes (x >> 8, signed) of the even columns, of the odd columns,
 // then the low bytes (x & 255, unsigned) of the even and of the odd columns,
 // 64 each, byte j of a run standing for column 32 * (j / 16) + 2 * (j % 16)
-// (+ 1 for odd). A row's 64 code bytes line up with them as they are stored
-// (byte j holds those two columns), so byte dot products (vpdpbusd) sum
-// code * x exactly as 256 * (code * high) + code * low, and int32 lane k
-// belongs to block k / 4. cols is a multiple of 128.
+// = 2j of the quad (+ 1 for odd). A row's 64 code bytes line up with them
+// as they are stored (byte j holds those two columns), so byte dot products
+// (vpdpbusd) sum code * x exactly as 256 * (code * high) + code * low, and
+// int32 lane k belongs to block k / 4. cols is a multiple of 128.
 inline constexpr int64_t kQuadColumns = 128;
 inline void split_to_quad_bytes(const int16_t* x, int64_t cols, uint8_t* out) {
+    // A four-way deinterleave of the quad's level bytes, one plain loop per
+    // plane, which compilers vectorize (the scalar loop it replaced took
+    // ~1% of int4 g32 decode).
     for (int64_t i = 0; i < cols; i += kQuadColumns) {
+        const int16_t* in = x + i;
         uint8_t* o = out + 2 * i;
-        for (int j = 0; j < 64; ++j) {
-            const int64_t even = i + 32 * (j / 16) + 2 * (j % 16);
-            for (int odd = 0; odd < 2; ++odd) {
-                const auto v = static_cast<uint16_t>(x[even + odd]);
-                o[64 * odd + j] = static_cast<uint8_t>(v >> 8);
-                o[128 + 64 * odd + j] = static_cast<uint8_t>(v & 0xFF);
-            }
-        }
+        for (int j = 0; j < 64; ++j) o[j] = static_cast<uint8_t>(static_cast<uint16_t>(in[2 * j]) >> 8);
+        for (int j = 0; j < 64; ++j) o[64 + j] = static_cast<uint8_t>(static_cast<uint16_t>(in[2 * j + 1]) >> 8);
+        for (int j = 0; j < 64; ++j) o[128 + j] = static_cast<uint8_t>(in[2 * j] & 0xFF);
+        for (int j = 0; j < 64; ++j) o[192 + j] = static_cast<uint8_t>(in[2 * j + 1] & 0xFF);
     }
 }
 
