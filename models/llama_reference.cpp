@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/parallel.h"
+#include "models/activations.h"
 #include "models/matmul.h"
 #include "models/llama_weights_builder.h"
 #include "models/model_source.h"
@@ -116,8 +117,6 @@ void apply_rope(float* rows, int64_t n, int64_t heads, int64_t head_dim, int64_t
         }
     }
 }
-
-inline float silu(float x) { return x / (1.0f + std::exp(-x)); }
 
 void add_bias(float* rows, int64_t n, int64_t width, const float* bias, int64_t stride) {
     for (int64_t t = 0; t < n; ++t)
@@ -244,7 +243,7 @@ void LlamaTransformer::mlp(const LlamaWeights::Layer& layer, int64_t n, float* x
     std::vector<float> gate(static_cast<size_t>(n * ff)), up(static_cast<size_t>(n * ff));
     layer.w_gate->forward(xn.data(), n, gate.data(), ff);
     layer.w_up->forward(xn.data(), n, up.data(), ff);
-    for (size_t i = 0; i < gate.size(); ++i) gate[i] = silu(gate[i]) * up[i];
+    silu_times(gate.data(), up.data(), static_cast<int64_t>(gate.size()));
     std::vector<float> down(static_cast<size_t>(n * d));
     layer.w_down->forward(gate.data(), n, down.data(), d);
     add_residual(x, down, static_cast<float>(config_.residual_multiplier()));
