@@ -2,9 +2,17 @@
 
 #include <cstring>
 
+#include "core/error.h"
 #include "models/matmul.h"
 
 namespace sparq {
+
+void forward_same_input(std::span<const Linear* const> layers, const float* x, int64_t tokens,
+                        std::span<const LinearOutput> outputs) {
+    if (layers.size() != outputs.size()) fail("forward_same_input: ", layers.size(), " layers, ", outputs.size(), " outputs");
+    if (layers.empty() || layers.front()->forward_group(layers, x, tokens, outputs)) return;
+    for (size_t i = 0; i < layers.size(); ++i) layers[i]->forward(x, tokens, outputs[i].y, outputs[i].y_stride);
+}
 
 DenseLinear::DenseLinear(const float* weights, int64_t rows, int64_t cols, std::shared_ptr<const void> owner)
     : weights_(weights), rows_(rows), cols_(cols), owner_(std::move(owner)) {}

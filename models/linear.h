@@ -6,9 +6,16 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 
 namespace sparq {
+
+// Where one layer's product goes: y[t * y_stride + r].
+struct LinearOutput {
+    float* y = nullptr;
+    int64_t y_stride = 0;
+};
 
 class Linear {
 public:
@@ -23,7 +30,23 @@ public:
     virtual int64_t weight_bytes() const = 0;
     // What runs it ("f32", or the packed kernel and its SIMD target).
     virtual std::string kernel_name() const = 0;
+    // Runs `layers` (this one first) on the same input together, where
+    // their kind can share the work (forward_same_input); false where it
+    // cannot, and nothing was written.
+    virtual bool forward_group(std::span<const Linear* const> layers, const float* x, int64_t tokens,
+                               std::span<const LinearOutput> outputs) const {
+        (void)layers, (void)x, (void)tokens, (void)outputs;
+        return false;
+    }
 };
+
+// layers[i]->forward(x, tokens, outputs[i]) for every i, for layers that
+// read one input (q, k and v; gate and up). Packed layers of one scheme
+// prepare the input once and run their rows in one parallel loop: at
+// decode each parallel loop costs a few microseconds of waking and
+// waiting, and q/k/v and gate/up were five of a block's seven.
+void forward_same_input(std::span<const Linear* const> layers, const float* x, int64_t tokens,
+                        std::span<const LinearOutput> outputs);
 
 // Dense FP32 weights [rows, cols], used in place; `owner` keeps them alive.
 class DenseLinear : public Linear {

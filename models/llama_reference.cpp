@@ -171,9 +171,9 @@ void LlamaTransformer::attention_heads(const LlamaWeights::Layer& layer, size_t 
 
     std::vector<float> xn(static_cast<size_t>(n * d)), q(static_cast<size_t>(n * qd));
     rms_norm(x, layer.attn_norm, n, d, config_.rms_norm_eps, xn.data());
-    layer.wq->forward(xn.data(), n, q.data(), qd);
-    layer.wk->forward(xn.data(), n, keys + pos * kvd, kvd);
-    layer.wv->forward(xn.data(), n, values + pos * kvd, kvd);
+    const Linear* const qkv[] = {layer.wq.get(), layer.wk.get(), layer.wv.get()};
+    const LinearOutput qkv_out[] = {{q.data(), qd}, {keys + pos * kvd, kvd}, {values + pos * kvd, kvd}};
+    forward_same_input(qkv, xn.data(), n, qkv_out);
     if (layer.bq) {
         add_bias(q.data(), n, qd, layer.bq, qd);
         add_bias(keys + pos * kvd, n, kvd, layer.bk, kvd);
@@ -241,8 +241,9 @@ void LlamaTransformer::mlp(const LlamaWeights::Layer& layer, int64_t n, float* x
     std::vector<float> xn(static_cast<size_t>(n * d));
     rms_norm(x, layer.mlp_norm, n, d, config_.rms_norm_eps, xn.data());
     std::vector<float> gate(static_cast<size_t>(n * ff)), up(static_cast<size_t>(n * ff));
-    layer.w_gate->forward(xn.data(), n, gate.data(), ff);
-    layer.w_up->forward(xn.data(), n, up.data(), ff);
+    const Linear* const gate_up[] = {layer.w_gate.get(), layer.w_up.get()};
+    const LinearOutput gate_up_out[] = {{gate.data(), ff}, {up.data(), ff}};
+    forward_same_input(gate_up, xn.data(), n, gate_up_out);
     silu_times(gate.data(), up.data(), static_cast<int64_t>(gate.size()));
     std::vector<float> down(static_cast<size_t>(n * d));
     layer.w_down->forward(gate.data(), n, down.data(), d);

@@ -15,14 +15,32 @@ namespace sparq {
 PackedLinear::PackedLinear(PackedView view, std::shared_ptr<const void> owner, ActivationMode mode)
     : view_(view), owner_(std::move(owner)), mode_(mode) {}
 
+// int16 activations wherever they are faster than FP32 (decode, and prefill
+// on the integer dot-product tiles where the CPU has them): accurate enough
+// that `sparq verify` passes (Q8 is not, see packed_matmul.h). A few tokens
+// stay in the chosen mode.
+ActivationMode PackedLinear::mode_for(int64_t tokens) const {
+    return mode_ == ActivationMode::F32 && packed_q16_is_faster(view_.scheme, tokens) ? ActivationMode::Q16 : mode_;
+}
+
 void PackedLinear::forward(const float* x, int64_t tokens, float* y, int64_t y_stride) const {
-    // int16 activations wherever they are faster than FP32 (decode, and
-    // prefill on the integer dot-product tiles where the CPU has them):
-    // accurate enough that `sparq verify` passes (Q8 is not, see
-    // packed_matmul.h). A few tokens stay in the chosen mode.
-    const ActivationMode mode =
-        mode_ == ActivationMode::F32 && packed_q16_is_faster(view_.scheme, tokens) ? ActivationMode::Q16 : mode_;
-    packed_matmul(view_, x, tokens, y, y_stride, mode);
+    packed_matmul(view_, x, tokens, y, y_stride, mode_for(tokens));
+}
+
+bool PackedLinear::forward_group(std::span<const Linear* const> layers, const float* x, int64_t tokens,
+                                 std::span<const LinearOutput> outputs) const {
+    std::vector<PackedProduct> products;
+    products.reserve(layers.size());
+    for (size_t i = 0; i < layers.size(); ++i) {
+        const auto* packed = dynamic_cast<const PackedLinear*>(layers[i]);
+        if (!packed || packed->view_.cols != view_.cols || !(packed->view_.scheme == view_.scheme) ||
+            packed->mode_ != mode_) {
+            return false;
+        }
+        products.push_back({packed->view_, outputs[i].y, outputs[i].y_stride});
+    }
+    packed_matmul_group(products, x, tokens, mode_for(tokens));
+    return true;
 }
 
 void PackedLinear::row(int64_t r, float* out) const {

@@ -23,11 +23,16 @@ public:
     int64_t rows() const override { return view_.rows; }
     int64_t cols() const override { return view_.cols; }
     void forward(const float* x, int64_t tokens, float* y, int64_t y_stride) const override;
+    // Packed layers of this one's shape, scheme and mode: packed_matmul_group.
+    bool forward_group(std::span<const Linear* const> layers, const float* x, int64_t tokens,
+                       std::span<const LinearOutput> outputs) const override;
     void row(int64_t r, float* out) const override;
     int64_t weight_bytes() const override;
     std::string kernel_name() const override;
 
 private:
+    ActivationMode mode_for(int64_t tokens) const;
+
     PackedView view_;
     std::shared_ptr<const void> owner_;
     ActivationMode mode_;

@@ -320,15 +320,23 @@ struct ActivationBuffers {
 
 void packed_matmul(const PackedView& w, const float* x, int64_t tokens, float* y, int64_t y_stride,
                    ActivationMode mode) {
+    const PackedProduct product{w, y, y_stride};
+    packed_matmul_group({&product, 1}, x, tokens, mode);
+}
+
+void packed_matmul_group(std::span<const PackedProduct> products, const float* x, int64_t tokens,
+                         ActivationMode mode) {
     using namespace kernels;
-    check_call(w, x, tokens, y, y_stride);
-    if (w.rows == 0 || tokens == 0) return;
-    DenseCall call;
-    call.w = dense_weights(w);
-    call.mode = mode;
-    call.small_groups = has_small_groups(w.scheme);
-    call.y = y;
-    call.y_stride = y_stride;
+    if (products.empty()) return;
+    const PackedView& first = products.front().w;
+    for (const PackedProduct& p : products) {
+        check_call(p.w, x, tokens, p.y, p.y_stride);
+        if (p.w.cols != first.cols || !(p.w.scheme == first.scheme)) {
+            fail("packed matmul group: a [", p.w.rows, ", ", p.w.cols, "] ", p.w.scheme.name(), " matrix with a [",
+                 first.rows, ", ", first.cols, "] ", first.scheme.name(), " one (one input: same cols and scheme)");
+        }
+    }
+    if (tokens == 0) return;
     // The calling thread's buffers, unless a call on this thread is already
     // using them (only if a caller nests products, which nothing does now).
     thread_local ActivationBuffers reused;
@@ -339,17 +347,43 @@ void packed_matmul(const PackedView& w, const float* x, int64_t tokens, float* y
         ActivationBuffers& b;
         ~Release() { b.in_use = false; }
     } release{buffers};
-    buffers.prepare(call.w, x, tokens, mode, call.small_groups);
-    call.x = buffers.view;
-    call.dot = buffers.dot;
-    call.mode = buffers.kernel_mode;
-    const int64_t chunk = dense_rows_per_chunk(call.w, tokens);
-    const int64_t dot_bytes = call.dot.q ? IntDotScratch(call.x.stride, call.dot.act_blocks, chunk).total : 0;
+    const bool small_groups = has_small_groups(first.scheme);
+    buffers.prepare(dense_weights(first), x, tokens, mode, small_groups);
+    // Each matrix's call and chunks, its chunks numbered after the ones
+    // before it (at most a few matrices: a linear search finds a chunk's).
+    struct Part {
+        DenseCall call;
+        int64_t chunk = 0, first_chunk = 0, chunks = 0;
+    };
+    std::vector<Part> parts;
+    parts.reserve(products.size());
+    int64_t total_chunks = 0, dot_bytes = 0;
+    for (const PackedProduct& p : products) {
+        if (p.w.rows == 0) continue;
+        Part part;
+        part.call.w = dense_weights(p.w);
+        part.call.small_groups = small_groups;
+        part.call.y = p.y;
+        part.call.y_stride = p.y_stride;
+        part.call.x = buffers.view;
+        part.call.dot = buffers.dot;
+        part.call.mode = buffers.kernel_mode;
+        part.chunk = dense_rows_per_chunk(part.call.w, tokens);
+        part.first_chunk = total_chunks;
+        part.chunks = (p.w.rows + part.chunk - 1) / part.chunk;
+        total_chunks += part.chunks;
+        if (buffers.dot.q) {
+            dot_bytes = std::max(dot_bytes, IntDotScratch(buffers.view.stride, buffers.dot.act_blocks, part.chunk).total);
+        }
+        parts.push_back(part);
+    }
+    if (parts.empty()) return;
     // Row scales, then the tile buffer from a 64-byte boundary.
-    const int64_t tile_offset = (call.w.groups_per_row + 16 + 15) / 16 * 16;
+    const int64_t groups_per_row = parts.front().call.w.groups_per_row;
+    const int64_t tile_offset = (groups_per_row + 16 + 15) / 16 * 16;
     const size_t scratch_floats = static_cast<size_t>(
-        tile_offset + 16 + std::max(kMaxTileRows * call.x.stride, (dot_bytes + 3) / 4));
-    parallel_for(0, w.rows, chunk, [&](int64_t r0, int64_t r1) {
+        tile_offset + 16 + std::max(kMaxTileRows * buffers.view.stride, (dot_bytes + 3) / 4));
+    parallel_for(0, total_chunks, 1, [&](int64_t c0, int64_t c1) {
         // Chunks never nest parallel loops, so a per-thread buffer is safe.
         thread_local std::vector<float> scratch;
         if (scratch.size() < scratch_floats) scratch.resize(scratch_floats);
@@ -357,7 +391,14 @@ void packed_matmul(const PackedView& w, const float* x, int64_t tokens, float* y
         s.row_scales = scratch.data();
         const auto misalign = reinterpret_cast<uintptr_t>(scratch.data() + tile_offset) % 64;
         s.weight_tile = scratch.data() + tile_offset + (misalign ? (64 - misalign) / 4 : 0);
-        HWY_DYNAMIC_DISPATCH(DenseRows)(call, r0, r1, s);
+        for (int64_t c = c0; c < c1; ++c) {
+            size_t j = 0;
+            while (c >= parts[j].first_chunk + parts[j].chunks) ++j;
+            const Part& part = parts[j];
+            const int64_t r0 = (c - part.first_chunk) * part.chunk;
+            const int64_t r1 = std::min(part.call.w.view.rows, r0 + part.chunk);
+            HWY_DYNAMIC_DISPATCH(DenseRows)(part.call, r0, r1, s);
+        }
     });
 }
 

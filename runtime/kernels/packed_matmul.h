@@ -35,6 +35,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 
 #include "quant/layout.h"
 
@@ -63,6 +64,20 @@ void packed_matvec(const PackedView& w, const float* x, float* y,
 // y_stride >= w.rows.
 void packed_matmul(const PackedView& w, const float* x, int64_t tokens, float* y,
                    int64_t y_stride, ActivationMode mode = ActivationMode::F32);
+
+// One product of packed_matmul_group: y[t * y_stride + r] = (w x_t)[r].
+struct PackedProduct {
+    PackedView w;
+    float* y = nullptr;
+    int64_t y_stride = 0;
+};
+
+// The products of several matrices with one input (q, k and v; gate and
+// up): x is prepared once and all their rows run in one parallel loop, each
+// matrix cut into the chunks packed_matmul cuts it into, so every y is
+// bit-identical to packed_matmul's. All w have the same cols and scheme.
+void packed_matmul_group(std::span<const PackedProduct> products, const float* x, int64_t tokens,
+                         ActivationMode mode = ActivationMode::F32);
 
 // The scalar twins: plain loops over the reference codec, summed in double
 // (Q8, Q16: the same integer activations, integer sums per block).

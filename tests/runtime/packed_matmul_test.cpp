@@ -123,6 +123,56 @@ TEST_P(PackedKernels, PreparedActivationsFollowTheInput) {
     EXPECT_EQ(compared, 5 * 3 * 6 * 9);
 }
 
+// q, k and v (gate and up) in one call: each output bit-identical to its
+// own packed_matmul, with a matrix of no rows in the group, in every mode
+// and token count (decode rows, float tiles, integer-dot prefill).
+TEST_P(PackedKernels, GroupMatchesSeparateProducts) {
+    const int64_t cols = 512;
+    int64_t compared = 0;
+    for (const QuantScheme& s : {QuantScheme{4, 32, true}, QuantScheme{8, 0, true}, QuantScheme{4, 128, false}}) {
+        const PackedTensor& q = cached_matrix(s, 96, cols);
+        const PackedTensor& k = cached_matrix(s, 24, cols);
+        const PackedTensor& v = cached_matrix(s, 17, cols);
+        PackedView empty = k.view();
+        empty.rows = 0;
+        for (ActivationMode mode : {ActivationMode::F32, ActivationMode::Q8, ActivationMode::Q16}) {
+            for (int64_t tokens : {1, 3, 20}) {
+                const auto x = normal_values(static_cast<size_t>(tokens * cols), 7 + tokens);
+                const std::vector<PackedView> views = {q.view(), empty, k.view(), v.view()};
+                std::vector<std::vector<float>> together(views.size()), alone(views.size());
+                std::vector<PackedProduct> products;
+                for (size_t i = 0; i < views.size(); ++i) {
+                    together[i].assign(static_cast<size_t>(tokens * (views[i].rows + 1)), -3.0f);
+                    alone[i] = together[i];
+                    products.push_back({views[i], together[i].data(), views[i].rows + 1});
+                }
+                packed_matmul_group(products, x.data(), tokens, mode);
+                for (size_t i = 0; i < views.size(); ++i) {
+                    if (views[i].rows > 0) {
+                        packed_matmul(views[i], x.data(), tokens, alone[i].data(), views[i].rows + 1, mode);
+                    }
+                    ASSERT_EQ(0, std::memcmp(together[i].data(), alone[i].data(), together[i].size() * sizeof(float)))
+                        << s.name() << " " << mode_name(mode) << " tokens " << tokens << " matrix " << i;
+                    compared += static_cast<int64_t>(together[i].size());
+                }
+            }
+        }
+    }
+    EXPECT_EQ(compared, 3 * 3 * (1 + 3 + 20) * (97 + 1 + 25 + 18));
+}
+
+TEST(PackedGroup, RejectsMatricesOfAnotherInput) {
+    const PackedTensor& a = cached_matrix(QuantScheme{4, 32, true}, 8, 512);
+    const PackedTensor& b = cached_matrix(QuantScheme{4, 32, true}, 8, 256);
+    const PackedTensor& c = cached_matrix(QuantScheme{8, 0, true}, 8, 512);
+    const auto x = normal_values(512, 3);
+    std::vector<float> y(8), z(8);
+    const PackedProduct other_cols[] = {{a.view(), y.data(), 8}, {b.view(), z.data(), 8}};
+    const PackedProduct other_scheme[] = {{a.view(), y.data(), 8}, {c.view(), z.data(), 8}};
+    EXPECT_THROW(packed_matmul_group(other_cols, x.data(), 1, ActivationMode::Q16), Error);
+    EXPECT_THROW(packed_matmul_group(other_scheme, x.data(), 1, ActivationMode::Q16), Error);
+}
+
 // The same input prepared on one SIMD target, then read on every other.
 TEST(PreparedActivations, FollowTheTarget) {
     const int64_t cols = 2048;
