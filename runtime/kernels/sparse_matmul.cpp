@@ -80,6 +80,40 @@ void run_sparse(SparseCall& c, const float* x, int64_t tokens, float* y, int64_t
 
 bool fast_bits(const QuantScheme& q) { return q.bits == 8 || q.bits == 4; }
 
+namespace {
+
+// The activations last prepared on this thread, for the next call on the
+// same input (q, k and v; gate and up read one vector): what
+// prepare_sparse_q16 returns depends only on the key and the input's bytes
+// (its quantization is the same on every SIMD target). Inputs up to
+// kMaxKeptInput floats are kept.
+struct SparseQ16Prepared {
+    static constexpr int64_t kMaxKeptInput = int64_t{1} << 18;
+    int64_t tokens = 0, cols = 0, block = 0;
+    bool byte_split = false;
+    bool kept = false;
+    std::vector<float> input;
+    SparseQ16Activations activations;
+
+    const SparseQ16Activations& get(const float* x, int64_t t, int64_t c, int64_t b, bool split) {
+        const int64_t n = t * c;
+        if (kept && t == tokens && c == cols && b == block && split == byte_split &&
+            std::memcmp(input.data(), x, static_cast<size_t>(n) * sizeof(float)) == 0) {
+            return activations;
+        }
+        kept = false;
+        activations = prepare_sparse_q16(x, t, c, b, split);
+        if (n <= kMaxKeptInput) {
+            input.assign(x, x + n);
+            tokens = t, cols = c, block = b, byte_split = split;
+            kept = true;
+        }
+        return activations;
+    }
+};
+
+}  // namespace
+
 void run_sparse_q16(SparseCall& c, const float* x, int64_t tokens, float* y, int64_t y_stride, int64_t row_bytes) {
     if (c.rows == 0 || tokens == 0) return;
     c.groups_per_row = groups_per_row(c.quant, c.cols);
@@ -92,7 +126,8 @@ void run_sparse_q16(SparseCall& c, const float* x, int64_t tokens, float* y, int
     // of chunks (groups of 32, an even number of chunks; sparse_q16-inl.h).
     const int64_t block = q8_block_columns(c.quant);
     const bool nm_int4_pairs = c.is_nm && c.quant.bits == 4 && block == 32 && c.cols % 128 == 0;
-    const SparseQ16Activations a = prepare_sparse_q16(x, tokens, c.cols, block, !c.is_nm || nm_int4_pairs);
+    thread_local SparseQ16Prepared prepared;
+    const SparseQ16Activations& a = prepared.get(x, tokens, c.cols, block, !c.is_nm || nm_int4_pairs);
     const int64_t grain = kernels::rows_per_chunk(c.rows, row_bytes, tokens, kSparseQ16TileRows);
     const size_t floats = static_cast<size_t>(
         kSparseQ16TileRows * (c.groups_per_row + 16 + sparse_q16_combined_slot(c.groups_per_row)));

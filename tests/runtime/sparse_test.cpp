@@ -358,6 +358,30 @@ TEST_P(SparseKernels, Q16MatchesTwin) {
     }
 }
 
+// The activations one call prepares are reused by the next call on the same
+// input: an input changed in place (same address) is prepared again, and so
+// is the same input for a layout that splits its bytes differently.
+TEST_P(SparseKernels, Q16PreparedActivationsFollowTheInput) {
+    const int64_t rows = 17, cols = 256;
+    auto x = normal_values(static_cast<size_t>(cols), 77);
+    const PackedTensor int4 = quantize(nm_pruned(rows, cols, 2, 4, 5), rows, cols, QuantScheme{4, 32, true});
+    const PackedTensor int8 = quantize(randomly_pruned(rows, cols, 0.5, 6), rows, cols, QuantScheme{8, 0, true});
+    const NmSparseTensor nm = pack_nm_sparse(int4.view(), 2, 4);
+    const BitmaskSparseTensor bm = pack_bitmask_sparse(int8.view());
+    for (int round = 0; round < 3; ++round) {
+        const std::string what = "round " + std::to_string(round);
+        expect_q16_matches(nm.view(), x, 1, nm_sparse_matmul_q16, nm_sparse_matmul_q16_scalar,
+                           nm_sparse_matmul_scalar, "nm " + what);
+        expect_q16_matches(nm.view(), x, 1, nm_sparse_matmul_q16, nm_sparse_matmul_q16_scalar,
+                           nm_sparse_matmul_scalar, "nm again " + what);
+        x[static_cast<size_t>(3 + 50 * round)] *= -4.0f;  // in place
+        expect_q16_matches(nm.view(), x, 1, nm_sparse_matmul_q16, nm_sparse_matmul_q16_scalar,
+                           nm_sparse_matmul_scalar, "nm changed in place " + what);
+        expect_bitmask_q16_matches(bm.view(), x, 1, "bitmask " + what);
+        if (HasFatalFailure()) return;
+    }
+}
+
 // Edge inputs: all-zero groups and rows, an outlier weight, outlier and
 // all-zero activation blocks, NaN and Inf activations, fully pruned and
 // fully kept bitmask rows.
