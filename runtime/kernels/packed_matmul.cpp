@@ -336,7 +336,10 @@ void packed_matmul_group(std::span<const PackedProduct> products, const float* x
                  first.rows, ", ", first.cols, "] ", first.scheme.name(), " one (one input: same cols and scheme)");
         }
     }
-    if (tokens == 0) return;
+    // Nothing to read where no matrix has rows (x may then be null).
+    const bool any_rows =
+        std::any_of(products.begin(), products.end(), [](const PackedProduct& p) { return p.w.rows > 0; });
+    if (tokens == 0 || !any_rows) return;
     // The calling thread's buffers, unless a call on this thread is already
     // using them (only if a caller nests products, which nothing does now).
     thread_local ActivationBuffers reused;

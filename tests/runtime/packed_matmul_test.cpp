@@ -161,6 +161,15 @@ TEST_P(PackedKernels, GroupMatchesSeparateProducts) {
     EXPECT_EQ(compared, 3 * 3 * (1 + 3 + 20) * (97 + 1 + 25 + 18));
 }
 
+// Matrices of no rows read nothing: not even the input, which may be null.
+TEST(PackedGroup, NoRowsReadNoInput) {
+    PackedView empty = cached_matrix(QuantScheme{4, 32, true}, 8, 512).view();
+    empty.rows = 0;
+    const PackedProduct products[] = {{empty, nullptr, 0}, {empty, nullptr, 0}};
+    EXPECT_NO_THROW(packed_matmul_group(products, nullptr, 1, ActivationMode::Q16));
+    EXPECT_NO_THROW(packed_matmul(empty, nullptr, 1, nullptr, 0, ActivationMode::F32));
+}
+
 TEST(PackedGroup, RejectsMatricesOfAnotherInput) {
     const PackedTensor& a = cached_matrix(QuantScheme{4, 32, true}, 8, 512);
     const PackedTensor& b = cached_matrix(QuantScheme{4, 32, true}, 8, 256);
