@@ -31,6 +31,7 @@ HWY_AFTER_NAMESPACE();
 
 #include "core/error.h"
 #include "core/parallel.h"
+#include "runtime/kernels/kept_input.h"
 
 namespace sparq {
 namespace kernels {
@@ -90,11 +91,11 @@ struct ActivationBuffers {
     ActivationMode kernel_mode = ActivationMode::F32;
     bool in_use = false;
 
-    // What the last prepare() read, so that consecutive products of one
-    // input (q, k and v; gate and up) prepare it once: everything prepare
-    // derives depends only on these fields and on the input's bytes. Decode
-    // spent ~4% of its time preparing activations, three of every seven
-    // times for an input it had just prepared (1B synth, int4 g32).
+    // What prepare() derives depends only on these fields and on the input's
+    // bytes, so the next product of the same input (q, k and v; gate and up)
+    // reuses it (kept_input.h). Decode spent ~4% of its time preparing
+    // activations, three of every seven times for an input it had just
+    // prepared (1B synth, int4 g32).
     struct Key {
         int64_t target = 0;  // the SIMD target preparing (tests switch targets)
         int64_t cols = 0, blocks = 0, groups_per_row = 0, group_span = 0, group = 0, tokens = 0;
@@ -103,16 +104,7 @@ struct ActivationBuffers {
         ActivationMode mode = ActivationMode::F32;
         bool operator==(const Key&) const = default;
     };
-    // Inputs up to this many floats are kept for the comparison (decode,
-    // short prompts); larger ones are prepared every time.
-    static constexpr int64_t kMaxKeptInput = int64_t{1} << 18;
-    Key key;
-    std::vector<float> kept_input;
-    bool kept = false;
-
-    bool same_as_last(const Key& k, const float* x) const {
-        return kept && k == key && std::memcmp(kept_input.data(), x, kept_input.size() * sizeof(float)) == 0;
-    }
+    KeptInput<Key> kept;
 
     void prepare(const DenseWeights& w, const float* x, int64_t tokens, ActivationMode mode, bool small_groups) {
         const Key k{HWY_DYNAMIC_DISPATCH(CompiledTarget)(),
@@ -126,15 +118,11 @@ struct ActivationBuffers {
                     w.view.scheme.symmetric,
                     small_groups,
                     mode};
-        if (same_as_last(k, x)) return;
-        kept = false;
-        prepare_fresh(w, x, tokens, mode, small_groups);
         const int64_t n = tokens * w.view.cols;
-        if (n <= kMaxKeptInput) {
-            kept_input.assign(x, x + n);
-            key = k;
-            kept = true;
-        }
+        if (kept.same(k, x, n)) return;
+        kept.forget();
+        prepare_fresh(w, x, tokens, mode, small_groups);
+        kept.keep(k, x, n);
     }
 
     void prepare_fresh(const DenseWeights& w, const float* x, int64_t tokens, ActivationMode mode,

@@ -26,6 +26,7 @@
 #include "core/error.h"
 #include "core/parallel.h"
 #include "runtime/kernels/kernel_args.h"
+#include "runtime/kernels/kept_input.h"
 #include "runtime/kernels/packed_matmul.h"
 
 namespace sparq {
@@ -83,31 +84,23 @@ bool fast_bits(const QuantScheme& q) { return q.bits == 8 || q.bits == 4; }
 namespace {
 
 // The activations last prepared on this thread, for the next call on the
-// same input (q, k and v; gate and up read one vector): what
-// prepare_sparse_q16 returns depends only on the key and the input's bytes
-// (its quantization is the same on every SIMD target). Inputs up to
-// kMaxKeptInput floats are kept.
+// same input (kept_input.h); prepare_sparse_q16's quantization is the same
+// on every SIMD target, so the key has no target.
 struct SparseQ16Prepared {
-    static constexpr int64_t kMaxKeptInput = int64_t{1} << 18;
-    int64_t tokens = 0, cols = 0, block = 0;
-    bool byte_split = false;
-    bool kept = false;
-    std::vector<float> input;
+    struct Key {
+        int64_t tokens = 0, cols = 0, block = 0;
+        bool byte_split = false;
+        bool operator==(const Key&) const = default;
+    };
+    KeptInput<Key> kept;
     SparseQ16Activations activations;
 
-    const SparseQ16Activations& get(const float* x, int64_t t, int64_t c, int64_t b, bool split) {
-        const int64_t n = t * c;
-        if (kept && t == tokens && c == cols && b == block && split == byte_split &&
-            std::memcmp(input.data(), x, static_cast<size_t>(n) * sizeof(float)) == 0) {
-            return activations;
-        }
-        kept = false;
-        activations = prepare_sparse_q16(x, t, c, b, split);
-        if (n <= kMaxKeptInput) {
-            input.assign(x, x + n);
-            tokens = t, cols = c, block = b, byte_split = split;
-            kept = true;
-        }
+    const SparseQ16Activations& get(const float* x, int64_t tokens, int64_t cols, int64_t block, bool byte_split) {
+        const Key key{tokens, cols, block, byte_split};
+        if (kept.same(key, x, tokens * cols)) return activations;
+        kept.forget();
+        activations = prepare_sparse_q16(x, tokens, cols, block, byte_split);
+        kept.keep(key, x, tokens * cols);
         return activations;
     }
 };
