@@ -368,7 +368,6 @@ void packed_matmul_group(std::span<const PackedProduct> products, const float* x
         }
         parts.push_back(part);
     }
-    if (parts.empty()) return;
     // Row scales, then the tile buffer from a 64-byte boundary.
     const int64_t groups_per_row = parts.front().call.w.groups_per_row;
     const int64_t tile_offset = (groups_per_row + 16 + 15) / 16 * 16;
