@@ -73,7 +73,9 @@ HWY_INLINE float RowDotF32(const DenseWeights& w, const DenseRow<kBits, kSym>& r
 }
 
 // Few tokens: each row is decoded once and dotted with every token.
-template <int kBits, bool kSym>
+// kBroadcastQuads: symmetric int4 decode rows of groups of 128 or 256
+// columns (RowsDotWideSym), an instantiation of their own.
+template <int kBits, bool kSym, bool kBroadcastQuads = false>
 HWY_NOINLINE void DenseRowsByDot(const DenseCall& c, int64_t r0, int64_t r1, const KernelScratch& s) {
     alignas(64) uint8_t pad[48];
     const PreparedActivations& x = c.x;
@@ -99,7 +101,7 @@ HWY_NOINLINE void DenseRowsByDot(const DenseCall& c, int64_t r0, int64_t r1, con
                     DenseRow<kBits, true>(c.w, r + 2, s.weight_tile + 2 * slot, pad, convert),
                     DenseRow<kBits, true>(c.w, r + 3, s.weight_tile + 3 * slot, pad, convert)};
                 const PrefetchSlices ahead = DenseRowsAhead(c.w, r + tile_distance, kWideTileRows, WideSymFetchSteps(x));
-                RowsDotWideSym<kBits, kWideTileRows>(c.w, rows, x, combined_slots, out, &ahead);
+                RowsDotWideSym<kBits, kWideTileRows, kBroadcastQuads>(c.w, rows, x, combined_slots, out, &ahead);
                 for (int i = 0; i < kWideTileRows; ++i) c.y[r + i] = out[i];
             }
         }
@@ -112,7 +114,7 @@ HWY_NOINLINE void DenseRowsByDot(const DenseCall& c, int64_t r0, int64_t r1, con
                 const DenseRow<kBits, true> row(c.w, r, s.row_scales, pad, !WideSymHalfScales(c.w, x));
                 float* combined_one[1] = {combined};
                 const PrefetchSlices ahead = DenseRowsAhead(c.w, r + row_distance, 1, WideSymFetchSteps(x));
-                RowsDotWideSym<kBits, 1>(c.w, &row, x, combined_one, c.y + r, &ahead);
+                RowsDotWideSym<kBits, 1, kBroadcastQuads>(c.w, &row, x, combined_one, c.y + r, &ahead);
             }
             return;
         }
@@ -189,6 +191,8 @@ HWY_INLINE void DenseRowsFor(const DenseCall& c, int64_t r0, int64_t r1, const K
         DenseRowsByIntDot<kBits, kSym>(c, r0, r1, s);
     } else if (c.small_groups || c.x.tokens >= kMinTileTokens) {
         DenseRowsByTiles<kBits, kSym>(c, r0, r1, s);
+    } else if (kBits == 4 && kSym && WideSymBroadcastQuads(c.x)) {
+        DenseRowsByDot<kBits, kSym, true>(c, r0, r1, s);
     } else {
         DenseRowsByDot<kBits, kSym>(c, r0, r1, s);
     }

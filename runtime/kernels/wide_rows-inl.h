@@ -21,18 +21,17 @@
 // as in q8_rows-inl.h; for 32-column groups the two blocks of a pair take
 // their two scales from one lane permutation.
 //
-// Symmetric int4 rows whose groups are the activation blocks (32 to 256
-// columns: g32, the most common decode layout and the one where the float
-// step per group costs most, up to g256) go 128 columns at a time instead:
+// Symmetric int4 rows of groups of 32, 128 or 256 columns (= their
+// activation blocks; g32 is the most common decode layout and the one
+// where the float step per group costs most) go 128 columns at a time:
 // 64 code bytes are taken as they are stored, their low and high nibbles
 // (even and odd columns) meet the activation levels split into a signed
 // high and an unsigned low byte in byte dot products (vpdpbusd: code . high
 // on one side, low . code on the other, since the instruction multiplies
 // unsigned by signed bytes), 256 * high + low is the exact int16 product
 // sum, and int32 lane k belongs to 32-column block k / 4, so one float
-// step covers four groups of 32, two of 64, or one of 128 or more
-// (split_to_quad_bytes in kernel_args.h; WideSymQuadSteps). Compiled once
-// per SIMD target.
+// step covers four groups of 32, or one of 128 or 256 (split_to_quad_bytes
+// in kernel_args.h). Compiled once per SIMD target.
 
 #if defined(SPARQ_RUNTIME_KERNELS_WIDE_ROWS_INL_H_) == defined(HWY_TARGET_TOGGLE)
 #ifdef SPARQ_RUNTIME_KERNELS_WIDE_ROWS_INL_H_
@@ -237,10 +236,13 @@ HWY_INLINE float RowDotWide(const DenseWeights& w, const DenseRow<kBits, kSym>& 
 }
 
 // Whether RowsDotWideSym runs its quad loop over x: 128 columns per step,
-// one float step per quad (four 32-column activation blocks, two of 64, all
-// of one of 128 or half of one of 256). prepare_levels splits the
-// levels into quad bytes only where the weight groups are the activation
-// blocks.
+// one float step per quad (four 32-column activation blocks, all of one of
+// 128 or half of one of 256). prepare_levels splits the levels into quad
+// bytes only where the weight groups are these activation blocks.
+// Activation blocks of 128 or 256 take RowsDotWideSym<..., true> in
+// DenseRowsByDot<4, true, true>: a loop in a function of its own (beside
+// the g32 loop in one function, GCC allocated the g32 loop's registers
+// differently and int4 g32 decoded 3-4% slower).
 HWY_INLINE bool WideSymQuads(const PreparedActivations& x) { return x.quad_bytes != nullptr; }
 
 // Whether RowsDotWideSym sets a row up from its FP16 scales in one pass
@@ -295,45 +297,9 @@ HWY_INLINE int64_t WideSymFetchSteps(const PreparedActivations& x) {
     return WideSymQuads(x) ? x.act_blocks * x.act_block / kQuadColumns : x.act_blocks;
 }
 
-// The quad loop of RowsDotWideSym: kRows rows, 128 columns per step, the
-// integer sums of a quad (int32 lane k: 32-column block k / 4) scaled by
-// the combined scales d_g * dx_g of the activation blocks it spans:
-// kActBlock 32 gives each lane quarter its own (one lane permutation), 64
-// each half, and 128 or 256 one for the whole quad (a broadcast from
-// memory, which takes no shuffle).
-template <int64_t kActBlock, int kRows>
-HWY_INLINE void WideSymQuadSteps(const DenseRow<4, true>* rows, const PreparedActivations& x,
-                                 float* const* combined, hn::Vec<DWF>* acc, const PrefetchSlices* ahead) {
-    static_assert(kActBlock == 32 || kActBlock == 64 || kActBlock == 128 || kActBlock == 256, "activation blocks");
-    const DWF df;
-    const DW32 d32;
-    const hn::Repartition<uint8_t, DW32> d8;
-    constexpr int64_t kQuadCodeBytes = 64;
-    alignas(64) static constexpr int32_t kQuarters[16] = {0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3};
-    alignas(64) static constexpr int32_t kHalves[16] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1};
-    const auto lanes = hn::SetTableIndices(df, kActBlock == 32 ? kQuarters : kHalves);
-    const int64_t quads = x.act_blocks * kActBlock / kQuadColumns;
-    for (int64_t q = 0; q < quads; ++q) {
-        FetchSlices(ahead, q, 1);  // one step per quad: WideSymFetchSteps
-        const uint8_t* HWY_RESTRICT xb = x.quad_bytes + q * 256;
-        const auto high_even = hn::BitCast(d32, hn::LoadU(d8, xb));
-        const auto high_odd = hn::BitCast(d32, hn::LoadU(d8, xb + 64));
-        const auto low_even = hn::BitCast(d32, hn::LoadU(d8, xb + 128));
-        const auto low_odd = hn::BitCast(d32, hn::LoadU(d8, xb + 192));
-        // The first activation block the quad lies in.
-        const int64_t block = q * kQuadColumns / kActBlock;
-#pragma GCC unroll 4
-        for (int i = 0; i < kRows; ++i) {
-            const auto sums = Int4QuadSums(rows[i].blocks.low + q * kQuadCodeBytes, high_even, high_odd, low_even, low_odd);
-            hn::Vec<DWF> scale;
-            if constexpr (kActBlock <= 64) {
-                scale = hn::TableLookupLanes(hn::LoadU(df, combined[i] + block), lanes);
-            } else {
-                scale = hn::Set(df, combined[i][block]);
-            }
-            acc[i] = hn::MulAdd(hn::ConvertTo(df, sums), scale, acc[i]);
-        }
-    }
+// Whether x takes RowsDotWideSym<..., true>.
+HWY_INLINE bool WideSymBroadcastQuads(const PreparedActivations& x) {
+    return WideSymQuads(x) && x.act_block != kBlock;
 }
 
 // kRows symmetric int4 rows times one token (out[i] for rows[i]): the same
@@ -343,7 +309,7 @@ HWY_INLINE void WideSymQuadSteps(const DenseRow<4, true>* rows, const PreparedAc
 // do not come here: they are lighter per byte and stream faster one at a
 // time (dense_rows-inl.h). combined[i]: room for act_blocks + 16 floats per
 // row.
-template <int kBits, int kRows>
+template <int kBits, int kRows, bool kBroadcastQuads = false>
 HWY_INLINE void RowsDotWideSym(const DenseWeights& w, const DenseRow<kBits, true>* rows,
                                const PreparedActivations& x, float* const* combined, float* HWY_RESTRICT out,
                                const PrefetchSlices* ahead) {
@@ -368,12 +334,47 @@ HWY_INLINE void RowsDotWideSym(const DenseWeights& w, const DenseRow<kBits, true
 #pragma GCC unroll 4
     for (int i = 0; i < kRows; ++i) acc[i] = hn::Zero(df);
     constexpr int64_t kCodeBytes = 16;  // int4 bytes per block
-    if (WideSymQuads(x)) {
-        switch (x.act_block) {
-            case 32: WideSymQuadSteps<32, kRows>(rows, x, combined, acc, ahead); break;
-            case 64: WideSymQuadSteps<64, kRows>(rows, x, combined, acc, ahead); break;
-            case 128: WideSymQuadSteps<128, kRows>(rows, x, combined, acc, ahead); break;
-            default: WideSymQuadSteps<256, kRows>(rows, x, combined, acc, ahead); break;
+    constexpr int64_t kQuadCodeBytes = 64;
+    const hn::Repartition<uint8_t, DW32> d8;
+    if constexpr (kBroadcastQuads) {
+        // Groups (= activation blocks) of 128 or 256 columns: a quad lies
+        // in one, whose combined scale every lane takes, broadcast from
+        // memory (no shuffle).
+        const int64_t quads_per_segment = x.act_block / kQuadColumns;
+        const int64_t quads = segments * quads_per_segment;
+        for (int64_t q = 0; q < quads; ++q) {
+            FetchSlices(ahead, q, 1);  // one step per quad: WideSymFetchSteps
+            const uint8_t* HWY_RESTRICT xb = x.quad_bytes + q * 256;
+            const auto high_even = hn::BitCast(d32, hn::LoadU(d8, xb));
+            const auto high_odd = hn::BitCast(d32, hn::LoadU(d8, xb + 64));
+            const auto low_even = hn::BitCast(d32, hn::LoadU(d8, xb + 128));
+            const auto low_odd = hn::BitCast(d32, hn::LoadU(d8, xb + 192));
+            const int64_t segment = q / quads_per_segment;
+#pragma GCC unroll 4
+            for (int i = 0; i < kRows; ++i) {
+                const auto sums =
+                    Int4QuadSums(rows[i].blocks.low + q * kQuadCodeBytes, high_even, high_odd, low_even, low_odd);
+                acc[i] = hn::MulAdd(hn::ConvertTo(df, sums), hn::Set(df, combined[i][segment]), acc[i]);
+            }
+        }
+    } else if (WideSymQuads(x)) {
+        // 128 columns per step: one float step per four groups.
+        alignas(64) static constexpr int32_t kQuarters[16] = {0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3};
+        const auto quarters = hn::SetTableIndices(df, kQuarters);
+        for (int64_t s = 0; s < segments; s += 4) {
+            FetchSlices(ahead, s / 4, 1);  // one step per quad: WideSymFetchSteps
+            const uint8_t* HWY_RESTRICT xb = x.quad_bytes + s * 64;
+            const auto high_even = hn::BitCast(d32, hn::LoadU(d8, xb));
+            const auto high_odd = hn::BitCast(d32, hn::LoadU(d8, xb + 64));
+            const auto low_even = hn::BitCast(d32, hn::LoadU(d8, xb + 128));
+            const auto low_odd = hn::BitCast(d32, hn::LoadU(d8, xb + 192));
+#pragma GCC unroll 4
+            for (int i = 0; i < kRows; ++i) {
+                const auto sums =
+                    Int4QuadSums(rows[i].blocks.low + s * kCodeBytes, high_even, high_odd, low_even, low_odd);
+                acc[i] = hn::MulAdd(hn::ConvertTo(df, sums),
+                                    hn::TableLookupLanes(hn::LoadU(df, combined[i] + s), quarters), acc[i]);
+            }
         }
     } else if (kBits == 4 && blocks_per_segment == 1) {
         alignas(64) static constexpr int32_t kHalves[16] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1};
@@ -433,11 +434,12 @@ HWY_INLINE float RowDotWide(const DenseWeights&, const DenseRow<kBits, kSym>&, c
 HWY_INLINE int64_t DenseRowsAheadDistance(const DenseWeights&, int64_t rows) { return rows; }
 HWY_INLINE int64_t WideSymFetchSteps(const PreparedActivations& x) { return x.act_blocks; }
 HWY_INLINE bool WideSymHalfScales(const DenseWeights&, const PreparedActivations&) { return false; }
+HWY_INLINE bool WideSymBroadcastQuads(const PreparedActivations&) { return false; }
 HWY_INLINE PrefetchSlices DenseRowsAhead(const DenseWeights&, int64_t, int64_t, int64_t steps) {
     return PrefetchSlices(steps);
 }
 
-template <int kBits, int kRows>
+template <int kBits, int kRows, bool kBroadcastQuads = false>
 HWY_INLINE void RowsDotWideSym(const DenseWeights&, const DenseRow<kBits, true>*, const PreparedActivations&,
                                float* const*, float*, const PrefetchSlices*) {}  // never called, as RowDotWide
 

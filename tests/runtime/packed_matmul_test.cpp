@@ -48,7 +48,7 @@ TEST_P(PackedKernels, RandomMatricesMatchTwin) {
 
 // One token on regular shapes takes the wide integer rows on AVX-512
 // (int4 in pair order, 32-column groups two per vector; symmetric int4
-// rows of g32 to g256 and a multiple of 128 columns 128 columns per vector
+// rows of g32, g128 or g256 and a multiple of 128 columns 128 columns per vector
 // from byte-split activations, one row at a time past a 4-row tile; groups
 // of 256+ and per-channel rows over several activation blocks): every group
 // size, both symmetries, with a zero group, a zero row and an outlier
