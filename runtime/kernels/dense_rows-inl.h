@@ -73,8 +73,8 @@ HWY_INLINE float RowDotF32(const DenseWeights& w, const DenseRow<kBits, kSym>& r
 }
 
 // Few tokens: each row is decoded once and dotted with every token.
-// kBroadcastQuads: symmetric int4 decode rows of groups of 128 or 256
-// columns (RowsDotWideSym), an instantiation of their own.
+// kBroadcastQuads: int4 decode rows of groups of 128 or 256 columns in
+// quads (RowsDotWideInt4), an instantiation of their own.
 template <int kBits, bool kSym, bool kBroadcastQuads = false>
 HWY_NOINLINE void DenseRowsByDot(const DenseCall& c, int64_t r0, int64_t r1, const KernelScratch& s) {
     alignas(64) uint8_t pad[48];
@@ -82,39 +82,41 @@ HWY_NOINLINE void DenseRowsByDot(const DenseCall& c, int64_t r0, int64_t r1, con
     float* zeros = s.weight_tile;  // Q8 scratch: zero points, then combined scales
     float* combined = s.weight_tile + c.w.groups_per_row + 16;
     int64_t r = r0;
-    if constexpr (kSym && kBits == 4) {
-        // Decode: symmetric int4 rows kWideTileRows at a time (RowsDotWideSym),
-        // each row's scales and combined scales in its own slot of the
-        // tile buffer (which holds kMaxTileRows x stride floats).
+    if constexpr (kBits == 4) {
+        // Decode: int4 rows kWideTileRows at a time (RowsDotWideInt4; the
+        // asymmetric ones only in quads), each row's scales and combined
+        // scales in its own slot of the tile buffer (which holds
+        // kMaxTileRows x stride floats).
         constexpr int kWideTileRows = 4;
         const int64_t slot = (std::max(c.w.groups_per_row, x.act_blocks) + 16 + 15) / 16 * 16;
-        if (x.wide && 2 * kWideTileRows * slot <= kMaxTileRows * x.stride) {
+        if (x.wide && (kSym || WideInt4Quads(x)) && 2 * kWideTileRows * slot <= kMaxTileRows * x.stride) {
             float* combined_slots[kWideTileRows];
             for (int i = 0; i < kWideTileRows; ++i) combined_slots[i] = s.weight_tile + (kWideTileRows + i) * slot;
             float out[kWideTileRows] = {};
             const int64_t tile_distance = DenseRowsAheadDistance(c.w, kWideTileRows);
-            const bool convert = !WideSymHalfScales(c.w, x);  // else the tile reads the FP16 scales itself
+            const bool convert = !WideInt4HalfScales(c.w, x);  // else the tile reads the FP16 scales itself
             for (; r + kWideTileRows <= r1; r += kWideTileRows) {
-                const DenseRow<kBits, true> rows[kWideTileRows] = {
-                    DenseRow<kBits, true>(c.w, r, s.weight_tile, pad, convert),
-                    DenseRow<kBits, true>(c.w, r + 1, s.weight_tile + slot, pad, convert),
-                    DenseRow<kBits, true>(c.w, r + 2, s.weight_tile + 2 * slot, pad, convert),
-                    DenseRow<kBits, true>(c.w, r + 3, s.weight_tile + 3 * slot, pad, convert)};
-                const PrefetchSlices ahead = DenseRowsAhead(c.w, r + tile_distance, kWideTileRows, WideSymFetchSteps(x));
-                RowsDotWideSym<kBits, kWideTileRows, kBroadcastQuads>(c.w, rows, x, combined_slots, out, &ahead);
+                const DenseRow<kBits, kSym> rows[kWideTileRows] = {
+                    DenseRow<kBits, kSym>(c.w, r, s.weight_tile, pad, convert),
+                    DenseRow<kBits, kSym>(c.w, r + 1, s.weight_tile + slot, pad, convert),
+                    DenseRow<kBits, kSym>(c.w, r + 2, s.weight_tile + 2 * slot, pad, convert),
+                    DenseRow<kBits, kSym>(c.w, r + 3, s.weight_tile + 3 * slot, pad, convert)};
+                const PrefetchSlices ahead = DenseRowsAhead(c.w, r + tile_distance, kWideTileRows, WideInt4FetchSteps(x));
+                RowsDotWideInt4<kBits, kSym, kWideTileRows, kBroadcastQuads>(c.w, rows, x, combined_slots, out,
+                                                                             &ahead);
                 for (int i = 0; i < kWideTileRows; ++i) c.y[r + i] = out[i];
             }
         }
     }
     const int64_t row_distance = DenseRowsAheadDistance(c.w, 1);
-    if constexpr (kSym && kBits == 4) {
+    if constexpr (kBits == 4) {
         if (x.quad_bytes) {
             // Byte-split activations only (no pair order): the tile's leftover rows one at a time.
             for (; r < r1; ++r) {
-                const DenseRow<kBits, true> row(c.w, r, s.row_scales, pad, !WideSymHalfScales(c.w, x));
+                const DenseRow<kBits, kSym> row(c.w, r, s.row_scales, pad, !WideInt4HalfScales(c.w, x));
                 float* combined_one[1] = {combined};
-                const PrefetchSlices ahead = DenseRowsAhead(c.w, r + row_distance, 1, WideSymFetchSteps(x));
-                RowsDotWideSym<kBits, 1, kBroadcastQuads>(c.w, &row, x, combined_one, c.y + r, &ahead);
+                const PrefetchSlices ahead = DenseRowsAhead(c.w, r + row_distance, 1, WideInt4FetchSteps(x));
+                RowsDotWideInt4<kBits, kSym, 1, kBroadcastQuads>(c.w, &row, x, combined_one, c.y + r, &ahead);
             }
             return;
         }
@@ -191,7 +193,7 @@ HWY_INLINE void DenseRowsFor(const DenseCall& c, int64_t r0, int64_t r1, const K
         DenseRowsByIntDot<kBits, kSym>(c, r0, r1, s);
     } else if (c.small_groups || c.x.tokens >= kMinTileTokens) {
         DenseRowsByTiles<kBits, kSym>(c, r0, r1, s);
-    } else if (kBits == 4 && kSym && WideSymBroadcastQuads(c.x)) {
+    } else if (kBits == 4 && WideInt4BroadcastQuads(c.x)) {
         DenseRowsByDot<kBits, kSym, true>(c, r0, r1, s);
     } else {
         DenseRowsByDot<kBits, kSym>(c, r0, r1, s);

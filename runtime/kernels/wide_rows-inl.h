@@ -235,33 +235,36 @@ HWY_INLINE float RowDotWide(const DenseWeights& w, const DenseRow<kBits, kSym>& 
     return sums - ZeroPointPart<kBits, kSym>(w, row.scales, x.group_sums, zeros);
 }
 
-// Whether RowsDotWideSym runs its quad loop over x: 128 columns per step,
+// Whether RowsDotWideInt4 runs its quad loop over x: 128 columns per step,
 // one float step per quad (four 32-column activation blocks, all of one of
 // 128 or half of one of 256). prepare_levels splits the levels into quad
 // bytes only where the weight groups are these activation blocks.
-// Activation blocks of 128 or 256 take RowsDotWideSym<..., true> in
+// Activation blocks of 128 or 256 take RowsDotWideInt4<..., true> in
 // DenseRowsByDot<4, true, true>: a loop in a function of its own (beside
 // the g32 loop in one function, GCC allocated the g32 loop's registers
 // differently and int4 g32 decoded 3-4% slower).
-HWY_INLINE bool WideSymQuads(const PreparedActivations& x) { return x.quad_bytes != nullptr; }
+HWY_INLINE bool WideInt4Quads(const PreparedActivations& x) { return x.quad_bytes != nullptr; }
 
-// Whether RowsDotWideSym sets a row up from its FP16 scales in one pass
+// Whether RowsDotWideInt4 sets a row up from its FP16 scales in one pass
 // (CombineHalfScales): the quad loop over groups of 32 columns, one
 // activation block each. Its rows need no float copy of their scales.
-HWY_INLINE bool WideSymHalfScales(const DenseWeights& w, const PreparedActivations& x) {
-    return WideSymQuads(x) && w.group_span == x.act_block;
+HWY_INLINE bool WideInt4HalfScales(const DenseWeights& w, const PreparedActivations& x) {
+    return WideInt4Quads(x) && w.group_span == x.act_block;
 }
 
 // The quad loop's per-row set-up in one pass over the row's FP16 scales
-// d_g (groups of 32 columns = activation blocks): combined[g] = d_g * dx_g
-// and the lanes of sum_g d_g * S_g (the activation sums the codes' offset
-// of 8 takes out; *tail gets the groups past the last whole vector), left
-// unreduced so the row ends in one horizontal sum. Converting, combining
-// and the zero-point part in three passes took ~14% of the cached int4 g32
-// loop (kernels_bench MatvecCached, docs/results.md, session 23).
+// d_g (groups = activation blocks): combined[g] = d_g * dx_g and the lanes
+// of sum_g d_g * S_g (symmetric: the activation sums the codes' offset of 8
+// takes out, times 8 by the caller) or of sum_g d_g * z_g * S_g
+// (asymmetric: z_g the group's zero point from zero_row); *tail gets the
+// groups past the last whole vector; left unreduced so the row ends in one
+// horizontal sum. Converting, combining and the zero-point part in three
+// passes took ~14% of the cached int4 g32 loop (kernels_bench MatvecCached,
+// docs/results.md, session 23).
+template <bool kSym>
 HWY_INLINE hn::Vec<DWF> CombineHalfScales(const DenseWeights& w, const PreparedActivations& x,
-                                          const uint8_t* HWY_RESTRICT fp16, float* HWY_RESTRICT combined,
-                                          float* tail) {
+                                          const uint8_t* HWY_RESTRICT fp16, const uint8_t* HWY_RESTRICT zero_row,
+                                          float* HWY_RESTRICT combined, float* tail) {
     const DWF df;
     const hn::Rebind<hwy::float16_t, DWF> dh;
     const auto* h = reinterpret_cast<const hwy::float16_t*>(fp16);
@@ -274,7 +277,18 @@ HWY_INLINE hn::Vec<DWF> CombineHalfScales(const DenseWeights& w, const PreparedA
     for (; g + lanes <= n; g += lanes) {
         const auto d = hn::PromoteTo(df, hn::LoadU(dh, h + g));
         hn::StoreU(hn::Mul(d, hn::LoadU(df, dx + g)), df, combined + g);
-        zero_part = hn::MulAdd(d, hn::LoadU(df, sums + g), zero_part);
+        if constexpr (kSym) {
+            zero_part = hn::MulAdd(d, hn::LoadU(df, sums + g), zero_part);
+        } else {
+            // 16 zero points (DWF is 512 bits) from 8 bytes, low nibble
+            // first: the nibbles interleaved into bytes, widened to float.
+            const __m128i packed = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(zero_row + g / 2));
+            const __m128i nibble = _mm_set1_epi8(15);
+            const __m128i bytes = _mm_unpacklo_epi8(_mm_and_si128(packed, nibble),
+                                                    _mm_and_si128(_mm_srli_epi16(packed, 4), nibble));
+            const hn::Vec<DWF> z{_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(bytes))};
+            zero_part = hn::MulAdd(hn::Mul(d, z), hn::LoadU(df, sums + g), zero_part);
+        }
     }
     float rest = 0.0f;
     for (; g < n; ++g) {
@@ -282,35 +296,37 @@ HWY_INLINE hn::Vec<DWF> CombineHalfScales(const DenseWeights& w, const PreparedA
         std::memcpy(&bits, fp16 + 2 * g, 2);
         const float d = fp16_to_fp32(bits);
         combined[g] = d * dx[g];
-        rest += d * sums[g];
+        rest += (kSym ? d : d * static_cast<float>(ZeroPoint<4>(zero_row, g))) * sums[g];
     }
     *tail = rest;
     return zero_part;
 }
 
-// How many fetch steps RowsDotWideSym's loop takes over x: one per
+// How many fetch steps RowsDotWideInt4's loop takes over x: one per
 // 128-column quad where it runs the quad loop (a step per 32-column segment
 // would split each line of codes over four steps and take each line of
 // scales several times: a fifth more instructions in the loop, all of them
 // scalar bookkeeping and repeated prefetches), else one per segment.
-HWY_INLINE int64_t WideSymFetchSteps(const PreparedActivations& x) {
-    return WideSymQuads(x) ? x.act_blocks * x.act_block / kQuadColumns : x.act_blocks;
+HWY_INLINE int64_t WideInt4FetchSteps(const PreparedActivations& x) {
+    return WideInt4Quads(x) ? x.act_blocks * x.act_block / kQuadColumns : x.act_blocks;
 }
 
-// Whether x takes RowsDotWideSym<..., true>.
-HWY_INLINE bool WideSymBroadcastQuads(const PreparedActivations& x) {
-    return WideSymQuads(x) && x.act_block != kBlock;
+// Whether x takes RowsDotWideInt4<..., true>.
+HWY_INLINE bool WideInt4BroadcastQuads(const PreparedActivations& x) {
+    return WideInt4Quads(x) && x.act_block != kBlock;
 }
 
-// kRows symmetric int4 rows times one token (out[i] for rows[i]): the same
-// sums as RowDotWide, with the rows' steps interleaved so their chains
-// overlap and the activation loads are shared (int4 decode is
-// compute-bound: every 64 or 128 columns end in a float step). int8 rows
+// kRows int4 rows times one token (out[i] for rows[i]): the same sums as
+// RowDotWide, with the rows' steps interleaved so their chains overlap and
+// the activation loads are shared (int4 decode is compute-bound: every 64
+// or 128 columns end in a float step). Symmetric rows of every wide
+// layout; asymmetric rows only with quad bytes (WideInt4Quads), where the
+// codes' sums are the same and only the zero-point part differs. int8 rows
 // do not come here: they are lighter per byte and stream faster one at a
 // time (dense_rows-inl.h). combined[i]: room for act_blocks + 16 floats per
 // row.
-template <int kBits, int kRows, bool kBroadcastQuads = false>
-HWY_INLINE void RowsDotWideSym(const DenseWeights& w, const DenseRow<kBits, true>* rows,
+template <int kBits, bool kSym, int kRows, bool kBroadcastQuads = false>
+HWY_INLINE void RowsDotWideInt4(const DenseWeights& w, const DenseRow<kBits, kSym>* rows,
                                const PreparedActivations& x, float* const* combined, float* HWY_RESTRICT out,
                                const PrefetchSlices* ahead) {
     static_assert(kBits == 4, "tiles of rows are for int4");
@@ -319,13 +335,14 @@ HWY_INLINE void RowsDotWideSym(const DenseWeights& w, const DenseRow<kBits, true
     const int16_t* HWY_RESTRICT xq = x.xq;
     const int64_t segments = x.act_blocks;
     const int64_t blocks_per_segment = x.act_block / kBlock;
-    const bool half_scales = WideSymHalfScales(w, x);
+    const bool half_scales = WideInt4HalfScales(w, x);
     hn::Vec<DWF> zero_part[kRows];
     float zero_tail[kRows] = {};
     if (half_scales) {
 #pragma GCC unroll 4
         for (int i = 0; i < kRows; ++i)
-            zero_part[i] = CombineHalfScales(w, x, rows[i].half_scales, combined[i], &zero_tail[i]);
+            zero_part[i] = CombineHalfScales<kSym>(w, x, rows[i].half_scales, rows[i].zero_row, combined[i],
+                                                   &zero_tail[i]);
     } else {
 #pragma GCC unroll 4
         for (int i = 0; i < kRows; ++i) CombineScales(w, x, rows[i].scales, combined[i]);
@@ -343,7 +360,7 @@ HWY_INLINE void RowsDotWideSym(const DenseWeights& w, const DenseRow<kBits, true
         const int64_t quads_per_segment = x.act_block / kQuadColumns;
         const int64_t quads = segments * quads_per_segment;
         for (int64_t q = 0; q < quads; ++q) {
-            FetchSlices(ahead, q, 1);  // one step per quad: WideSymFetchSteps
+            FetchSlices(ahead, q, 1);  // one step per quad: WideInt4FetchSteps
             const uint8_t* HWY_RESTRICT xb = x.quad_bytes + q * 256;
             const auto high_even = hn::BitCast(d32, hn::LoadU(d8, xb));
             const auto high_odd = hn::BitCast(d32, hn::LoadU(d8, xb + 64));
@@ -357,12 +374,12 @@ HWY_INLINE void RowsDotWideSym(const DenseWeights& w, const DenseRow<kBits, true
                 acc[i] = hn::MulAdd(hn::ConvertTo(df, sums), hn::Set(df, combined[i][segment]), acc[i]);
             }
         }
-    } else if (WideSymQuads(x)) {
+    } else if (WideInt4Quads(x)) {
         // 128 columns per step: one float step per four groups.
         alignas(64) static constexpr int32_t kQuarters[16] = {0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3};
         const auto quarters = hn::SetTableIndices(df, kQuarters);
         for (int64_t s = 0; s < segments; s += 4) {
-            FetchSlices(ahead, s / 4, 1);  // one step per quad: WideSymFetchSteps
+            FetchSlices(ahead, s / 4, 1);  // one step per quad: WideInt4FetchSteps
             const uint8_t* HWY_RESTRICT xb = x.quad_bytes + s * 64;
             const auto high_even = hn::BitCast(d32, hn::LoadU(d8, xb));
             const auto high_odd = hn::BitCast(d32, hn::LoadU(d8, xb + 64));
@@ -405,14 +422,23 @@ HWY_INLINE void RowsDotWideSym(const DenseWeights& w, const DenseRow<kBits, true
                 acc[i] = hn::MulAdd(hn::ConvertTo(df, isum[i]), hn::Set(df, combined[i][s]), acc[i]);
         }
     }
-    // int4 codes are offset (u = level + 8): 8 d_g sum(x) comes out.
-    static_assert(BlockKernels<kBits, true>::kUnsignedCodes, "symmetric int4 codes are offset");
+    // int4 codes are offset (u = level + z, z = 8 when symmetric): the
+    // zero-point part d_g z_g sum(x) comes out.
+    static_assert(BlockKernels<kBits, kSym>::kUnsignedCodes, "int4 codes are offset");
     if (half_scales) {
         const auto eight = hn::Set(df, 8.0f);
 #pragma GCC unroll 4
-        for (int i = 0; i < kRows; ++i)
-            out[i] = hn::GetLane(hn::SumOfLanes(df, hn::NegMulAdd(eight, zero_part[i], acc[i]))) - 8.0f * zero_tail[i];
+        for (int i = 0; i < kRows; ++i) {
+            if constexpr (kSym) {
+                out[i] = hn::GetLane(hn::SumOfLanes(df, hn::NegMulAdd(eight, zero_part[i], acc[i]))) -
+                         8.0f * zero_tail[i];
+            } else {
+                out[i] = hn::GetLane(hn::SumOfLanes(df, hn::Sub(acc[i], zero_part[i]))) - zero_tail[i];
+            }
+        }
     } else {
+        // Symmetric rows only (asymmetric ones come with quad bytes, whose
+        // groups are their activation blocks: half_scales).
 #pragma GCC unroll 4
         for (int i = 0; i < kRows; ++i) {
             out[i] = hn::GetLane(hn::SumOfLanes(df, acc[i]));
@@ -432,15 +458,16 @@ HWY_INLINE float RowDotWide(const DenseWeights&, const DenseRow<kBits, kSym>&, c
 }
 
 HWY_INLINE int64_t DenseRowsAheadDistance(const DenseWeights&, int64_t rows) { return rows; }
-HWY_INLINE int64_t WideSymFetchSteps(const PreparedActivations& x) { return x.act_blocks; }
-HWY_INLINE bool WideSymHalfScales(const DenseWeights&, const PreparedActivations&) { return false; }
-HWY_INLINE bool WideSymBroadcastQuads(const PreparedActivations&) { return false; }
+HWY_INLINE int64_t WideInt4FetchSteps(const PreparedActivations& x) { return x.act_blocks; }
+HWY_INLINE bool WideInt4HalfScales(const DenseWeights&, const PreparedActivations&) { return false; }
+HWY_INLINE bool WideInt4Quads(const PreparedActivations&) { return false; }
+HWY_INLINE bool WideInt4BroadcastQuads(const PreparedActivations&) { return false; }
 HWY_INLINE PrefetchSlices DenseRowsAhead(const DenseWeights&, int64_t, int64_t, int64_t steps) {
     return PrefetchSlices(steps);
 }
 
-template <int kBits, int kRows, bool kBroadcastQuads = false>
-HWY_INLINE void RowsDotWideSym(const DenseWeights&, const DenseRow<kBits, true>*, const PreparedActivations&,
+template <int kBits, bool kSym, int kRows, bool kBroadcastQuads = false>
+HWY_INLINE void RowsDotWideInt4(const DenseWeights&, const DenseRow<kBits, kSym>*, const PreparedActivations&,
                                float* const*, float*, const PrefetchSlices*) {}  // never called, as RowDotWide
 
 #endif

@@ -46,14 +46,7 @@ TEST_P(PackedKernels, RandomMatricesMatchTwin) {
     EXPECT_GT(compared, 100000);
 }
 
-// One token on regular shapes takes the wide integer rows on AVX-512
-// (int4 in pair order, 32-column groups two per vector; symmetric int4
-// rows of g32, g128 or g256 and a multiple of 128 columns 128 columns per vector
-// from byte-split activations, one row at a time past a 4-row tile; groups
-// of 256+ and per-channel rows over several activation blocks): every group
-// size, both symmetries, with a zero group, a zero row and an outlier
-// activation.
-// The byte split of the int4 g32 decode rows keeps every level: high byte
+// The byte split of the int4 quad decode rows keeps every level: high byte
 // (signed) x 256 + low byte (unsigned), at the columns the layout names.
 TEST(QuadBytes, SplitKeepsEveryLevelAtItsColumn) {
     const int64_t cols = 256;
@@ -77,6 +70,13 @@ TEST(QuadBytes, SplitKeepsEveryLevelAtItsColumn) {
     }
 }
 
+// One token on regular shapes takes the wide integer rows on AVX-512
+// (int4 in pair order, 32-column groups two per vector; int4 rows of g32,
+// g128 or g256, either symmetry, and a multiple of 128 columns 128 columns
+// per vector from byte-split activations, one row at a time past a 4-row
+// tile; groups of 256+ and per-channel rows over several activation
+// blocks): every group size, both symmetries, with a zero group, a zero row
+// and an outlier activation.
 TEST_P(PackedKernels, WideDecodeRowsMatchTwin) {
     int64_t compared = 0;
     for (const QuantScheme& s : all_schemes({0, 32, 64, 128, 256, 512})) {
