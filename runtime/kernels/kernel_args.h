@@ -83,9 +83,10 @@ void permute_to_pair_order(const From* x, int64_t cols, To* out) {
                 for (int j = 0; j < 16; ++j) out[i + 32 * h + 16 * k + j] = static_cast<To>(x[i + 32 * k + 2 * j + h]);
 }
 
-// Byte-split quad order, for the wide symmetric int4 rows of groups of 32,
-// 128 or 256 columns (their activation blocks; wide_rows-inl.h): per 128 columns (blocks A-D, whole), 256 bytes:
-// the high bytes (x >> 8, signed) of the even columns, of the odd columns,
+// Byte-split quad order, for the wide int4 rows (either symmetry) of
+// groups of 32, 128 or 256 columns (their activation blocks;
+// wide_rows-inl.h): per 128 columns (blocks A-D, whole), 256 bytes: the
+// high bytes (x >> 8, signed) of the even columns, of the odd columns,
 // then the low bytes (x & 255, unsigned) of the even and of the odd columns,
 // 64 each, byte j of a run standing for column 32 * (j / 16) + 2 * (j % 16)
 // = 2j of the quad (+ 1 for odd). A row's 64 code bytes line up with them
@@ -149,9 +150,9 @@ struct PreparedActivations {
     // One token for the wide integer rows (wide_rows-inl.h); int4 levels
     // then come in pair order.
     bool wide = false;
-    // Wide symmetric int4 rows of groups of 32, 128 or 256 columns (their
-    // activation blocks), cols a multiple of 128: the same levels split
-    // into bytes in quad order (split_to_quad_bytes).
+    // Wide int4 rows (either symmetry) of groups of 32, 128 or 256 columns
+    // (their activation blocks), cols a multiple of 128: the same levels
+    // split into bytes in quad order (split_to_quad_bytes).
     const uint8_t* quad_bytes = nullptr;
 };
 

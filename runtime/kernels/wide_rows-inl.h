@@ -21,9 +21,10 @@
 // as in q8_rows-inl.h; for 32-column groups the two blocks of a pair take
 // their two scales from one lane permutation.
 //
-// Symmetric int4 rows of groups of 32, 128 or 256 columns (= their
-// activation blocks; g32 is the most common decode layout and the one
-// where the float step per group costs most) go 128 columns at a time:
+// int4 rows of groups of 32, 128 or 256 columns (= their activation
+// blocks), symmetric or not (g32 symmetric is the most common decode
+// layout, and the one where the float step per group costs most), go 128
+// columns at a time:
 // 64 code bytes are taken as they are stored, their low and high nibbles
 // (even and odd columns) meet the activation levels split into a signed
 // high and an unsigned low byte in byte dot products (vpdpbusd: code . high
@@ -240,7 +241,7 @@ HWY_INLINE float RowDotWide(const DenseWeights& w, const DenseRow<kBits, kSym>& 
 // 128 or half of one of 256). prepare_levels splits the levels into quad
 // bytes only where the weight groups are these activation blocks.
 // Activation blocks of 128 or 256 take RowsDotWideInt4<..., true> in
-// DenseRowsByDot<4, true, true>: a loop in a function of its own (beside
+// DenseRowsByDot<4, kSym, true>: a loop in a function of its own (beside
 // the g32 loop in one function, GCC allocated the g32 loop's registers
 // differently and int4 g32 decoded 3-4% slower).
 HWY_INLINE bool WideInt4Quads(const PreparedActivations& x) { return x.quad_bytes != nullptr; }
