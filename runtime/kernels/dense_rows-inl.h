@@ -73,9 +73,9 @@ HWY_INLINE float RowDotF32(const DenseWeights& w, const DenseRow<kBits, kSym>& r
 }
 
 // Few tokens: each row is decoded once and dotted with every token.
-// kBroadcastQuads: int4 decode rows of groups of 128 or 256 columns in
-// quads (RowsDotWideInt4), an instantiation of their own.
-template <int kBits, bool kSym, bool kBroadcastQuads = false>
+// kQuads: how int4 decode rows in quads scale them (RowsDotWideInt4), each
+// way an instantiation of its own.
+template <int kBits, bool kSym, QuadScales kQuads = QuadScales::kQuarters>
 HWY_NOINLINE void DenseRowsByDot(const DenseCall& c, int64_t r0, int64_t r1, const KernelScratch& s) {
     alignas(64) uint8_t pad[48];
     const PreparedActivations& x = c.x;
@@ -102,7 +102,7 @@ HWY_NOINLINE void DenseRowsByDot(const DenseCall& c, int64_t r0, int64_t r1, con
                     DenseRow<kBits, kSym>(c.w, r + 2, s.weight_tile + 2 * slot, pad, convert),
                     DenseRow<kBits, kSym>(c.w, r + 3, s.weight_tile + 3 * slot, pad, convert)};
                 const PrefetchSlices ahead = DenseRowsAhead(c.w, r + tile_distance, kWideTileRows, WideInt4FetchSteps(x));
-                RowsDotWideInt4<kBits, kSym, kWideTileRows, kBroadcastQuads>(c.w, rows, x, combined_slots, out,
+                RowsDotWideInt4<kBits, kSym, kWideTileRows, kQuads>(c.w, rows, x, combined_slots, out,
                                                                              &ahead);
                 for (int i = 0; i < kWideTileRows; ++i) c.y[r + i] = out[i];
             }
@@ -116,7 +116,7 @@ HWY_NOINLINE void DenseRowsByDot(const DenseCall& c, int64_t r0, int64_t r1, con
                 const DenseRow<kBits, kSym> row(c.w, r, s.row_scales, pad, !WideInt4HalfScales(c.w, x));
                 float* combined_one[1] = {combined};
                 const PrefetchSlices ahead = DenseRowsAhead(c.w, r + row_distance, 1, WideInt4FetchSteps(x));
-                RowsDotWideInt4<kBits, kSym, 1, kBroadcastQuads>(c.w, &row, x, combined_one, c.y + r, &ahead);
+                RowsDotWideInt4<kBits, kSym, 1, kQuads>(c.w, &row, x, combined_one, c.y + r, &ahead);
             }
             return;
         }
@@ -193,8 +193,10 @@ HWY_INLINE void DenseRowsFor(const DenseCall& c, int64_t r0, int64_t r1, const K
         DenseRowsByIntDot<kBits, kSym>(c, r0, r1, s);
     } else if (c.small_groups || c.x.tokens >= kMinTileTokens) {
         DenseRowsByTiles<kBits, kSym>(c, r0, r1, s);
-    } else if (kBits == 4 && WideInt4BroadcastQuads(c.x)) {
-        DenseRowsByDot<kBits, kSym, true>(c, r0, r1, s);
+    } else if (kBits == 4 && WideInt4QuadScales(c.x) == QuadScales::kHalves) {
+        DenseRowsByDot<kBits, kSym, QuadScales::kHalves>(c, r0, r1, s);
+    } else if (kBits == 4 && WideInt4QuadScales(c.x) == QuadScales::kWhole) {
+        DenseRowsByDot<kBits, kSym, QuadScales::kWhole>(c, r0, r1, s);
     } else {
         DenseRowsByDot<kBits, kSym>(c, r0, r1, s);
     }

@@ -84,7 +84,7 @@ void permute_to_pair_order(const From* x, int64_t cols, To* out) {
 }
 
 // Byte-split quad order, for the wide int4 rows (either symmetry) of
-// groups of 32, 128 or 256 columns (their activation blocks;
+// groups of 32 to 256 columns (their activation blocks;
 // wide_rows-inl.h): per 128 columns (blocks A-D, whole), 256 bytes: the
 // high bytes (x >> 8, signed) of the even columns, of the odd columns,
 // then the low bytes (x & 255, unsigned) of the even and of the odd columns,
@@ -150,7 +150,7 @@ struct PreparedActivations {
     // One token for the wide integer rows (wide_rows-inl.h); int4 levels
     // then come in pair order.
     bool wide = false;
-    // Wide int4 rows (either symmetry) of groups of 32, 128 or 256 columns
+    // Wide int4 rows (either symmetry) of groups of 32 to 256 columns
     // (their activation blocks), cols a multiple of 128: the same levels
     // split into bytes in quad order (split_to_quad_bytes).
     const uint8_t* quad_bytes = nullptr;

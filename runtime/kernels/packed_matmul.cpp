@@ -190,10 +190,9 @@ struct ActivationBuffers {
         view.wide = tokens == 1 && HWY_DYNAMIC_DISPATCH(UsesWideRows)(w, act);
         const bool pair_order = view.wide && w.view.scheme.bits == 4;
         // int4 rows (either symmetry) whose groups are their activation
-        // blocks of 32, 128 or 256 columns, of whole 128-column quads, take
+        // blocks (32 to 256 columns), of whole 128-column quads, take
         // byte-split levels instead (every row of them: wide_rows-inl.h).
-        const bool quad_order = pair_order && sizeof(T) == 2 && w.group_span == act &&
-                                (act == kBlock || act % kQuadColumns == 0) && cols % kQuadColumns == 0 &&
+        const bool quad_order = pair_order && sizeof(T) == 2 && w.group_span == act && cols % kQuadColumns == 0 &&
                                 cols % act == 0;
         if (quad_order) quad_bytes.resize(static_cast<size_t>(2 * cols));
         for (int64_t t = 0; t < tokens; ++t) {

@@ -21,18 +21,18 @@
 // as in q8_rows-inl.h; for 32-column groups the two blocks of a pair take
 // their two scales from one lane permutation.
 //
-// int4 rows of groups of 32, 128 or 256 columns (= their activation
-// blocks), symmetric or not (g32 symmetric is the most common decode
-// layout, and the one where the float step per group costs most), go 128
-// columns at a time:
-// 64 code bytes are taken as they are stored, their low and high nibbles
-// (even and odd columns) meet the activation levels split into a signed
-// high and an unsigned low byte in byte dot products (vpdpbusd: code . high
-// on one side, low . code on the other, since the instruction multiplies
-// unsigned by signed bytes), 256 * high + low is the exact int16 product
-// sum, and int32 lane k belongs to 32-column block k / 4, so one float
-// step covers four groups of 32, or one of 128 or 256 (split_to_quad_bytes
-// in kernel_args.h). Compiled once per SIMD target.
+// int4 rows of groups of 32 to 256 columns (= their activation blocks),
+// symmetric or not (g32 symmetric is the most common decode layout, and
+// the one where the float step per group costs most), go 128 columns at a
+// time: 64 code bytes are taken as they are stored, their low and high
+// nibbles (even and odd columns) meet the activation levels split into a
+// signed high and an unsigned low byte in byte dot products (vpdpbusd:
+// code . high on one side, low . code on the other, since the instruction
+// multiplies unsigned by signed bytes), 256 * high + low is the exact int16
+// product sum, and int32 lane k belongs to 32-column block k / 4, so one
+// float step covers four groups of 32, two of 64, or one of 128 or 256
+// (QuadScales; split_to_quad_bytes in kernel_args.h). Compiled once per
+// SIMD target.
 
 #if defined(SPARQ_RUNTIME_KERNELS_WIDE_ROWS_INL_H_) == defined(HWY_TARGET_TOGGLE)
 #ifdef SPARQ_RUNTIME_KERNELS_WIDE_ROWS_INL_H_
@@ -47,6 +47,16 @@
 HWY_BEFORE_NAMESPACE();
 namespace sparq::kernels::HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
+
+// How the int4 quad loop (RowsDotWideInt4) scales a quad's sums, by the
+// activation block (= weight group) its rows take: each 32-column quarter
+// by its own combined scale (blocks of 32, one lane permutation), each half
+// (64, one permutation), or the whole quad by one (128 or 256, a broadcast
+// from memory). Each is a template argument of the row drivers, so each
+// loop is compiled in a function of its own: beside the g32 loop in one
+// function, GCC allocated the g32 loop's registers differently and int4
+// g32 decoded 3-4% slower.
+enum class QuadScales { kQuarters, kHalves, kWhole };
 
 #if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
 
@@ -237,13 +247,10 @@ HWY_INLINE float RowDotWide(const DenseWeights& w, const DenseRow<kBits, kSym>& 
 }
 
 // Whether RowsDotWideInt4 runs its quad loop over x: 128 columns per step,
-// one float step per quad (four 32-column activation blocks, all of one of
-// 128 or half of one of 256). prepare_levels splits the levels into quad
-// bytes only where the weight groups are these activation blocks.
-// Activation blocks of 128 or 256 take RowsDotWideInt4<..., true> in
-// DenseRowsByDot<4, kSym, true>: a loop in a function of its own (beside
-// the g32 loop in one function, GCC allocated the g32 loop's registers
-// differently and int4 g32 decoded 3-4% slower).
+// one float step per quad (four 32-column activation blocks, two of 64, all
+// of one of 128 or half of one of 256). prepare_levels splits the levels
+// into quad bytes only where the weight groups are these activation
+// blocks.
 HWY_INLINE bool WideInt4Quads(const PreparedActivations& x) { return x.quad_bytes != nullptr; }
 
 // Whether RowsDotWideInt4 sets a row up from its FP16 scales in one pass
@@ -312,9 +319,10 @@ HWY_INLINE int64_t WideInt4FetchSteps(const PreparedActivations& x) {
     return WideInt4Quads(x) ? x.act_blocks * x.act_block / kQuadColumns : x.act_blocks;
 }
 
-// Whether x takes RowsDotWideInt4<..., true>.
-HWY_INLINE bool WideInt4BroadcastQuads(const PreparedActivations& x) {
-    return WideInt4Quads(x) && x.act_block != kBlock;
+// The QuadScales of x's quad loop (kQuarters also where x has no quads).
+HWY_INLINE QuadScales WideInt4QuadScales(const PreparedActivations& x) {
+    if (!WideInt4Quads(x) || x.act_block == kBlock) return QuadScales::kQuarters;
+    return x.act_block == 2 * kBlock ? QuadScales::kHalves : QuadScales::kWhole;
 }
 
 // kRows int4 rows times one token (out[i] for rows[i]): the same sums as
@@ -326,7 +334,7 @@ HWY_INLINE bool WideInt4BroadcastQuads(const PreparedActivations& x) {
 // do not come here: they are lighter per byte and stream faster one at a
 // time (dense_rows-inl.h). combined[i]: room for act_blocks + 16 floats per
 // row.
-template <int kBits, bool kSym, int kRows, bool kBroadcastQuads = false>
+template <int kBits, bool kSym, int kRows, QuadScales kQuads = QuadScales::kQuarters>
 HWY_INLINE void RowsDotWideInt4(const DenseWeights& w, const DenseRow<kBits, kSym>* rows,
                                const PreparedActivations& x, float* const* combined, float* HWY_RESTRICT out,
                                const PrefetchSlices* ahead) {
@@ -354,7 +362,7 @@ HWY_INLINE void RowsDotWideInt4(const DenseWeights& w, const DenseRow<kBits, kSy
     constexpr int64_t kCodeBytes = 16;  // int4 bytes per block
     constexpr int64_t kQuadCodeBytes = 64;
     const hn::Repartition<uint8_t, DW32> d8;
-    if constexpr (kBroadcastQuads) {
+    if constexpr (kQuads == QuadScales::kWhole) {
         // Groups (= activation blocks) of 128 or 256 columns: a quad lies
         // in one, whose combined scale every lane takes, broadcast from
         // memory (no shuffle).
@@ -373,6 +381,26 @@ HWY_INLINE void RowsDotWideInt4(const DenseWeights& w, const DenseRow<kBits, kSy
                 const auto sums =
                     Int4QuadSums(rows[i].blocks.low + q * kQuadCodeBytes, high_even, high_odd, low_even, low_odd);
                 acc[i] = hn::MulAdd(hn::ConvertTo(df, sums), hn::Set(df, combined[i][segment]), acc[i]);
+            }
+        }
+    } else if constexpr (kQuads == QuadScales::kHalves) {
+        // Groups (= activation blocks) of 64 columns: each half of a quad
+        // takes its block's combined scale (one lane permutation).
+        alignas(64) static constexpr int32_t kHalves[16] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1};
+        const auto halves = hn::SetTableIndices(df, kHalves);
+        for (int64_t s = 0; s < segments; s += 2) {
+            FetchSlices(ahead, s / 2, 1);  // one step per quad: WideInt4FetchSteps
+            const uint8_t* HWY_RESTRICT xb = x.quad_bytes + s * 128;
+            const auto high_even = hn::BitCast(d32, hn::LoadU(d8, xb));
+            const auto high_odd = hn::BitCast(d32, hn::LoadU(d8, xb + 64));
+            const auto low_even = hn::BitCast(d32, hn::LoadU(d8, xb + 128));
+            const auto low_odd = hn::BitCast(d32, hn::LoadU(d8, xb + 192));
+#pragma GCC unroll 4
+            for (int i = 0; i < kRows; ++i) {
+                const auto sums =
+                    Int4QuadSums(rows[i].blocks.low + s / 2 * kQuadCodeBytes, high_even, high_odd, low_even, low_odd);
+                acc[i] = hn::MulAdd(hn::ConvertTo(df, sums),
+                                    hn::TableLookupLanes(hn::LoadU(df, combined[i] + s), halves), acc[i]);
             }
         }
     } else if (WideInt4Quads(x)) {
@@ -462,12 +490,12 @@ HWY_INLINE int64_t DenseRowsAheadDistance(const DenseWeights&, int64_t rows) { r
 HWY_INLINE int64_t WideInt4FetchSteps(const PreparedActivations& x) { return x.act_blocks; }
 HWY_INLINE bool WideInt4HalfScales(const DenseWeights&, const PreparedActivations&) { return false; }
 HWY_INLINE bool WideInt4Quads(const PreparedActivations&) { return false; }
-HWY_INLINE bool WideInt4BroadcastQuads(const PreparedActivations&) { return false; }
+HWY_INLINE QuadScales WideInt4QuadScales(const PreparedActivations&) { return QuadScales::kQuarters; }
 HWY_INLINE PrefetchSlices DenseRowsAhead(const DenseWeights&, int64_t, int64_t, int64_t steps) {
     return PrefetchSlices(steps);
 }
 
-template <int kBits, bool kSym, int kRows, bool kBroadcastQuads = false>
+template <int kBits, bool kSym, int kRows, QuadScales kQuads = QuadScales::kQuarters>
 HWY_INLINE void RowsDotWideInt4(const DenseWeights&, const DenseRow<kBits, kSym>*, const PreparedActivations&,
                                float* const*, float*, const PrefetchSlices*) {}  // never called, as RowDotWide
 

@@ -71,9 +71,9 @@ TEST(QuadBytes, SplitKeepsEveryLevelAtItsColumn) {
 }
 
 // One token on regular shapes takes the wide integer rows on AVX-512
-// (int4 in pair order, 32-column groups two per vector; int4 rows of g32,
-// g128 or g256, either symmetry, and a multiple of 128 columns 128 columns
-// per vector from byte-split activations, one row at a time past a 4-row
+// (int4 in pair order, 32-column groups two per vector; int4 rows of g32
+// to g256, either symmetry, and a multiple of 128 columns 128 columns per
+// vector from byte-split activations, one row at a time past a 4-row
 // tile; groups of 256+ and per-channel rows over several activation
 // blocks): every group size, both symmetries, with a zero group, a zero row
 // and an outlier activation.
