@@ -380,12 +380,15 @@ HWY_INLINE void RowsDotWideInt4(const DenseWeights& w, const DenseRow<kBits, kSy
         // Groups (= activation blocks) of 128 or 256 columns: a quad lies
         // in one, whose combined scale every lane takes, broadcast from
         // memory (no shuffle).
-        const int64_t quads_per_segment = x.act_block / kQuadColumns;
-        const int64_t quads = segments * quads_per_segment;
+        // Quads per segment (groups are powers of two, so 128 or 256
+        // columns: 1 or 2) as a shift: a division per quad took an idiv in
+        // the loop.
+        const int quad_shift = x.act_block == 2 * kQuadColumns ? 1 : 0;
+        const int64_t quads = segments << quad_shift;
         for (int64_t q = 0; q < quads; ++q) {
             FetchSlices(ahead, q, 1);  // one step per quad: WideInt4FetchSteps
             const QuadActivations quad = LoadQuadActivations(x.quad_bytes + q * 256);
-            const int64_t segment = q / quads_per_segment;
+            const int64_t segment = q >> quad_shift;
 #pragma GCC unroll 4
             for (int i = 0; i < kRows; ++i) {
                 const auto sums = Int4QuadSums(rows[i].blocks.low + q * kQuadCodeBytes, quad);
