@@ -42,6 +42,7 @@ HWY_EXPORT(CompiledTarget);
 HWY_EXPORT(HasIntDot);
 HWY_EXPORT(UsesWideRows);
 HWY_EXPORT(QuantizeActivationBlocks16);
+HWY_EXPORT(QuadActivationParts);
 
 namespace {
 
@@ -199,8 +200,14 @@ struct ActivationBuffers {
             const float* dx = block_scales.data() + t * act_blocks;
             quantize_token(x + t * cols, cols, act, q.data(), block_scales.data() + t * act_blocks);
             if (quad_order) {
-                if constexpr (sizeof(T) == 2) split_to_quad_bytes(q.data(), cols, quad_bytes.data());
-            } else if (pair_order) {
+                // Groups of one activation block each (quad_order's condition).
+                if constexpr (sizeof(T) == 2) {
+                    HWY_DYNAMIC_DISPATCH(QuadActivationParts)(q.data(), cols, act, dx, quad_bytes.data(),
+                                                              group_sums.data() + t * w.groups_per_row);
+                }
+                continue;
+            }
+            if (pair_order) {
                 permute_to_pair_order(q.data(), cols, xq.data() + t * stride);
             } else {
                 permute_to_block_order(q.data(), cols, order_bits, xq.data() + t * stride);
@@ -417,6 +424,12 @@ void quantize_activation_blocks_simd(const float* x, int64_t cols, int64_t block
         fail("activation block of ", block, " columns: must be a positive multiple of ", kActivationBlock);
     }
     HWY_DYNAMIC_DISPATCH(kernels::QuantizeActivationBlocks)(x, cols, block, q, scales);
+}
+
+void quad_activation_parts_simd(const int16_t* q, int64_t cols, int64_t block, const float* dx, uint8_t* quad_bytes,
+                                float* sums) {
+    if (cols % kernels::kQuadColumns != 0) fail("quad activations: ", cols, " columns, not a multiple of 128");
+    HWY_DYNAMIC_DISPATCH(kernels::QuadActivationParts)(q, cols, block, dx, quad_bytes, sums);
 }
 
 void quantize_activation_blocks_simd(const float* x, int64_t cols, int64_t block, int16_t* q, float* scales) {

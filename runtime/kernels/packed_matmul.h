@@ -116,5 +116,10 @@ void quantize_activation_blocks(const float* x, int64_t cols, int64_t block, int
 void quantize_activation_blocks(const float* x, int64_t cols, int64_t block, int16_t* q, float* scales);
 void quantize_activation_blocks_simd(const float* x, int64_t cols, int64_t block, int8_t* q, float* scales);
 void quantize_activation_blocks_simd(const float* x, int64_t cols, int64_t block, int16_t* q, float* scales);
+// The int4 quad rows' byte-split levels (kernels::split_to_quad_bytes) and
+// per-block sums dx[b] * sum(q over block b), on the SIMD target that runs;
+// cols a multiple of 128.
+void quad_activation_parts_simd(const int16_t* q, int64_t cols, int64_t block, const float* dx, uint8_t* quad_bytes,
+                                float* sums);
 
 }  // namespace sparq

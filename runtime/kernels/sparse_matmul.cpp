@@ -35,6 +35,7 @@ namespace kernels {
 HWY_EXPORT(SparseRows);
 HWY_EXPORT(SparseRowsQ16);
 HWY_EXPORT(SparseQ16Native);
+HWY_EXPORT(SplitQ16Bytes);
 
 namespace {
 
@@ -99,7 +100,7 @@ struct SparseQ16Prepared {
         const Key key{tokens, cols, block, byte_split};
         if (kept.same(key, x, tokens * cols)) return activations;
         kept.forget();
-        activations = prepare_sparse_q16(x, tokens, cols, block, byte_split);
+        prepare_sparse_q16(x, tokens, cols, block, byte_split, activations);
         kept.keep(key, x, tokens * cols);
         return activations;
     }
@@ -138,27 +139,36 @@ void run_sparse_q16(SparseCall& c, const float* x, int64_t tokens, float* y, int
     });
 }
 
-SparseQ16Activations prepare_sparse_q16(const float* x, int64_t tokens, int64_t cols, int64_t block,
-                                        bool byte_split) {
-    SparseQ16Activations a;
+void prepare_sparse_q16(const float* x, int64_t tokens, int64_t cols, int64_t block, bool byte_split,
+                        SparseQ16Activations& a) {
     a.tokens = tokens;
     a.padded_cols = (cols + 63) / 64 * 64;
     a.block = block;
     a.blocks = (cols + block - 1) / block;
-    a.q.assign(static_cast<size_t>(tokens * a.padded_cols), 0);
-    a.block_scales.assign(static_cast<size_t>(tokens * a.blocks + 16), 0.0f);
-    for (int64_t t = 0; t < tokens; ++t)
-        quantize_activation_blocks_simd(x + t * cols, cols, block, a.q.data() + t * a.padded_cols,
-                                        a.block_scales.data() + t * a.blocks);
+    // Buffers kept from call to call: every element is written below.
+    a.q.resize(static_cast<size_t>(tokens * a.padded_cols));
+    a.block_scales.resize(static_cast<size_t>(tokens * a.blocks + 16));
+    std::fill(a.block_scales.end() - 16, a.block_scales.end(), 0.0f);
+    for (int64_t t = 0; t < tokens; ++t) {
+        int16_t* q = a.q.data() + t * a.padded_cols;
+        quantize_activation_blocks_simd(x + t * cols, cols, block, q, a.block_scales.data() + t * a.blocks);
+        std::fill(q + cols, q + a.padded_cols, int16_t{0});
+    }
     if (byte_split) {
         a.low_bytes.resize(a.q.size());
         a.high_bytes.resize(a.q.size());
-        for (size_t i = 0; i < a.q.size(); ++i) {
-            const auto v = static_cast<uint16_t>(a.q[i]);
-            a.low_bytes[i] = static_cast<uint8_t>(v & 0xFF);
-            a.high_bytes[i] = static_cast<uint8_t>((v >> 8) ^ 0x80);
-        }
+        HWY_DYNAMIC_DISPATCH(SplitQ16Bytes)(a.q.data(), static_cast<int64_t>(a.q.size()), a.low_bytes.data(),
+                                            a.high_bytes.data());
+    } else {
+        a.low_bytes.clear();
+        a.high_bytes.clear();
     }
+}
+
+SparseQ16Activations prepare_sparse_q16(const float* x, int64_t tokens, int64_t cols, int64_t block,
+                                        bool byte_split) {
+    SparseQ16Activations a;
+    prepare_sparse_q16(x, tokens, cols, block, byte_split, a);
     return a;
 }
 

@@ -101,6 +101,9 @@ struct SparseQ16Scratch {
 };
 SparseQ16Activations prepare_sparse_q16(const float* x, int64_t tokens, int64_t cols, int64_t block,
                                         bool byte_split = false);
+// The same into `a`, reusing its buffers.
+void prepare_sparse_q16(const float* x, int64_t tokens, int64_t cols, int64_t block, bool byte_split,
+                        SparseQ16Activations& a);
 }  // namespace kernels
 
 }  // namespace sparq

@@ -70,6 +70,38 @@ TEST(QuadBytes, SplitKeepsEveryLevelAtItsColumn) {
     }
 }
 
+// The per-target byte split and block sums of the quad rows against the
+// plain split and a plain sum, on every compiled target.
+TEST_P(PackedKernels, QuadActivationPartsMatchPlainLoops) {
+    for (int64_t block : {32, 64, 128, 256}) {
+        const int64_t cols = 1024;
+        std::vector<int16_t> q(static_cast<size_t>(cols));
+        for (int64_t c = 0; c < cols; ++c) q[c] = static_cast<int16_t>((c * 2654435761u + block) % 65535 - 32767);
+        for (int64_t c = 0; c < block; ++c) q[c] = 0;  // an all-zero block
+        q[block] = 32767;
+        q[block + 1] = -32767;
+        const int64_t blocks = cols / block;
+        std::vector<float> dx(static_cast<size_t>(blocks));
+        for (int64_t b = 0; b < blocks; ++b) dx[b] = 1e-3f * static_cast<float>(b + 1) / 7.0f;
+        dx[blocks - 1] = std::numeric_limits<float>::quiet_NaN();  // a non-finite block's scale
+        std::vector<uint8_t> plain(static_cast<size_t>(2 * cols)), simd(plain.size());
+        kernels::split_to_quad_bytes(q.data(), cols, plain.data());
+        std::vector<float> sums(static_cast<size_t>(blocks));
+        quad_activation_parts_simd(q.data(), cols, block, dx.data(), simd.data(), sums.data());
+        EXPECT_EQ(plain, simd) << block;
+        for (int64_t b = 0; b < blocks; ++b) {
+            int64_t sum = 0;
+            for (int64_t c = b * block; c < (b + 1) * block; ++c) sum += q[c];
+            const float expected = dx[b] * static_cast<float>(sum);
+            EXPECT_EQ(0, std::memcmp(&expected, &sums[b], sizeof(float))) << block << " block " << b;
+        }
+    }
+    std::vector<int16_t> q(100);
+    std::vector<uint8_t> bytes(200);
+    std::vector<float> dx(4), sums(4);
+    EXPECT_THROW(quad_activation_parts_simd(q.data(), 100, 32, dx.data(), bytes.data(), sums.data()), Error);
+}
+
 // One token on regular shapes takes the wide integer rows on AVX-512
 // (int4 in pair order, 32-column groups two per vector; int4 rows of g32
 // to g256, either symmetry, and a multiple of 128 columns 128 columns per
@@ -337,7 +369,9 @@ TEST_P(PackedKernels, BitIdenticalForAnyThreadCount) {
 // ties, subnormal blocks, zero and non-finite blocks included.
 TEST_P(PackedKernels, SimdActivationQuantIsExact) {
     for (int64_t block : {32, 64, 256}) {
-        for (int64_t cols : {1, 7, 32, 33, 172, 2048}) {
+        // Up to several batches of blocks (the quantizer takes 64 at a
+        // time), the last one partial.
+        for (int64_t cols : {1, 7, 32, 33, 172, 2048, 2080, 5632, 16421}) {
             for (float sigma : {1.0f, 1e-3f, 1e-40f, 3e4f}) {
                 auto x = normal_values(static_cast<size_t>(cols), static_cast<uint32_t>(cols + block), sigma);
                 if (cols >= 1024) {
@@ -345,6 +379,10 @@ TEST_P(PackedKernels, SimdActivationQuantIsExact) {
                     x[0] = 127.0f;
                     for (int i = 256; i < 512; ++i) x[i] = 0.0f;
                     x[cols - 1] = std::numeric_limits<float>::quiet_NaN();
+                    x[cols / 2] = std::numeric_limits<float>::infinity();
+                    x[cols / 3] = -std::numeric_limits<float>::infinity();
+                    x[1500] = std::numeric_limits<float>::quiet_NaN();
+                    x[cols - 700] = 1e-44f;  // a subnormal maximum only where the block is otherwise tiny
                 }
                 const size_t blocks = static_cast<size_t>((cols + block - 1) / block);
                 std::vector<int8_t> q1(static_cast<size_t>(cols)), q2(q1.size());
