@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "core/parallel.h"
 #include "models/activations.h"
+#include "models/attention.h"
 #include "models/matmul.h"
 #include "models/llama_weights_builder.h"
 #include "models/model_source.h"
@@ -141,25 +142,6 @@ void LlamaTransformer::attention(const LlamaWeights::Layer& layer, size_t layer_
     attention_residual(layer, n, out.data(), x);
 }
 
-namespace {
-
-// q . k over one head. Eight running sums instead of one: a single chain
-// waits on every add (a head of 128 is 128 dependent adds), which made
-// attention a visible share of decode at a few hundred positions; with
-// eight the compiler keeps them in vector lanes. The order is fixed, so
-// results are the same on every run and thread count.
-float head_dot(const float* __restrict__ a, const float* __restrict__ b, int64_t n) {
-    float sums[8] = {};
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        for (int j = 0; j < 8; ++j) sums[j] += a[i + j] * b[i + j];
-    }
-    for (; i < n; ++i) sums[i % 8] += a[i] * b[i];
-    return ((sums[0] + sums[4]) + (sums[1] + sums[5])) + ((sums[2] + sums[6]) + (sums[3] + sums[7]));
-}
-
-}  // namespace
-
 void LlamaTransformer::attention_heads(const LlamaWeights::Layer& layer, size_t layer_index, KvState& state, int64_t n,
                                        const float* x, float* out) const {
     const int64_t d = config_.hidden_size, qd = config_.q_dim(), kvd = config_.kv_dim();
@@ -188,41 +170,12 @@ void LlamaTransformer::attention_heads(const LlamaWeights::Layer& layer, size_t 
         for (int64_t h = h_begin; h < h_end; ++h) {
             const int64_t kvh = h / group;
             for (int64_t t = 0; t < n; ++t) {
-                const float* qv = q.data() + t * qd + h * hd;
                 const int64_t span = pos + t + 1;  // causal: positions 0 .. pos+t
                 // Mistral's sliding window: only the last `window` positions.
                 const int64_t window = config_.sliding_window;
                 const int64_t first_visible = window > 0 ? std::max<int64_t>(0, span - window) : 0;
-                float max_score = -INFINITY;
-                for (int64_t s = 0; s < first_visible; ++s) scores[s] = -INFINITY;
-                for (int64_t s = first_visible; s < span; ++s) {
-                    scores[s] = head_dot(qv, keys + s * kvd + kvh * hd, hd) * scale;
-                    max_score = std::max(max_score, scores[s]);
-                }
-                double sum = 0;
-                for (int64_t s = 0; s < span; ++s) {
-                    scores[s] = s < first_visible ? 0.0f : std::exp(scores[s] - max_score);
-                    sum += scores[s];
-                }
-                const float inv_sum = static_cast<float>(1.0 / sum);
-                float* o = out + t * qd + h * hd;
-                std::fill(o, o + hd, 0.0f);
-                // Four positions per pass over o: a quarter of the loads and stores of o.
-                int64_t s = 0;
-                for (; s + 4 <= span; s += 4) {
-                    const float p0 = scores[s] * inv_sum, p1 = scores[s + 1] * inv_sum;
-                    const float p2 = scores[s + 2] * inv_sum, p3 = scores[s + 3] * inv_sum;
-                    const float* v0 = values + s * kvd + kvh * hd;
-                    const float* v1 = v0 + kvd;
-                    const float* v2 = v1 + kvd;
-                    const float* v3 = v2 + kvd;
-                    for (int64_t i = 0; i < hd; ++i) o[i] += (p0 * v0[i] + p1 * v1[i]) + (p2 * v2[i] + p3 * v3[i]);
-                }
-                for (; s < span; ++s) {
-                    const float p = scores[s] * inv_sum;
-                    const float* vv = values + s * kvd + kvh * hd;
-                    for (int64_t i = 0; i < hd; ++i) o[i] += p * vv[i];
-                }
+                attend_one_head(q.data() + t * qd + h * hd, keys + kvh * hd, values + kvh * hd, kvd, hd,
+                                first_visible, span, scale, scores.data(), out + t * qd + h * hd);
             }
         }
     });
