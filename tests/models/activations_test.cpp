@@ -5,6 +5,8 @@
 
 #include <hwy/targets.h>
 
+#include "simd_targets.h"
+
 #include <cmath>
 #include <limits>
 #include <random>
@@ -29,23 +31,10 @@ std::vector<float> inputs() {
     return x;
 }
 
-class SiluTargets : public ::testing::TestWithParam<int64_t> {
-protected:
-    void SetUp() override { hwy::SetSupportedTargetsForTest(GetParam()); }
-    void TearDown() override { hwy::SetSupportedTargetsForTest(0); }
-};
+using SiluTargets = testing::ForcedTarget;
 
-std::vector<int64_t> supported_targets() {
-    std::vector<int64_t> out;
-    for (int bit = 0; bit < 63; ++bit) {
-        const int64_t t = int64_t{1} << bit;
-        if (hwy::SupportedTargets() & silu_compiled_targets() & t) out.push_back(t);
-    }
-    return out;
-}
-
-INSTANTIATE_TEST_SUITE_P(Targets, SiluTargets, ::testing::ValuesIn(supported_targets()),
-                         [](const ::testing::TestParamInfo<int64_t>& info) { return hwy::TargetName(info.param); });
+INSTANTIATE_TEST_SUITE_P(Targets, SiluTargets, ::testing::ValuesIn(testing::runnable_targets(silu_compiled_targets())),
+                         testing::target_param_name);
 
 TEST_P(SiluTargets, MatchesTwinAndDoubleWithinFewUlp) {
     ASSERT_STREQ(silu_target_name(), hwy::TargetName(GetParam()));

@@ -6,6 +6,8 @@
 
 #include <hwy/targets.h>
 
+#include "simd_targets.h"
+
 #include <cmath>
 #include <limits>
 #include <random>
@@ -16,23 +18,11 @@
 namespace sparq {
 namespace {
 
-class AttentionTargets : public ::testing::TestWithParam<int64_t> {
-protected:
-    void SetUp() override { hwy::SetSupportedTargetsForTest(GetParam()); }
-    void TearDown() override { hwy::SetSupportedTargetsForTest(0); }
-};
+using AttentionTargets = testing::ForcedTarget;
 
-std::vector<int64_t> supported_targets() {
-    std::vector<int64_t> out;
-    for (int bit = 0; bit < 63; ++bit) {
-        const int64_t t = int64_t{1} << bit;
-        if (hwy::SupportedTargets() & attention_compiled_targets() & t) out.push_back(t);
-    }
-    return out;
-}
-
-INSTANTIATE_TEST_SUITE_P(Targets, AttentionTargets, ::testing::ValuesIn(supported_targets()),
-                         [](const ::testing::TestParamInfo<int64_t>& info) { return hwy::TargetName(info.param); });
+INSTANTIATE_TEST_SUITE_P(Targets, AttentionTargets,
+                         ::testing::ValuesIn(testing::runnable_targets(attention_compiled_targets())),
+                         testing::target_param_name);
 
 struct Case {
     std::vector<float> q, keys, values;

@@ -19,33 +19,22 @@
 #include "quant/quantize_tensor.h"
 #include "random_values.h"
 #include "runtime/kernels/packed_matmul.h"
+#include "simd_targets.h"
 
 namespace sparq::testing {
 
 // Every target to run: compiled into the kernels and supported here.
-inline std::vector<int64_t> kernel_targets() {
-    std::vector<int64_t> out;
-    const auto targets = static_cast<uint64_t>(hwy::SupportedTargets() & packed_kernel_compiled_targets());
-    for (int i = 0; i < 64; ++i) {
-        if (targets & (uint64_t{1} << i)) out.push_back(static_cast<int64_t>(uint64_t{1} << i));
-    }
-    return out;
-}
+inline std::vector<int64_t> kernel_targets() { return runnable_targets(packed_kernel_compiled_targets()); }
 
 // A test suite parametrized by Highway target: each test body runs with the
 // dispatch forced to that target, and checks the kernels really used it.
-class PerTarget : public ::testing::TestWithParam<int64_t> {
+class PerTarget : public ForcedTarget {
 protected:
     void SetUp() override {
-        hwy::SetSupportedTargetsForTest(GetParam());
+        ForcedTarget::SetUp();
         ASSERT_STREQ(packed_kernel_target(), hwy::TargetName(GetParam()));
     }
-    void TearDown() override { hwy::SetSupportedTargetsForTest(0); }
 };
-
-inline std::string target_param_name(const ::testing::TestParamInfo<int64_t>& info) {
-    return hwy::TargetName(info.param);
-}
 
 #define SPARQ_INSTANTIATE_PER_TARGET(suite)                                                   \
     INSTANTIATE_TEST_SUITE_P(Targets, suite, ::testing::ValuesIn(::sparq::testing::kernel_targets()), \
