@@ -31,13 +31,21 @@ inline constexpr int64_t kBlock = kActivationBlock;
 // to 1 MiB, so each thread reads long sequential runs, which the hardware
 // prefetcher follows best, and switches tasks less often (kernels_bench,
 // 2 threads, int8 and 2:4 rows: 10-20% faster than 64 KiB chunks); sixteen
-// chunks still balance a few threads.
+// chunks still balance a few threads. Small matrices (k and v) are cut into
+// a multiple of four chunks of equal rows: 64 KiB pieces of a 2:4 int8 k
+// (320 KiB) made five, three for one thread and two for the other, and a
+// 2:4 int4 k four of 76, 76, 76 and 28 rows, so one thread waited a chunk
+// at the end of each (docs/results.md, session 26).
 inline int64_t rows_per_chunk(int64_t rows, int64_t row_bytes, int64_t tokens, int64_t row_multiple) {
     row_bytes = std::max<int64_t>(row_bytes, 1);
     const int64_t kib = 1024;
-    const int64_t bytes = tokens == 1 ? std::clamp<int64_t>(rows * row_bytes / 16, 64 * kib, 1024 * kib) : 64 * kib;
-    const int64_t chunk = std::clamp<int64_t>(bytes / row_bytes, row_multiple, tokens == 1 ? 65536 : 1024);
-    return (chunk + row_multiple - 1) / row_multiple * row_multiple;
+    const auto round_up = [](int64_t v, int64_t m) { return (v + m - 1) / m * m; };
+    if (tokens != 1) return round_up(std::clamp<int64_t>(64 * kib / row_bytes, row_multiple, 1024), row_multiple);
+    const int64_t bytes = std::clamp<int64_t>(rows * row_bytes / 16, 64 * kib, 1024 * kib);
+    const int64_t chunk = std::clamp<int64_t>(bytes / row_bytes, row_multiple, 65536);
+    const int64_t chunks = (rows + chunk - 1) / chunk;
+    if (chunks >= 16 || rows <= row_multiple) return round_up(chunk, row_multiple);
+    return round_up((rows + round_up(chunks, 4) - 1) / round_up(chunks, 4), row_multiple);
 }
 
 inline int64_t block_count(int64_t cols) { return (cols + kBlock - 1) / kBlock; }

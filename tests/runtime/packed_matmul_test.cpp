@@ -46,6 +46,26 @@ TEST_P(PackedKernels, RandomMatricesMatchTwin) {
     EXPECT_GT(compared, 100000);
 }
 
+// Decode chunks: whole tiles; a sixteenth of a large matrix; small ones in
+// a multiple of four equal chunks where the rows allow (two or four threads
+// end together); several tokens about 64 KiB each.
+TEST(RowsPerChunk, DecodeChunksSplitEvenly) {
+    for (int64_t rows : {1, 4, 8, 52, 256, 333, 2048, 5632, 32000}) {
+        for (int64_t row_bytes : {64, 896, 1280, 2304, 6144}) {
+            for (int64_t tokens : {1, 7}) {
+                const int64_t c = kernels::rows_per_chunk(rows, row_bytes, tokens, 4);
+                ASSERT_EQ(0, c % 4) << rows << " " << row_bytes;
+                ASSERT_GE(c, 4);
+            }
+        }
+    }
+    EXPECT_EQ(32, kernels::rows_per_chunk(256, 1280, 1, 4));   // 2:4 int8 k of 2048 columns: 8 chunks
+    EXPECT_EQ(64, kernels::rows_per_chunk(256, 896, 1, 4));    // 2:4 int4 g32 k: 4 chunks
+    EXPECT_EQ(128, kernels::rows_per_chunk(2048, 2304, 1, 4)); // q of int8: 16 chunks
+    EXPECT_EQ(352, kernels::rows_per_chunk(5632, 1152, 1, 4)); // gate of int4 g32: 16 chunks
+    EXPECT_EQ(52, kernels::rows_per_chunk(5632, 1280, 7, 4));  // a prompt: 64 KiB
+}
+
 // The byte split of the int4 quad decode rows keeps every level: high byte
 // (signed) x 256 + low byte (unsigned), at the columns the layout names.
 TEST(QuadBytes, SplitKeepsEveryLevelAtItsColumn) {
