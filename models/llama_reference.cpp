@@ -110,11 +110,9 @@ std::unique_ptr<InferenceState> LlamaTransformer::new_state(int64_t max_tokens) 
 
 namespace {
 
-// Rotates each head's halves (i, i + head_dim/2) by position * inv_freq[i]:
-// the Hugging Face convention.
-// Rotates each head's pairs (i, i + half) of the n rows by the angles of
-// their positions: cos_table / sin_table hold half values per position,
-// from the rows' first position on.
+// Rotates each head's halves (i, i + head_dim/2) of the n rows by position
+// * inv_freq[i] (the Hugging Face convention), the cos and sin read from
+// tables of head_dim/2 values per position, from the rows' first position.
 void apply_rope(float* rows, int64_t n, int64_t heads, int64_t head_dim, const float* cos_table,
                 const float* sin_table, int64_t row_stride) {
     const int64_t half = head_dim / 2;
