@@ -7,7 +7,9 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <optional>
 
+#include "calibration/upstream_correction.h"
 #include "core/error.h"
 #include "models/linear.h"
 #include "models/llama_reference.h"
@@ -27,7 +29,7 @@ struct StopBlock {};
 // an accumulator first.
 class ObservedLinear : public Linear {
 public:
-    ObservedLinear(const DenseLinear& inner, StatisticsAccumulator* accumulator, bool stop_after)
+    ObservedLinear(const DenseLinear& inner, RowObserver* accumulator, bool stop_after)
         : inner_(inner), accumulator_(accumulator), stop_after_(stop_after) {}
     int64_t rows() const override { return inner_.rows(); }
     int64_t cols() const override { return inner_.cols(); }
@@ -42,7 +44,7 @@ public:
 
 private:
     const DenseLinear& inner_;
-    StatisticsAccumulator* accumulator_;
+    RowObserver* accumulator_;
     bool stop_after_;
 };
 
@@ -107,11 +109,11 @@ struct BlockAssembly {
         }
     }
 
-    LlamaWeights::Layer layer(BlockWeights& block, const std::array<StatisticsAccumulator*, 4>& observe,
+    LlamaWeights::Layer layer(BlockWeights& block, const std::array<RowObserver*, 4>& observe,
                               bool stop_after_observed) {
         LlamaWeights::Layer l;
         auto make = [&](const std::string& suffix) -> std::unique_ptr<Linear> {
-            StatisticsAccumulator* acc = nullptr;
+            RowObserver* acc = nullptr;
             for (size_t s = 0; s < kInputSpaces.size(); ++s) {
                 if (input_space_linears(kInputSpaces[s]).front() == suffix) acc = observe[s];
             }
@@ -223,41 +225,128 @@ void for_each_sample(int64_t samples, const Step& step) {
     }
 }
 
+// The rows of one sample that reach an observed linear.
+class RowCapture final : public RowObserver {
+public:
+    void add(const float* x, int64_t n) override { rows.insert(rows.end(), x, x + n * width); }
+    int64_t width = 0;
+    std::vector<float> rows;
+};
+
+// Shows rows to two observers.
+class RowTee final : public RowObserver {
+public:
+    RowTee(RowObserver& a, RowObserver* b) : a_(a), b_(b) {}
+    void add(const float* x, int64_t n) override {
+        a_.add(x, n);
+        if (b_) b_->add(x, n);
+    }
+
+private:
+    RowObserver& a_;
+    RowObserver* b_;
+};
+
+// The full-precision model beside the compressed one, for the upstream
+// correction: the block's original weights and the full-precision hidden
+// states entering it (all samples).
+struct ReferenceBlock {
+    BlockWeights& weights;
+    BlockAssembly& assembly;
+    std::vector<float>& hidden;
+};
+
 // The sequential mode for one block (see block_runner.h). Attention runs
 // once: the heads' output (o_proj's input) is kept for all samples, so the
 // later stages need only o_proj and the MLP. `hidden` leaves as the block's
-// output.
+// output. With a reference, every stage also runs the full-precision block
+// on the full-precision hidden states, sample by sample, to pair its inputs
+// with the compressed ones (calibration/upstream_correction.h), and
+// `reference->hidden` leaves as the full-precision block's output.
 void run_sequential_block(const LlamaTransformer& transformer, BlockWeights& block, BlockAssembly& assembly,
                           size_t layer_index, InferenceState& state, const CalibrationSamples& samples,
-                          std::vector<float>& hidden, const RunnerOptions& options, const SpaceCallback& callback) {
+                          std::vector<float>& hidden, ReferenceBlock* reference, const RunnerOptions& options,
+                          const SpaceCallback& callback, RunnerReport& report) {
     const ModelConfig& c = transformer.config();
     const int64_t d = c.hidden_size, qd = c.q_dim(), len = samples.len, n_samples = samples.samples;
     const auto x = [&](int64_t s) { return hidden.data() + s * len * d; };
+    std::vector<float> reference_scratch(reference ? static_cast<size_t>(len * d) : 0);
     const auto stage = [&](InputSpace space, const auto& step) {
-        StatisticsAccumulator accumulator(input_space_dim(c, space), options.collect_hessian);
-        std::array<StatisticsAccumulator*, 4> observe{};
+        const int64_t dim = input_space_dim(c, space);
+        StatisticsAccumulator accumulator(dim, options.collect_hessian || reference);
+        RowCapture compressed_rows, reference_rows;
+        compressed_rows.width = reference_rows.width = dim;
+        RowTee observer(accumulator, reference ? &compressed_rows : nullptr);
+        std::array<RowObserver*, 4> observe{}, observe_reference{};
         for (size_t i = 0; i < kInputSpaces.size(); ++i) {
-            if (kInputSpaces[i] == space && space != InputSpace::AttnOutput) observe[i] = &accumulator;
+            if (kInputSpaces[i] != space) continue;
+            if (space != InputSpace::AttnOutput) observe[i] = &observer;
+            observe_reference[i] = &reference_rows;
         }
         const LlamaWeights::Layer layer = assembly.layer(block, observe, true);
-        for_each_sample(n_samples, [&](int64_t s) { step(layer, accumulator, s); });
+        std::optional<CrossProductAccumulator> cross;
+        bool inputs_differ = false;
+        if (!reference) {
+            for_each_sample(n_samples, [&](int64_t s) { step(layer, observer, s); });
+        } else {
+            cross.emplace(dim);
+            const LlamaWeights::Layer reference_layer = reference->assembly.layer(reference->weights, observe_reference, true);
+            for (int64_t s = 0; s < n_samples; ++s) {
+                const float* fp = reference->hidden.data() + s * len * d;
+                std::copy(fp, fp + len * d, reference_scratch.begin());
+                reference_rows.rows.clear();
+                compressed_rows.rows.clear();
+                try {
+                    transformer.forward_block(reference_layer, layer_index, state, len, reference_scratch.data());
+                } catch (const StopBlock&) {
+                }
+                try {
+                    step(layer, observer, s);
+                } catch (const StopBlock&) {
+                }
+                if (reference_rows.rows.size() != compressed_rows.rows.size() ||
+                    compressed_rows.rows.size() != static_cast<size_t>(len * dim)) {
+                    fail("upstream correction: block ", layer_index, " ", input_space_name(space), " saw ",
+                         compressed_rows.rows.size(), " and ", reference_rows.rows.size(), " values for ", len,
+                         " tokens of width ", dim);
+                }
+                inputs_differ = inputs_differ || compressed_rows.rows != reference_rows.rows;
+                cross->add(compressed_rows.rows.data(), reference_rows.rows.data(), len);
+            }
+        }
+        ActivationStatistics statistics = accumulator.finish();
+        if (cross && inputs_differ) {
+            const std::vector<double> mean_cross = cross->finish();
+            for (const std::string& suffix : input_space_linears(space)) {
+                const UpstreamCorrection done = correct_upstream(block.weight(suffix).data(), block.rows(suffix),
+                                                                 block.cols(suffix), statistics.hessian, mean_cross,
+                                                                 options.correction_damping);
+                if (done.applied) {
+                    ++report.corrected_linears;
+                } else {
+                    report.warnings.push_back(block.tensor_name(suffix) + ": no upstream correction: " + done.failure);
+                    if (options.log) options.log("warning: " + report.warnings.back());
+                }
+            }
+        }
+        if (!options.collect_hessian) statistics.hessian.clear();
         if (space == InputSpace::AttnInput || space == InputSpace::MlpInput) {
             const ModuleProbe probe(transformer, block, assembly, layer_index, state, hidden, n_samples, len, space);
             const ProbeScope scope(block, &probe);
-            callback(space, accumulator.finish(), block);
+            callback(space, statistics, block);
         } else {
-            callback(space, accumulator.finish(), block);
+            callback(space, statistics, block);
         }
     };
     std::vector<float> scratch(static_cast<size_t>(len * qd));
-    stage(InputSpace::AttnInput, [&](const LlamaWeights::Layer& layer, StatisticsAccumulator&, int64_t s) {
+    stage(InputSpace::AttnInput, [&](const LlamaWeights::Layer& layer, RowObserver&, int64_t s) {
         transformer.forward_attention_heads(layer, layer_index, state, len, x(s), scratch.data());
     });
     std::vector<float> attended(static_cast<size_t>(n_samples * len * qd));
-    stage(InputSpace::AttnOutput, [&](const LlamaWeights::Layer& layer, StatisticsAccumulator& acc, int64_t s) {
+    stage(InputSpace::AttnOutput, [&](const LlamaWeights::Layer& layer, RowObserver& observer, int64_t s) {
         float* a = attended.data() + s * len * qd;
         transformer.forward_attention_heads(layer, layer_index, state, len, x(s), a);
-        acc.add(a, len);
+        observer.add(a, len);
     });
     {
         // o_proj is final now: hidden becomes the attention residual.
@@ -270,12 +359,18 @@ void run_sequential_block(const LlamaTransformer& transformer, BlockWeights& blo
     // The observers stop the MLP before its residual add, so hidden stays
     // the MLP's input through both stages.
     for (InputSpace space : {InputSpace::MlpInput, InputSpace::MlpHidden}) {
-        stage(space, [&](const LlamaWeights::Layer& layer, StatisticsAccumulator&, int64_t s) {
+        stage(space, [&](const LlamaWeights::Layer& layer, RowObserver&, int64_t s) {
             transformer.forward_mlp(layer, len, x(s));
         });
     }
     const LlamaWeights::Layer layer = assembly.layer(block, {}, false);
     for (int64_t s = 0; s < n_samples; ++s) transformer.forward_mlp(layer, len, x(s));
+    if (reference) {
+        const LlamaWeights::Layer full = reference->assembly.layer(reference->weights, {}, false);
+        for (int64_t s = 0; s < n_samples; ++s) {
+            transformer.forward_block(full, layer_index, state, len, reference->hidden.data() + s * len * d);
+        }
+    }
 }
 
 }  // namespace
@@ -317,6 +412,12 @@ RunnerReport run_calibration(const ModelSource& model, const CalibrationSamples&
     }
     report.samples = n_samples;
     report.tokens = n_samples * len;
+    if (options.correct_upstream && !options.sequential) {
+        fail("the upstream correction needs the sequential calibration runner");
+    }
+    // The full-precision hidden states, for the upstream correction.
+    std::vector<float> reference_hidden;
+    if (options.correct_upstream) reference_hidden = hidden;
     for (int64_t l = 0; l < c.num_layers; ++l) {
         const auto block_start = std::chrono::steady_clock::now();
         BlockWeights block(model, l);
@@ -324,7 +425,7 @@ RunnerReport run_calibration(const ModelSource& model, const CalibrationSamples&
         const size_t layer_index = static_cast<size_t>(l);
         if (!options.sequential) {
             std::vector<StatisticsAccumulator> accumulators;
-            std::array<StatisticsAccumulator*, 4> observe{};
+            std::array<RowObserver*, 4> observe{};
             accumulators.reserve(kInputSpaces.size());
             for (InputSpace space : kInputSpaces) {
                 accumulators.emplace_back(input_space_dim(c, space), options.collect_hessian);
@@ -338,7 +439,16 @@ RunnerReport run_calibration(const ModelSource& model, const CalibrationSamples&
                 callback(kInputSpaces[s], accumulators[s].finish(), block);
             }
         } else {
-            run_sequential_block(transformer, block, assembly, layer_index, *state, samples, hidden, options, callback);
+            if (options.correct_upstream) {
+                BlockWeights original(model, l);
+                BlockAssembly original_assembly(original);
+                ReferenceBlock reference{original, original_assembly, reference_hidden};
+                run_sequential_block(transformer, block, assembly, layer_index, *state, samples, hidden, &reference,
+                                     options, callback, report);
+            } else {
+                run_sequential_block(transformer, block, assembly, layer_index, *state, samples, hidden, nullptr,
+                                     options, callback, report);
+            }
         }
         const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - block_start).count();
         report.block_seconds.push_back(seconds);

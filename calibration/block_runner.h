@@ -32,6 +32,7 @@
 #include "calibration/calibration_data.h"
 #include "calibration/statistics.h"
 #include "models/model_source.h"
+#include "quant/hessian.h"
 
 namespace sparq {
 
@@ -89,6 +90,15 @@ private:
 struct RunnerOptions {
     bool sequential = false;
     bool collect_hessian = true;
+    // Sequential only: before each space's callback, replace its linears'
+    // weights by the upstream-corrected ones (calibration/upstream_correction.h),
+    // so the methods target the full-precision model's outputs. Costs the
+    // full-precision hidden states of all samples (one more samples x len x
+    // hidden buffer), one more block of F32 weights, a full-precision
+    // forward of the block per stage, and one cols x cols cross product and
+    // solve per space.
+    bool correct_upstream = false;
+    DampingOptions correction_damping;
     std::function<void(const std::string&)> log;
 };
 
@@ -97,6 +107,7 @@ struct RunnerReport {
     int64_t tokens = 0;
     std::vector<double> block_seconds;
     double seconds = 0;
+    int64_t corrected_linears = 0;  // upstream correction applied
     std::vector<std::string> warnings;  // also logged
 };
 

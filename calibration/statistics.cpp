@@ -80,9 +80,40 @@ StatisticsAccumulator::StatisticsAccumulator(int64_t dim, bool with_hessian)
 // ones, bit for bit, on any thread count.
 constexpr int64_t kChannelChunk = 256;
 
+namespace {
+
+// x (n rows of dim) as dim rows of n, the layout the product below reads.
+void transpose_rows(const float* x, int64_t n, int64_t dim, std::vector<float>& out) {
+    out.resize(static_cast<size_t>(dim * n));
+    parallel_for(0, dim, kChannelChunk, [&](int64_t c0, int64_t c1) {
+        for (int64_t t = 0; t < n; ++t)
+            for (int64_t i = c0; i < c1; ++i) out[static_cast<size_t>(i * n + t)] = x[t * dim + i];
+    });
+}
+
+// sum[i][j] += sum_t at[i][t] bt[j][t] for at, bt of dim rows of n (X^T Y
+// of row-major X, Y): matmul_f32 sums each product in a fixed order. In
+// bands of rows, so the float product needs 256 rows of the result, not all
+// of it (127 MB at width 5632).
+void add_transposed_product(const float* at, const float* bt, int64_t dim, int64_t n, std::vector<float>& product,
+                            double* sum) {
+    constexpr int64_t kBand = 256;
+    product.resize(static_cast<size_t>(std::min<int64_t>(kBand, dim) * dim));
+    for (int64_t first = 0; first < dim; first += kBand) {
+        const int64_t band = std::min(kBand, dim - first);
+        matmul_f32(at + first * n, band, bt, dim, n, product.data(), dim);
+        double* rows = sum + first * dim;
+        // One addition per element: any chunking gives the same bits.
+        parallel_for(0, band * dim, int64_t{1} << 16, [&](int64_t b, int64_t e) {
+            for (int64_t i = b; i < e; ++i) rows[i] += product[static_cast<size_t>(i)];
+        });
+    }
+}
+
+}  // namespace
+
 void StatisticsAccumulator::add(const float* x, int64_t n) {
     if (n <= 0) return;
-    const size_t d = static_cast<size_t>(dim_);
     parallel_for(0, dim_, kChannelChunk, [&](int64_t c0, int64_t c1) {
         for (int64_t t = 0; t < n; ++t) {
             const float* row = x + t * dim_;
@@ -96,26 +127,8 @@ void StatisticsAccumulator::add(const float* x, int64_t n) {
     });
     tokens_ += n;
     if (!with_hessian_) return;
-    // X^T X as the product of X^T with itself: matmul_f32 computes
-    // out[i][j] = sum_t xt[i][t] xt[j][t] with a fixed summation order. In
-    // bands of rows, so the float product needs 256 rows, not all of H
-    // (127 MB at width 5632).
-    transposed_.resize(d * static_cast<size_t>(n));
-    parallel_for(0, dim_, kChannelChunk, [&](int64_t c0, int64_t c1) {
-        for (int64_t t = 0; t < n; ++t)
-            for (int64_t i = c0; i < c1; ++i) transposed_[static_cast<size_t>(i * n + t)] = x[t * dim_ + i];
-    });
-    constexpr int64_t kBand = 256;
-    product_.resize(static_cast<size_t>(std::min<int64_t>(kBand, dim_)) * d);
-    for (int64_t first = 0; first < dim_; first += kBand) {
-        const int64_t band = std::min(kBand, dim_ - first);
-        matmul_f32(transposed_.data() + first * n, band, transposed_.data(), dim_, n, product_.data(), dim_);
-        double* sum = hessian_sum_.data() + static_cast<size_t>(first) * d;
-        // One addition per element: any chunking gives the same bits.
-        parallel_for(0, band * dim_, int64_t{1} << 16, [&](int64_t b, int64_t e) {
-            for (int64_t i = b; i < e; ++i) sum[i] += product_[static_cast<size_t>(i)];
-        });
-    }
+    transpose_rows(x, n, dim_, transposed_);
+    add_transposed_product(transposed_.data(), transposed_.data(), dim_, n, product_, hessian_sum_.data());
 }
 
 ActivationStatistics StatisticsAccumulator::finish() {
@@ -152,6 +165,30 @@ ActivationStatistics StatisticsAccumulator::finish() {
     std::vector<float>().swap(transposed_);
     std::vector<float>().swap(product_);
     return s;
+}
+
+CrossProductAccumulator::CrossProductAccumulator(int64_t dim) : dim_(dim) {
+    if (dim < 1) fail("cross products need a positive width, got ", dim);
+    sum_.assign(static_cast<size_t>(dim * dim), 0.0);
+}
+
+void CrossProductAccumulator::add(const float* a, const float* b, int64_t n) {
+    if (n <= 0) return;
+    transpose_rows(a, n, dim_, a_transposed_);
+    transpose_rows(b, n, dim_, b_transposed_);
+    add_transposed_product(a_transposed_.data(), b_transposed_.data(), dim_, n, product_, sum_.data());
+    tokens_ += n;
+}
+
+std::vector<double> CrossProductAccumulator::finish() {
+    std::vector<double> mean = std::move(sum_);
+    const double inv = tokens_ > 0 ? 1.0 / static_cast<double>(tokens_) : 0.0;
+    for (double& v : mean) v *= inv;
+    tokens_ = 0;
+    std::vector<float>().swap(a_transposed_);
+    std::vector<float>().swap(b_transposed_);
+    std::vector<float>().swap(product_);
+    return mean;
 }
 
 }  // namespace sparq

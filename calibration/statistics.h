@@ -43,15 +43,24 @@ struct ActivationStatistics {
     std::vector<double> mean_abs, max_abs, mean_square;  // dim each
 };
 
+// Something shown the rows of activations a linear reads (the calibration
+// runner's observers).
+class RowObserver {
+public:
+    virtual ~RowObserver() = default;
+    // x: n rows of the space's width.
+    virtual void add(const float* x, int64_t n) = 0;
+};
+
 // Accumulates statistics from rows of activations. Sums run in double in
 // the order rows arrive, the products per batch with the deterministic
 // matrix product of models/matmul.h, the elementwise work in parallel over
 // fixed channel chunks, so results are the same for any thread count.
-class StatisticsAccumulator {
+class StatisticsAccumulator final : public RowObserver {
 public:
     StatisticsAccumulator(int64_t dim, bool with_hessian);
     // x: n rows of dim floats.
-    void add(const float* x, int64_t n);
+    void add(const float* x, int64_t n) override;
     int64_t tokens() const { return tokens_; }
     // The normalized statistics. Moves the sums out (a 5632-wide Hessian is
     // 250 MB): the accumulator is empty afterwards.
@@ -63,6 +72,28 @@ private:
     int64_t tokens_ = 0;
     std::vector<double> hessian_sum_, abs_sum_, max_abs_, square_sum_;
     std::vector<float> transposed_, product_;
+};
+
+// Accumulates the mean of a b^T over pairs of rows: a from one run of the
+// model, b from another over the same tokens (the compressed and the
+// full-precision model: calibration/upstream_correction.h). Summed like
+// the Hessian above (the same product, double sums, fixed order), so the
+// result is the same for any thread count.
+class CrossProductAccumulator {
+public:
+    explicit CrossProductAccumulator(int64_t dim);
+    // a, b: n rows of dim floats each, row t of a and of b the same token.
+    void add(const float* a, const float* b, int64_t n);
+    int64_t tokens() const { return tokens_; }
+    // dim x dim row-major, entry (i, j) the mean of a_i b_j. Moves the sums
+    // out: the accumulator is empty afterwards.
+    std::vector<double> finish();
+
+private:
+    int64_t dim_;
+    int64_t tokens_ = 0;
+    std::vector<double> sum_;
+    std::vector<float> a_transposed_, b_transposed_, product_;
 };
 
 }  // namespace sparq

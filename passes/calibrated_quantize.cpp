@@ -203,6 +203,8 @@ CalibratedQuantization quantize_calibrated(const ModelSource& model, const Quant
         }
         RunnerOptions runner;
         runner.sequential = true;
+        runner.correct_upstream = options.correct_upstream;
+        runner.correction_damping.fraction = options.damp;
         runner.log = log;
         const RunnerReport report = run_calibration(
             model, samples, runner, [&](InputSpace space, const ActivationStatistics& stats, BlockWeights& block) {
@@ -221,6 +223,7 @@ CalibratedQuantization quantize_calibrated(const ModelSource& model, const Quant
         out.summary.len = samples.len;
         out.summary.tokens = report.tokens;
         out.summary.sequential = true;
+        out.summary.corrected_linears = report.corrected_linears;
         out.summary.cache = "none";
         out.summary.block_seconds = report.block_seconds;
         out.summary.warnings.insert(out.summary.warnings.end(), report.warnings.begin(), report.warnings.end());

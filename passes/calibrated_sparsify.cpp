@@ -298,6 +298,8 @@ CalibratedSparsification sparsify_calibrated(const ModelSource& model, const Spa
         RunnerOptions runner;
         runner.sequential = true;
         runner.collect_hessian = pruner.needs_hessian();
+        runner.correct_upstream = options.correct_upstream;
+        runner.correction_damping.fraction = options.damp;
         runner.log = log;
         const RunnerReport report = run_calibration(
             model, samples, runner, [&](InputSpace space, const ActivationStatistics& stats, BlockWeights& block) {
@@ -315,6 +317,7 @@ CalibratedSparsification sparsify_calibrated(const ModelSource& model, const Spa
         out.summary.len = samples.len;
         out.summary.tokens = report.tokens;
         out.summary.sequential = true;
+        out.summary.corrected_linears = report.corrected_linears;
         out.summary.cache = "none";
         out.summary.block_seconds = report.block_seconds;
         // The runner's own warnings (already logged by it) belong in the

@@ -101,6 +101,9 @@ void QuantizeOptions::check_options_read() const {
          {"--calib-len", calib_len != d.calib_len, reads_text, text_readers},
          {"--seed", seed != d.seed, reads_text, text_readers},
          {"--damp", damp != d.damp, gptq_weights, gptq_readers},
+         {"--correct-upstream", correct_upstream != d.correct_upstream,
+          (method == "gptq" || method == "awq" || method == "smoothquant") && calib_cache.empty(),
+          "--method gptq, awq or smoothquant without --calib-cache (the sequential runner)"},
          {"--no-act-order", act_order != d.act_order, gptq_weights, gptq_readers},
          {"--gptq-params", gptq_params != d.gptq_params, gptq_weights, gptq_readers},
          {"--imatrix-score", imatrix_score != d.imatrix_score, m.reads("imatrix-score"),
@@ -116,7 +119,7 @@ void QuantizeOptions::check_options_read() const {
 QuantizeOptions parse_quantize_options(const nlohmann::json& j) {
     static const std::set<std::string> known = {"bits", "group", "symmetric", "method", "targets",
                                                 "ignore", "embed_bits", "head_bits", "calib", "calib_samples",
-                                                "calib_len", "seed", "calib_cache", "damp", "act_order", "gptq_params",
+                                                "calib_len", "seed", "calib_cache", "damp", "act_order", "gptq_params", "correct_upstream",
                                                 "imatrix_score", "target_bpw", "mixed_sensitivity",
                                                 "awq_grid", "awq_score", "smooth_alpha", "smooth_weights", "act_bits"};
     if (!j.is_object()) fail_in({"", "", "quantize"}, "options must be an object");
@@ -140,6 +143,7 @@ QuantizeOptions parse_quantize_options(const nlohmann::json& j) {
         if (j.contains("calib_cache")) o.calib_cache = j["calib_cache"].get<std::string>();
         if (j.contains("damp")) o.damp = j["damp"].get<double>();
         if (j.contains("act_order")) o.act_order = j["act_order"].get<bool>();
+        if (j.contains("correct_upstream")) o.correct_upstream = j["correct_upstream"].get<bool>();
         if (j.contains("gptq_params")) o.gptq_params = j["gptq_params"].get<std::string>();
         if (j.contains("imatrix_score")) o.imatrix_score = j["imatrix_score"].get<std::string>();
         if (j.contains("target_bpw")) o.target_bpw = j["target_bpw"].get<double>();

@@ -34,6 +34,10 @@ struct QuantizeOptions {
     std::string calib_cache;    // calibration.h5: used when it matches, else (re)computed and written
     double damp = 0.01;         // GPTQ dampening, x mean diagonal of H
     bool act_order = true;      // GPTQ: columns by descending H diagonal, static groups
+    // Sequential runs (gptq, awq, smoothquant without a cache): each linear
+    // targets the full-precision model's outputs, not its own on the
+    // compressed inputs (calibration/upstream_correction.h).
+    bool correct_upstream = false;
     std::string gptq_params = "weighted";  // GPTQ group parameters: rtn, mse, weighted, hessian
     std::string imatrix_score = "block";   // imatrix clip search score: block (group's H block) or diagonal
     // Channel scaling (awq, smoothquant; passes/scaled_quantize.h).
@@ -119,6 +123,7 @@ struct CalibrationSummary {
     int64_t len = 0;
     int64_t tokens = 0;
     bool sequential = false;   // quantized outputs fed forward block by block
+    int64_t corrected_linears = 0;  // linears given the upstream correction
     std::string cache;         // "none", "hit", "written", or "recomputed: <why>"
     double seconds = 0;
     std::vector<double> block_seconds;

@@ -69,6 +69,9 @@ void SparsifyOptions::check_options_read() const {
          {"--damp", damp != d.damp,
           (m.reads("damp") && prunes_weights()) || joint_gptq || refit_iterations > 0 || structured_calibration,
           methods_reading(PassKind::Sparsify, "damp") + ", --quant-method gptq, --refit or --structured with --calib"},
+         {"--correct-upstream", correct_upstream != d.correct_upstream,
+          calibrated() && prunes_weights() && calib_cache.empty(),
+          "calibrated pruning (--method wanda or sparsegpt, --refit, --quant-method gptq) without --calib-cache"},
          {"--owl-m", owl_m != d.owl_m, layer_ratios == "owl", "--layer-ratios owl"},
          {"--owl-lambda", owl_lambda != d.owl_lambda, layer_ratios == "owl", "--layer-ratios owl"}},
         run);
@@ -163,7 +166,7 @@ SparsifyOptions parse_sparsify_options(const nlohmann::json& j) {
         "sparsity",   "pattern",   "method",      "layer_ratios", "targets",   "ignore",    "bits",
         "group",      "symmetric", "quant_method", "embed_bits",  "head_bits", "calib",     "calib_samples",
         "calib_len",  "seed",      "calib_cache", "damp",         "block_size", "owl_m",    "owl_lambda",
-        "structured", "structured_reconstruct", "refit_iterations"};
+        "structured", "structured_reconstruct", "refit_iterations", "correct_upstream"};
     if (!j.is_object()) fail_in({"", "", "sparsify"}, "options must be an object");
     for (const auto& [key, value] : j.items()) {
         if (!known.count(key)) fail_in({"", "", key}, "unknown option of the sparsify pass");
@@ -190,6 +193,7 @@ SparsifyOptions parse_sparsify_options(const nlohmann::json& j) {
         if (j.contains("damp")) o.damp = j["damp"].get<double>();
         if (j.contains("block_size")) o.block_size = j["block_size"].get<int64_t>();
         if (j.contains("refit_iterations")) o.refit_iterations = j["refit_iterations"].get<int>();
+        if (j.contains("correct_upstream")) o.correct_upstream = j["correct_upstream"].get<bool>();
         if (j.contains("owl_m")) o.owl_m = j["owl_m"].get<double>();
         if (j.contains("owl_lambda")) o.owl_lambda = j["owl_lambda"].get<double>();
         if (j.contains("structured")) o.structured = j["structured"].get<std::string>();

@@ -59,6 +59,10 @@ struct SparsifyOptions {
     // Conjugate-gradient steps refitting the kept weights of every pruned
     // linear to its mask on H (sparsity/mask_refit.h); 0 = off.
     int refit_iterations = 0;
+    // Each linear targets the full-precision model's outputs, not its own on
+    // the pruned inputs (calibration/upstream_correction.h); sequential
+    // calibration only (not with calib_cache).
+    bool correct_upstream = false;
     double owl_m = 5.0;           // OWL outlier multiple M (paper default)
     double owl_lambda = 0.08;     // OWL sparsity spread lambda (paper default)
     // Structured pruning "mlp=F,heads=F" (passes/structured_prune.h), run

@@ -142,7 +142,8 @@ int run_quantize(QuantizeArgs& args) {
                        {"tokens", c.tokens},         {"seed", args.options.seed},
                        {"sequential", c.sequential}, {"cache", c.cache},
                        {"seconds", c.seconds},       {"block_seconds", c.block_seconds},
-                       {"warnings", c.warnings}};
+                       {"warnings", c.warnings},     {"correct_upstream", args.options.correct_upstream},
+                       {"corrected_linears", c.corrected_linears}};
         if (!args.options.calib.empty()) calibration["data"] = args.options.calib;
         if (!args.options.calib_cache.empty()) calibration["cache_path"] = args.options.calib_cache;
     }
@@ -263,6 +264,10 @@ void register_quantize(CLI::App& app) {
                     "Calibration statistics (HDF5, from sparq calibrate): used when it matches, else recomputed");
     cmd->add_option("--damp", args.options.damp, "GPTQ dampening, x the mean Hessian diagonal (default 0.01)");
     cmd->add_flag("--no-act-order", args.no_act_order, "GPTQ: quantize columns in order instead of by activation energy");
+    cmd->add_flag("--correct-upstream", args.options.correct_upstream,
+                  "gptq, awq, smoothquant: each linear targets the full-precision model's outputs instead of its own "
+                  "on the already-quantized inputs, correcting the earlier layers' errors (GPTAQ-style; not with "
+                  "--calib-cache; costs one more copy of the calibration hidden states)");
     cmd->add_option("--gptq-params", args.options.gptq_params,
                     "GPTQ group scales: rtn, mse, weighted (clip search weighted by activation energy; default), "
                     "hessian (scored by the group's Hessian block)");

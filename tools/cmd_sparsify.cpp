@@ -169,7 +169,9 @@ int run_sparsify(SparsifyArgs& args) {
         const CalibrationSummary& c = *r.calibration;
         calibration = {{"samples", c.samples}, {"len", c.len},       {"tokens", c.tokens},
                        {"seed", args.options.seed}, {"sequential", c.sequential}, {"cache", c.cache},
-                       {"seconds", c.seconds}, {"block_seconds", c.block_seconds}, {"warnings", c.warnings}};
+                       {"seconds", c.seconds}, {"block_seconds", c.block_seconds}, {"warnings", c.warnings},
+                       {"correct_upstream", args.options.correct_upstream},
+                       {"corrected_linears", c.corrected_linears}};
         if (!args.options.calib.empty()) calibration["data"] = args.options.calib;
         if (!args.options.calib_cache.empty()) calibration["cache_path"] = args.options.calib_cache;
         // The file records the plan and how it was calibrated, no timings.
@@ -276,6 +278,10 @@ void register_sparsify(CLI::App& app) {
                     "SparseGPT columns per block: mask choice and lazy updates (default 128)");
     cmd->add_option("--refit", args.options.refit_iterations,
                     "Refit the kept weights to the mask on calibration data: conjugate-gradient steps (default 0 = off)");
+    cmd->add_flag("--correct-upstream", args.options.correct_upstream,
+                  "Each linear targets the full-precision model's outputs instead of its own on the already-pruned "
+                  "inputs, correcting the earlier layers' errors (GPTAQ-style; sequential calibration, not with "
+                  "--calib-cache; costs one more copy of the calibration hidden states)");
     cmd->add_option("--bits", args.options.bits, "Quantize the kept weights too: 8, 4, 3 or 2");
     cmd->add_option("--group", args.options.group, "Group size in dense columns (0 = per output channel); needs --bits");
     cmd->add_flag("--sym", args.sym, "Symmetric codes (default)");

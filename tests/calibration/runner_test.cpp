@@ -242,3 +242,59 @@ TEST(Runner, OutputProbeComparesTheModuleWithItsCurrentWeights) {
 
 }  // namespace
 }  // namespace sparq
+
+namespace sparq {
+namespace {
+
+// The upstream correction in the runner: nothing changes while no callback
+// changes the model (the compressed and full-precision inputs agree); once
+// a callback does, the later spaces' weights are replaced before their
+// callbacks (the same bits for any thread count), and the full-precision
+// run is unaffected by the rewrites.
+TEST(Runner, UpstreamCorrectionFollowsTheRewrites) {
+    const ModelSource model = testing::tiny_model();
+    const CalibrationSamples samples = tiny_samples(*model.tokenizer, 3, 16);
+    using Seen = std::map<std::pair<int64_t, std::string>, std::vector<float>>;
+    const auto run_corrected = [&](bool rewrite, int threads, RunnerReport* report) {
+        const ThreadLimit limit(threads);
+        Seen seen;
+        RunnerOptions options;
+        options.sequential = true;
+        options.correct_upstream = true;
+        *report = run_calibration(model, samples, options,
+                                  [&](InputSpace space, const ActivationStatistics&, BlockWeights& b) {
+                                      for (const std::string& suffix : input_space_linears(space)) {
+                                          seen[{b.layer(), suffix}] = b.weight(suffix);
+                                      }
+                                      if (rewrite && b.layer() == 0 && space == InputSpace::AttnOutput) {
+                                          for (float& w : b.weight("self_attn.o_proj.weight")) w *= 0.5f;
+                                      }
+                                  });
+        return seen;
+    };
+    RunnerReport plain_report, rewritten_report, other_threads_report;
+    const Seen plain = run_corrected(false, 0, &plain_report);
+    EXPECT_EQ(plain_report.corrected_linears, 0);
+    EXPECT_TRUE(plain_report.warnings.empty());
+    Seen original;
+    RunnerOptions uncorrected;
+    uncorrected.sequential = true;
+    run_calibration(model, samples, uncorrected, [&](InputSpace space, const ActivationStatistics&, BlockWeights& b) {
+        for (const std::string& suffix : input_space_linears(space)) original[{b.layer(), suffix}] = b.weight(suffix);
+    });
+    EXPECT_EQ(plain, original);
+
+    const Seen rewritten = run_corrected(true, 1, &rewritten_report);
+    // Block 0: q/k/v and o_proj come before the rewrite; gate/up, down and
+    // all of block 1 read inputs it changed.
+    EXPECT_EQ(rewritten_report.corrected_linears, 3 + 7);
+    for (const auto& [key, weights] : rewritten) {
+        const bool before = key.first == 0 && (key.second.find("self_attn") != std::string::npos);
+        EXPECT_EQ(weights == original.at(key), before) << key.first << " " << key.second;
+    }
+    EXPECT_EQ(run_corrected(true, 2, &other_threads_report), rewritten);
+}
+
+}  // namespace
+}  // namespace sparq
+

@@ -10,6 +10,10 @@
 
 #include "calibration/statistics.h"
 #include "core/error.h"
+#include "eval/perplexity.h"
+#include "models/sparq_model.h"
+#include "tokenizer/tokenizer.h"
+#include "models/llama_reference.h"
 #include "passes/sparsify_model.h"
 #include "quant/quantize_tensor.h"
 #include "runtime/packed_model.h"
@@ -213,6 +217,43 @@ TEST(CalibratedSparsify, WandaThenGptqKeepsEveryRowsPrunedCount) {
         ++checked;
     }
     EXPECT_EQ(checked, 5 * 7);
+}
+
+// The upstream correction on the real model: 2:4 SparseGPT targeting the
+// full-precision outputs ends closer to the original model (KL on held-out
+// text) than the same pruning targeting each layer's own outputs, and it
+// reports the linears it corrected (every one but block 0's q/k/v, whose
+// inputs cannot have drifted).
+TEST(CalibratedSparsify, UpstreamCorrectionBringsThePrunedModelCloser) {
+    SPARQ_REQUIRE_DATA("stories260K/hf/model.safetensors");
+    SPARQ_REQUIRE_DATA("text/tinystories-calibration-selfgen.txt");
+    SPARQ_REQUIRE_DATA("text/tinystories-valid-snippet.txt");
+    const ModelSource source = load_model(testing::data_path("stories260K/hf"));
+    const LlamaReference original(source.config, source.tensors);
+    const std::vector<int32_t> text =
+        source.tokenizer->encode(read_text_file(testing::data_path("text/tinystories-valid-snippet.txt")), true);
+    PerplexityOptions eval;
+    eval.ctx = 64;
+    eval.max_chunks = 20;
+    const auto kl_of = [&](bool correct, int64_t* corrected) {
+        SparsifyOptions o = calibrated("sparsegpt");
+        o.pattern = "2:4";
+        o.calib_samples = 32;
+        o.calib_len = 128;
+        o.correct_upstream = correct;
+        const SparsifyResult r = sparsify_model(source, o);
+        *corrected = r.calibration->corrected_linears;
+        const std::string path = testing::temp_dir("upstream") + (correct ? "/c.sparq" : "/u.sparq");
+        write_sparq_model(path, source.config, *source.tokenizer, r.tensors, nlohmann::json::object());
+        const ModelSource pruned = load_sparq_model(path, true);
+        const LlamaReference model(pruned.config, pruned.tensors);
+        return evaluate_perplexity(model, text, eval, &original).reference->kld_mean;
+    };
+    int64_t corrected = -1, uncorrected = -1;
+    const double with = kl_of(true, &corrected), without = kl_of(false, &uncorrected);
+    EXPECT_EQ(uncorrected, 0);
+    EXPECT_EQ(corrected, source.config.num_layers * 7 - 3);
+    EXPECT_LT(with, 0.95 * without);
 }
 
 }  // namespace

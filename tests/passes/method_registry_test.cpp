@@ -114,6 +114,20 @@ TEST(MethodRegistry, CalibrationOptionsNeedAReader) {
     QuantizeOptions defaults;  // an option at its default changes nothing: accepted
     defaults.damp = QuantizeOptions{}.damp;
     EXPECT_EQ(refused_field([&] { defaults.check_options_read(); }), "");
+    // The upstream correction is read by the sequential runs only.
+    for (const MethodInfo& m : registered_methods(PassKind::Quantize)) {
+        QuantizeOptions corrected;
+        corrected.method = m.name;
+        if (m.calibrated) corrected.calib = "c.txt";
+        corrected.correct_upstream = true;
+        const bool sequential = m.name == "gptq" || m.name == "awq" || m.name == "smoothquant";
+        EXPECT_EQ(refused_field([&] { corrected.check_options_read(); }), sequential ? "" : "--correct-upstream")
+            << m.name;
+        if (!sequential) continue;
+        corrected.calib.clear();
+        corrected.calib_cache = "c.h5";
+        EXPECT_EQ(refused_field([&] { corrected.check_options_read(); }), "--correct-upstream") << m.name;
+    }
     QuantizeOptions sensitivity;
     sensitivity.mixed_sensitivity = "hessian";
     EXPECT_EQ(refused_field([&] { sensitivity.check_options_read(); }), "--mixed-sensitivity");

@@ -216,6 +216,8 @@ TEST(ScaledQuantize, OptionsParseAndRejectBadValues) {
     const QuantizeOptions a = parse_quantize_options({{"method", "awq"}, {"calib", "c.txt"}, {"awq_grid", 10}, {"awq_score", "rtn"}});
     EXPECT_EQ(a.awq_grid, 10);
     EXPECT_EQ(a.awq_score, "rtn");
+    EXPECT_TRUE(parse_quantize_options({{"method", "awq"}, {"calib", "c.txt"}, {"correct_upstream", true}}).correct_upstream);
+    EXPECT_THROW(parse_quantize_options({{"method", "imatrix"}, {"calib", "c.txt"}, {"correct_upstream", true}}), Error);
     // Each method's options belong to it: AWQ's grid means nothing to SmoothQuant.
     EXPECT_THROW(parse_quantize_options({{"method", "smoothquant"}, {"calib", "c.txt"}, {"awq_grid", 10}}), Error);
     EXPECT_THROW(parse_quantize_options({{"method", "awq"}, {"calib", "c.txt"}, {"smooth_alpha", 0.8}}), Error);

@@ -34,6 +34,7 @@ TEST(SparsifyOptions, ParsesEveryKey) {
          {"calib_samples", 16}, {"calib_len", 64}, {"seed", 3}, {"calib_cache", "c.h5"}, {"damp", 0.05},
          {"block_size", 64}, {"owl_m", 7}, {"owl_lambda", 0.1}, {"bits", 4}, {"quant_method", "gptq"},
          {"refit_iterations", 12}});
+    EXPECT_FALSE(c.correct_upstream);
     EXPECT_TRUE(c.calibrated());
     EXPECT_EQ(c.calib_samples, 16);
     EXPECT_EQ(c.calib_len, 64);
@@ -77,6 +78,18 @@ TEST(SparsifyOptions, RejectsWhatItCannotDo) {
     EXPECT_NE(error_of({{"sparsity", 0.5}, {"refit_iterations", -1}, {"calib", "c.txt"}}).find("--refit"),
               std::string::npos);
     EXPECT_NE(error_of({{"sparsity", 0.5}, {"method", "random"}}).find("magnitude"), std::string::npos);
+    // The upstream correction needs the sequential runner: calibrated
+    // pruning from text, not from a cache, and not magnitude alone.
+    EXPECT_TRUE(parse_sparsify_options(
+                    {{"pattern", "2:4"}, {"method", "sparsegpt"}, {"calib", "c.txt"}, {"correct_upstream", true}})
+                    .correct_upstream);
+    EXPECT_NE(error_of({{"pattern", "2:4"}, {"method", "sparsegpt"}, {"calib_cache", "c.h5"}, {"correct_upstream", true}})
+                  .find("--correct-upstream"),
+              std::string::npos);
+    EXPECT_NE(error_of({{"sparsity", 0.5}, {"correct_upstream", true}}).find("--correct-upstream"), std::string::npos);
+    EXPECT_NE(error_of({{"pattern", "2:4"}, {"method", "sparsegpt"}, {"calib", "c.txt"}, {"correct_upstream", 1}})
+                  .find("wrong type"),
+              std::string::npos);
     // Quantization settings without bits would be ignored silently.
     EXPECT_NE(error_of({{"sparsity", 0.5}, {"group", 32}}).find("--bits"), std::string::npos);
     EXPECT_NE(error_of({{"sparsity", 0.5}, {"quant_method", "mse"}}).find("--bits"), std::string::npos);
