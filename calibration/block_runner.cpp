@@ -316,17 +316,18 @@ void run_sequential_block(const LlamaTransformer& transformer, BlockWeights& blo
         }
         ActivationStatistics statistics = accumulator.finish();
         if (cross && inputs_differ) {
-            const std::vector<double> mean_cross = cross->finish();
+            std::vector<CorrectedLinear> linears;
             for (const std::string& suffix : input_space_linears(space)) {
-                const UpstreamCorrection done = correct_upstream(block.weight(suffix).data(), block.rows(suffix),
-                                                                 block.cols(suffix), statistics.hessian, mean_cross,
-                                                                 options.correction_damping);
-                if (done.applied) {
-                    ++report.corrected_linears;
-                } else {
-                    report.warnings.push_back(block.tensor_name(suffix) + ": no upstream correction: " + done.failure);
-                    if (options.log) options.log("warning: " + report.warnings.back());
-                }
+                linears.push_back({block.weight(suffix).data(), block.rows(suffix)});
+            }
+            const UpstreamCorrection done =
+                correct_upstream(linears, dim, statistics.hessian, cross->finish(), options.correction_damping);
+            if (done.applied) {
+                report.corrected_linears += static_cast<int64_t>(linears.size());
+            } else {
+                report.warnings.push_back("block " + std::to_string(layer_index) + " " + input_space_name(space) +
+                                          ": no upstream correction: " + done.failure);
+                if (options.log) options.log("warning: " + report.warnings.back());
             }
         }
         if (!options.collect_hessian) statistics.hessian.clear();

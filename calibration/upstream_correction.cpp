@@ -3,7 +3,6 @@
 #include <Eigen/Cholesky>
 #include <Eigen/Core>
 #include <cmath>
-#include <optional>
 
 #include "core/error.h"
 #include "core/parallel.h"
@@ -13,25 +12,30 @@ namespace sparq {
 namespace {
 
 using RowMatrix = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using FloatRows = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
-// Rows per chunk of the solve: fixed by the shape only, so the result does
-// not depend on the thread count (core/parallel.h).
+// Rows per chunk of the products and solves: fixed by the shape only, so
+// the result does not depend on the thread count (core/parallel.h).
 constexpr int64_t kRowChunk = 64;
 
 }  // namespace
 
-UpstreamCorrection correct_upstream(float* weight, int64_t rows, int64_t cols, const std::vector<double>& hessian,
-                                    const std::vector<double>& cross, const DampingOptions& damping) {
+UpstreamCorrection correct_upstream(const std::vector<CorrectedLinear>& linears, int64_t cols,
+                                    const std::vector<double>& hessian, std::vector<double> cross,
+                                    const DampingOptions& damping) {
     const size_t n2 = static_cast<size_t>(cols) * static_cast<size_t>(cols);
-    if (rows < 0 || cols < 1) fail("upstream correction needs a weight with columns, got [", rows, ", ", cols, "]");
+    if (cols < 1) fail("upstream correction needs weights with columns, got ", cols);
     if (hessian.size() != n2 || cross.size() != n2) {
         fail("upstream correction: statistics of ", hessian.size(), " and ", cross.size(), " values for ", cols,
              " x ", cols);
     }
+    for (const CorrectedLinear& l : linears) {
+        if (l.rows < 0 || (l.rows > 0 && !l.weight)) fail("upstream correction: a linear of ", l.rows, " rows has no data");
+    }
     UpstreamCorrection result;
     const Eigen::Map<const RowMatrix> h(hessian.data(), cols, cols);
-    const Eigen::Map<const RowMatrix> c(cross.data(), cols, cols);
-    if (!h.allFinite() || !c.allFinite()) {
+    Eigen::Map<RowMatrix> work(cross.data(), cols, cols);
+    if (!h.allFinite() || !work.allFinite()) {
         result.failure = "non-finite calibration statistics";
         return result;
     }
@@ -40,57 +44,73 @@ UpstreamCorrection correct_upstream(float* weight, int64_t rows, int64_t cols, c
         result.failure = "the inputs were all zero";
         return result;
     }
+    // W C^T for every linear while C is alive; its storage then holds the
+    // factor of H + lambda I.
+    std::vector<RowMatrix> products;
+    products.reserve(linears.size());
+    for (const CorrectedLinear& l : linears) {
+        products.emplace_back(l.rows, cols);
+        RowMatrix& product = products.back();
+        parallel_for(0, l.rows, kRowChunk, [&](int64_t begin, int64_t end) {
+            const Eigen::Map<const FloatRows> w(l.weight + begin * cols, end - begin, cols);
+            product.middleRows(begin, end - begin).noalias() = w.cast<double>() * work.transpose();
+        });
+    }
     std::vector<double> fractions = {damping.fraction};
     fractions.insert(fractions.end(), damping.fallback.begin(), damping.fallback.end());
-    std::optional<Eigen::LLT<RowMatrix>> factor;
+    bool factored = false;
     for (const double fraction : fractions) {
-        RowMatrix damped = h;
-        damped.diagonal().array() += fraction * mean_diagonal;
-        Eigen::LLT<RowMatrix> llt(damped);
+        work = h;
+        work.diagonal().array() += fraction * mean_diagonal;
+        Eigen::LLT<Eigen::Ref<RowMatrix>> llt(work);  // in place
         if (llt.info() == Eigen::Success) {
-            factor = std::move(llt);
+            factored = true;
             result.damp_fraction = fraction;
             break;
         }
     }
-    if (!factor) {
+    if (!factored) {
         result.failure = "H + lambda I is not positive definite at any dampening";
         return result;
     }
+    // The factor, as the in-place decomposition left it (lower triangle).
+    const auto lower = work.triangularView<Eigen::Lower>();
     const double lambda = result.damp_fraction * mean_diagonal;
-    std::vector<float> corrected(static_cast<size_t>(rows * cols));
-    std::vector<double> change_sums(static_cast<size_t>((rows + kRowChunk - 1) / kRowChunk), 0.0);
-    parallel_for(0, rows, kRowChunk, [&](int64_t begin, int64_t end) {
-        const int64_t n = end - begin;
-        const RowMatrix w =
-            Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(weight + begin * cols,
-                                                                                                  n, cols)
-                .cast<double>();
-        // Rows of W (C + lambda I)^T, then solved against H + lambda I
-        // (symmetric, so the row system's transpose is the LLT's).
-        RowMatrix rhs = w * c.transpose() + lambda * w;
-        const RowMatrix solved = factor->solve(rhs.transpose()).transpose();
-        double change = 0;
-        for (int64_t r = 0; r < n; ++r) {
-            for (int64_t j = 0; j < cols; ++j) {
-                const float v = static_cast<float>(solved(r, j));
-                corrected[static_cast<size_t>((begin + r) * cols + j)] = v;
-                const double d = static_cast<double>(v) - w(r, j);
-                change += d * d;
-            }
-        }
-        change_sums[static_cast<size_t>(begin / kRowChunk)] = change;
-    });
+    std::vector<std::vector<float>> corrected(linears.size());
     double energy = 0, change = 0;
-    for (int64_t i = 0; i < rows * cols; ++i) {
-        if (!std::isfinite(corrected[static_cast<size_t>(i)])) {
-            result.failure = "the corrected weights are not finite";
-            return result;
+    for (size_t i = 0; i < linears.size(); ++i) {
+        const CorrectedLinear& l = linears[i];
+        corrected[i].resize(static_cast<size_t>(l.rows * cols));
+        std::vector<double> change_sums(static_cast<size_t>((l.rows + kRowChunk - 1) / kRowChunk), 0.0);
+        parallel_for(0, l.rows, kRowChunk, [&](int64_t begin, int64_t end) {
+            const int64_t n = end - begin;
+            const RowMatrix w = Eigen::Map<const FloatRows>(l.weight + begin * cols, n, cols).cast<double>();
+            // Rows of W (C + lambda I)^T solved against H + lambda I = L L^T
+            // (symmetric, so each row's system is the transposed one).
+            RowMatrix rhs = (products[i].middleRows(begin, n) + lambda * w).transpose();
+            lower.solveInPlace(rhs);
+            lower.transpose().solveInPlace(rhs);
+            double sum = 0;
+            for (int64_t r = 0; r < n; ++r) {
+                for (int64_t j = 0; j < cols; ++j) {
+                    const float v = static_cast<float>(rhs(j, r));
+                    corrected[i][static_cast<size_t>((begin + r) * cols + j)] = v;
+                    const double d = static_cast<double>(v) - w(r, j);
+                    sum += d * d;
+                }
+            }
+            change_sums[static_cast<size_t>(begin / kRowChunk)] = sum;
+        });
+        for (int64_t k = 0; k < l.rows * cols; ++k) {
+            if (!std::isfinite(corrected[i][static_cast<size_t>(k)])) {
+                result.failure = "the corrected weights are not finite";
+                return result;
+            }
+            energy += static_cast<double>(l.weight[k]) * static_cast<double>(l.weight[k]);
         }
-        energy += static_cast<double>(weight[i]) * static_cast<double>(weight[i]);
+        for (const double s : change_sums) change += s;
     }
-    for (const double s : change_sums) change += s;
-    std::copy(corrected.begin(), corrected.end(), weight);
+    for (size_t i = 0; i < linears.size(); ++i) std::copy(corrected[i].begin(), corrected[i].end(), linears[i].weight);
     result.applied = true;
     result.relative_change = energy > 0 ? std::sqrt(change / energy) : 0.0;
     return result;

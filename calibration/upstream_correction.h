@@ -27,18 +27,27 @@ namespace sparq {
 
 struct UpstreamCorrection {
     bool applied = false;
-    double damp_fraction = 0;   // lambda / mean diag(H) that factored
-    double relative_change = 0; // |W* - W| / |W| (Frobenius)
-    std::string failure;        // why not applied
+    double damp_fraction = 0;    // lambda / mean diag(H) that factored
+    double relative_change = 0;  // |W* - W| / |W| (Frobenius, all the space's linears)
+    std::string failure;         // why not applied
 };
 
-// Replaces `weight` ([rows, cols] row-major) by W* for `hessian` (H) and
-// `cross` (C), both cols x cols row-major. lambda is damping.fraction x the
-// mean of H's diagonal (then the fallbacks, when H + lambda I does not
-// factor). Leaves `weight` unchanged and says why when H is zero or not
-// finite, nothing factors, or W* would not be finite. Rows run in parallel
-// over fixed chunks: bit-identical for any thread count.
-UpstreamCorrection correct_upstream(float* weight, int64_t rows, int64_t cols, const std::vector<double>& hessian,
-                                    const std::vector<double>& cross, const DampingOptions& damping);
+// One linear reading the space: [rows, cols] row-major F32, rewritten in place.
+struct CorrectedLinear {
+    float* weight = nullptr;
+    int64_t rows = 0;
+};
+
+// Replaces every linear's weights by W* for `hessian` (H) and `cross` (C),
+// both cols x cols row-major. lambda is damping.fraction x the mean of H's
+// diagonal (then the fallbacks, when H + lambda I does not factor). Leaves
+// the weights unchanged and says why when H is zero or not finite, nothing
+// factors, or W* would not be finite. `cross` is consumed: its storage
+// holds the factorization, so a space costs one cols x cols matrix beyond
+// H. Rows run in parallel over fixed chunks: bit-identical for any thread
+// count.
+UpstreamCorrection correct_upstream(const std::vector<CorrectedLinear>& linears, int64_t cols,
+                                    const std::vector<double>& hessian, std::vector<double> cross,
+                                    const DampingOptions& damping);
 
 }  // namespace sparq

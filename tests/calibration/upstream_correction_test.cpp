@@ -68,6 +68,12 @@ double objective(const Problem& p, const std::vector<float>& corrected, double l
            lambda * (wc - w).squaredNorm();
 }
 
+// correct_upstream on one linear.
+UpstreamCorrection correct_one(std::vector<float>& w, int64_t rows, int64_t cols, const std::vector<double>& hessian,
+                               const std::vector<double>& cross, const DampingOptions& damping) {
+    return correct_upstream({{w.data(), rows}}, cols, hessian, cross, damping);
+}
+
 double mean_diagonal(const Problem& p) {
     double s = 0;
     for (int64_t i = 0; i < p.cols; ++i) s += p.hessian[static_cast<size_t>(i * p.cols + i)];
@@ -114,7 +120,7 @@ TEST(UpstreamCorrection, SolvesTheRidgeProblem) {
     const Problem p = make_problem(23, 41, 400, 0.4, 3);
     std::vector<float> corrected = p.w;
     const DampingOptions damping{0.01, {}};
-    const UpstreamCorrection done = correct_upstream(corrected.data(), p.rows, p.cols, p.hessian, p.cross, damping);
+    const UpstreamCorrection done = correct_one(corrected, p.rows, p.cols, p.hessian, p.cross, damping);
     ASSERT_TRUE(done.applied) << done.failure;
     EXPECT_EQ(done.damp_fraction, 0.01);
     EXPECT_GT(done.relative_change, 0.01);
@@ -142,7 +148,7 @@ TEST(UpstreamCorrection, WithoutDriftTheWeightsStay) {
     Problem p = make_problem(9, 33, 200, 0.0, 5);
     std::vector<float> corrected = p.w;
     const UpstreamCorrection done =
-        correct_upstream(corrected.data(), p.rows, p.cols, p.hessian, p.hessian, DampingOptions{});
+        correct_one(corrected, p.rows, p.cols, p.hessian, p.hessian, DampingOptions{});
     ASSERT_TRUE(done.applied);
     for (size_t i = 0; i < corrected.size(); ++i) EXPECT_NEAR(corrected[i], p.w[i], 1e-5f * (1 + std::fabs(p.w[i])));
     EXPECT_LT(done.relative_change, 1e-6);
@@ -160,7 +166,7 @@ TEST(UpstreamCorrection, InputsDeadInTheCompressedRunKeepTheirWeights) {
     c.add(p.x.data(), p.x_fp.data(), p.tokens);
     p.cross = c.finish();
     std::vector<float> corrected = p.w;
-    ASSERT_TRUE(correct_upstream(corrected.data(), p.rows, p.cols, p.hessian, p.cross, DampingOptions{}).applied);
+    ASSERT_TRUE(correct_one(corrected, p.rows, p.cols, p.hessian, p.cross, DampingOptions{}).applied);
     for (int64_t r = 0; r < p.rows; ++r) {
         EXPECT_NEAR(corrected[static_cast<size_t>(r * p.cols + 4)], p.w[static_cast<size_t>(r * p.cols + 4)], 1e-5f);
     }
@@ -170,21 +176,36 @@ TEST(UpstreamCorrection, UnusableStatisticsLeaveTheWeightsAndSayWhy) {
     Problem p = make_problem(4, 8, 50, 0.2, 7);
     std::vector<float> w = p.w;
     const std::vector<double> zero(p.hessian.size(), 0.0);
-    UpstreamCorrection done = correct_upstream(w.data(), p.rows, p.cols, zero, p.cross, DampingOptions{});
+    UpstreamCorrection done = correct_one(w, p.rows, p.cols, zero, p.cross, DampingOptions{});
     EXPECT_FALSE(done.applied);
     EXPECT_NE(done.failure.find("zero"), std::string::npos) << done.failure;
     std::vector<double> bad = p.cross;
     bad[3] = std::nan("");
-    done = correct_upstream(w.data(), p.rows, p.cols, p.hessian, bad, DampingOptions{});
+    done = correct_one(w, p.rows, p.cols, p.hessian, bad, DampingOptions{});
     EXPECT_FALSE(done.applied);
     EXPECT_NE(done.failure.find("non-finite"), std::string::npos) << done.failure;
     // Indefinite at every dampening.
     std::vector<double> negative = p.hessian;
     for (int64_t i = 0; i < p.cols; ++i) negative[static_cast<size_t>(i * p.cols + i)] = i == 0 ? 100.0 : -50.0;
-    done = correct_upstream(w.data(), p.rows, p.cols, negative, p.cross, DampingOptions{0.01, {}});
+    done = correct_one(w, p.rows, p.cols, negative, p.cross, DampingOptions{0.01, {}});
     EXPECT_FALSE(done.applied);
     EXPECT_EQ(w, p.w);
-    EXPECT_THROW(correct_upstream(w.data(), p.rows, p.cols, p.hessian, std::vector<double>(5), DampingOptions{}), Error);
+    EXPECT_THROW(correct_one(w, p.rows, p.cols, p.hessian, std::vector<double>(5), DampingOptions{}), Error);
+}
+
+TEST(UpstreamCorrection, LinearsOfOneSpaceAreCorrectedAlike) {
+    // q/k/v share their inputs: correcting them together is correcting
+    // each alone.
+    const Problem p = make_problem(10, 24, 120, 0.3, 9);
+    std::vector<float> a = p.w, b(p.w.rbegin(), p.w.rend()), a_alone = a, b_alone = b;
+    const UpstreamCorrection both =
+        correct_upstream({{a.data(), p.rows}, {b.data(), p.rows}}, p.cols, p.hessian, p.cross, DampingOptions{});
+    ASSERT_TRUE(both.applied);
+    ASSERT_TRUE(correct_one(a_alone, p.rows, p.cols, p.hessian, p.cross, DampingOptions{}).applied);
+    ASSERT_TRUE(correct_one(b_alone, p.rows, p.cols, p.hessian, p.cross, DampingOptions{}).applied);
+    EXPECT_EQ(a, a_alone);
+    EXPECT_EQ(b, b_alone);
+    EXPECT_NO_THROW(correct_upstream({}, p.cols, p.hessian, p.cross, DampingOptions{}));
 }
 
 TEST(UpstreamCorrection, SameBitsForAnyThreadCount) {
@@ -192,11 +213,11 @@ TEST(UpstreamCorrection, SameBitsForAnyThreadCount) {
     std::vector<float> one = p.w, two = p.w;
     {
         const ThreadLimit limit(1);
-        ASSERT_TRUE(correct_upstream(one.data(), p.rows, p.cols, p.hessian, p.cross, DampingOptions{}).applied);
+        ASSERT_TRUE(correct_one(one, p.rows, p.cols, p.hessian, p.cross, DampingOptions{}).applied);
     }
     {
         const ThreadLimit limit(2);
-        ASSERT_TRUE(correct_upstream(two.data(), p.rows, p.cols, p.hessian, p.cross, DampingOptions{}).applied);
+        ASSERT_TRUE(correct_one(two, p.rows, p.cols, p.hessian, p.cross, DampingOptions{}).applied);
     }
     EXPECT_EQ(one, two);
 }
