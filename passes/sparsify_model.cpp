@@ -45,7 +45,7 @@ QuantizeOptions SparsifyOptions::quantize_options() const {
 bool SparsifyOptions::calibrated() const {
     const MethodInfo* m = find_method(PassKind::Sparsify, method);
     return (m && m->calibrated) || layer_ratios == "owl" || refit_iterations > 0 ||
-           (quantizes() && quant_method == "gptq");
+           (quantizes() && quant_method == "gptq") || correct_upstream;
 }
 
 void SparsifyOptions::check_options_read() const {
@@ -69,9 +69,8 @@ void SparsifyOptions::check_options_read() const {
          {"--damp", damp != d.damp,
           (m.reads("damp") && prunes_weights()) || joint_gptq || refit_iterations > 0 || structured_calibration,
           methods_reading(PassKind::Sparsify, "damp") + ", --quant-method gptq, --refit or --structured with --calib"},
-         {"--correct-upstream", correct_upstream != d.correct_upstream,
-          calibrated() && prunes_weights() && calib_cache.empty(),
-          "calibrated pruning (--method wanda or sparsegpt, --refit, --quant-method gptq) without --calib-cache"},
+         {"--correct-upstream", correct_upstream != d.correct_upstream, prunes_weights() && calib_cache.empty(),
+          "--sparsity or --pattern with --calib (the sequential runner; not --calib-cache)"},
          {"--owl-m", owl_m != d.owl_m, layer_ratios == "owl", "--layer-ratios owl"},
          {"--owl-lambda", owl_lambda != d.owl_lambda, layer_ratios == "owl", "--layer-ratios owl"}},
         run);
@@ -122,7 +121,8 @@ void SparsifyOptions::validate() const {
         if (calib.empty() && calib_cache.empty()) {
             fail_in({"", "", "--calib"}, "method '", method, "'", layer_ratios == "owl" ? " with owl ratios" : "",
                     quantizes() && quant_method == "gptq" ? " with gptq" : "",
-                    refit_iterations > 0 ? " with --refit" : "", " needs calibration data: give --calib FILE (or --calib-cache FILE)");
+                    refit_iterations > 0 ? " with --refit" : "", correct_upstream ? " with --correct-upstream" : "",
+                    " needs calibration data: give --calib FILE", correct_upstream ? "" : " (or --calib-cache FILE)");
         }
         if (calib_samples < 1) fail_in({"", "", "--calib-samples"}, "must be >= 1, got ", calib_samples);
         if (calib_len < 2) fail_in({"", "", "--calib-len"}, "must be >= 2, got ", calib_len);

@@ -280,8 +280,8 @@ void register_sparsify(CLI::App& app) {
                     "Refit the kept weights to the mask on calibration data: conjugate-gradient steps (default 0 = off)");
     cmd->add_flag("--correct-upstream", args.options.correct_upstream,
                   "Each linear targets the full-precision model's outputs instead of its own on the already-pruned "
-                  "inputs, correcting the earlier layers' errors (GPTAQ-style; sequential calibration, not with "
-                  "--calib-cache; costs one more copy of the calibration hidden states)");
+                  "inputs, correcting the earlier layers' errors (GPTAQ-style; any pruning method, with --calib, "
+                  "not --calib-cache; costs one more copy of the calibration hidden states)");
     cmd->add_option("--bits", args.options.bits, "Quantize the kept weights too: 8, 4, 3 or 2");
     cmd->add_option("--group", args.options.group, "Group size in dense columns (0 = per output channel); needs --bits");
     cmd->add_flag("--sym", args.sym, "Symmetric codes (default)");

@@ -86,7 +86,13 @@ TEST(SparsifyOptions, RejectsWhatItCannotDo) {
     EXPECT_NE(error_of({{"pattern", "2:4"}, {"method", "sparsegpt"}, {"calib_cache", "c.h5"}, {"correct_upstream", true}})
                   .find("--correct-upstream"),
               std::string::npos);
-    EXPECT_NE(error_of({{"sparsity", 0.5}, {"correct_upstream", true}}).find("--correct-upstream"), std::string::npos);
+    // Any pruning method takes it, magnitude included (its scores are then
+    // the corrected weights'), with calibration text.
+    EXPECT_NE(error_of({{"sparsity", 0.5}, {"correct_upstream", true}}).find("give --calib FILE"), std::string::npos);
+    EXPECT_TRUE(parse_sparsify_options({{"sparsity", 0.5}, {"calib", "c.txt"}, {"correct_upstream", true}}).calibrated());
+    EXPECT_NE(error_of({{"structured", "mlp=0.25"}, {"calib", "c.txt"}, {"correct_upstream", true}})
+                  .find("--correct-upstream"),
+              std::string::npos);
     EXPECT_NE(error_of({{"pattern", "2:4"}, {"method", "sparsegpt"}, {"calib", "c.txt"}, {"correct_upstream", 1}})
                   .find("wrong type"),
               std::string::npos);
