@@ -271,6 +271,31 @@ void run_sequential_block(const LlamaTransformer& transformer, BlockWeights& blo
     const int64_t d = c.hidden_size, qd = c.q_dim(), len = samples.len, n_samples = samples.samples;
     const auto x = [&](int64_t s) { return hidden.data() + s * len * d; };
     std::vector<float> reference_scratch(reference ? static_cast<size_t>(len * d) : 0);
+    // The full-precision side of a stage for sample s: shows the space's
+    // inputs to `observer` and advances reference->hidden like the
+    // compressed side advances `hidden` (attention once, then the MLP).
+    std::vector<float> reference_attended(reference ? static_cast<size_t>(len * qd) : 0);
+    const auto reference_step = [&](InputSpace space, const LlamaWeights::Layer& layer, RowObserver& observer,
+                                    int64_t s) {
+        float* fp = reference->hidden.data() + s * len * d;
+        switch (space) {
+            case InputSpace::AttnInput:
+                transformer.forward_attention_heads(layer, layer_index, state, len, fp, reference_attended.data());
+                break;
+            case InputSpace::AttnOutput:
+                // The heads' output, then the residual in place: from here
+                // on the sample's hidden state is the MLP's input.
+                transformer.forward_attention_heads(layer, layer_index, state, len, fp, reference_attended.data());
+                observer.add(reference_attended.data(), len);
+                transformer.forward_attention_residual(layer, len, reference_attended.data(), fp);
+                break;
+            case InputSpace::MlpInput:
+            case InputSpace::MlpHidden:
+                std::copy(fp, fp + len * d, reference_scratch.begin());
+                transformer.forward_mlp(layer, len, reference_scratch.data());
+                break;
+        }
+    };
     const auto stage = [&](InputSpace space, const auto& step) {
         const int64_t dim = input_space_dim(c, space);
         StatisticsAccumulator accumulator(dim, options.collect_hessian || reference);
@@ -280,8 +305,10 @@ void run_sequential_block(const LlamaTransformer& transformer, BlockWeights& blo
         std::array<RowObserver*, 4> observe{}, observe_reference{};
         for (size_t i = 0; i < kInputSpaces.size(); ++i) {
             if (kInputSpaces[i] != space) continue;
-            if (space != InputSpace::AttnOutput) observe[i] = &observer;
-            observe_reference[i] = &reference_rows;
+            if (space != InputSpace::AttnOutput) {
+                observe[i] = &observer;
+                observe_reference[i] = &reference_rows;
+            }
         }
         const LlamaWeights::Layer layer = assembly.layer(block, observe, true);
         std::optional<CrossProductAccumulator> cross;
@@ -292,12 +319,10 @@ void run_sequential_block(const LlamaTransformer& transformer, BlockWeights& blo
             cross.emplace(dim);
             const LlamaWeights::Layer reference_layer = reference->assembly.layer(reference->weights, observe_reference, true);
             for (int64_t s = 0; s < n_samples; ++s) {
-                const float* fp = reference->hidden.data() + s * len * d;
-                std::copy(fp, fp + len * d, reference_scratch.begin());
                 reference_rows.rows.clear();
                 compressed_rows.rows.clear();
                 try {
-                    transformer.forward_block(reference_layer, layer_index, state, len, reference_scratch.data());
+                    reference_step(space, reference_layer, reference_rows, s);
                 } catch (const StopBlock&) {
                 }
                 try {
@@ -368,9 +393,7 @@ void run_sequential_block(const LlamaTransformer& transformer, BlockWeights& blo
     for (int64_t s = 0; s < n_samples; ++s) transformer.forward_mlp(layer, len, x(s));
     if (reference) {
         const LlamaWeights::Layer full = reference->assembly.layer(reference->weights, {}, false);
-        for (int64_t s = 0; s < n_samples; ++s) {
-            transformer.forward_block(full, layer_index, state, len, reference->hidden.data() + s * len * d);
-        }
+        for (int64_t s = 0; s < n_samples; ++s) transformer.forward_mlp(full, len, reference->hidden.data() + s * len * d);
     }
 }
 
