@@ -66,5 +66,32 @@ TEST(CompressionCommands, OptionsTheRunWouldNotReadAreRefused) {
               0);
 }
 
+// --correct-upstream end to end: the report and the file say it ran and how
+// many linears it corrected; a run without the sequential runner refuses it.
+TEST(CompressionCommands, UpstreamCorrectionIsReportedAndRecorded) {
+    SPARQ_REQUIRE_DATA("stories260K/hf/model.safetensors");
+    SPARQ_REQUIRE_DATA("text/tinystories-calibration-selfgen.txt");
+    const std::string model = testing::data_path("stories260K/hf");
+    const std::string calib = testing::data_path("text/tinystories-calibration-selfgen.txt");
+    const std::string out = testing::temp_dir("correct_upstream") + "/s.sparq";
+    std::string printed;
+    ASSERT_EQ(run_cli({"sparsify", model, "-o", out, "--pattern", "2:4", "--method", "sparsegpt", "--calib", calib,
+                       "--calib-samples", "8", "--calib-len", "32", "--correct-upstream", "--json", "--quiet"},
+                      &printed),
+              0)
+        << printed;
+    const nlohmann::json report = nlohmann::json::parse(printed);
+    EXPECT_EQ(report["calibration"]["correct_upstream"], true);
+    EXPECT_EQ(report["calibration"]["corrected_linears"], 5 * 7 - 3);  // all but block 0's q/k/v
+    ASSERT_EQ(run_cli({"inspect", out, "--json"}, &printed), 0);
+    const nlohmann::json recorded = nlohmann::json::parse(printed)["metadata"]["sparsity"]["calibration"];
+    EXPECT_EQ(recorded["correct_upstream"], true);
+    EXPECT_EQ(recorded["corrected_linears"], 5 * 7 - 3);
+    EXPECT_EQ(run_cli({"quantize", model, "-o", out + ".q", "--bits", "4", "--method", "imatrix", "--calib", calib,
+                       "--correct-upstream", "--quiet"}),
+              1);
+    EXPECT_FALSE(std::filesystem::exists(out + ".q"));
+}
+
 }  // namespace
 }  // namespace sparq::cli
