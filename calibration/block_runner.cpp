@@ -259,10 +259,11 @@ struct ReferenceBlock {
 // The sequential mode for one block (see block_runner.h). Attention runs
 // once: the heads' output (o_proj's input) is kept for all samples, so the
 // later stages need only o_proj and the MLP. `hidden` leaves as the block's
-// output. With a reference, every stage also runs the full-precision block
-// on the full-precision hidden states, sample by sample, to pair its inputs
-// with the compressed ones (calibration/upstream_correction.h), and
-// `reference->hidden` leaves as the full-precision block's output.
+// output. With a reference, every stage also runs the same step of the
+// unmodified block on the full-precision hidden states, sample by sample
+// and just before the compressed one, to pair the two runs' inputs token by
+// token (calibration/upstream_correction.h); `reference->hidden` leaves as
+// the full-precision block's output.
 void run_sequential_block(const LlamaTransformer& transformer, BlockWeights& block, BlockAssembly& assembly,
                           size_t layer_index, InferenceState& state, const CalibrationSamples& samples,
                           std::vector<float>& hidden, ReferenceBlock* reference, const RunnerOptions& options,

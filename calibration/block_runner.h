@@ -94,9 +94,9 @@ struct RunnerOptions {
     // weights by the upstream-corrected ones (calibration/upstream_correction.h),
     // so the methods target the full-precision model's outputs. Costs the
     // full-precision hidden states of all samples (one more samples x len x
-    // hidden buffer), one more block of F32 weights, a full-precision
-    // forward of the block per stage, and one cols x cols cross product and
-    // solve per space.
+    // hidden buffer), one more block of F32 weights, the full-precision
+    // block's forward, and per space one cols x cols cross product and
+    // solve.
     bool correct_upstream = false;
     DampingOptions correction_damping;
     std::function<void(const std::string&)> log;
