@@ -87,6 +87,8 @@ void QuantizeOptions::check_options_read() const {
     const bool reads_calibration = m.calibrated || target_bpw > 0;
     const bool reads_text = reads_calibration && !calib.empty();
     const bool gptq_weights = method == "gptq" || (method == "smoothquant" && smooth_weights == "gptq");
+    // The runs on the sequential calibration runner (passes/calibrated_quantize.cpp).
+    const bool sequential = (method == "gptq" || method == "awq" || method == "smoothquant") && calib_cache.empty();
     std::string calibrated_methods;
     for (const MethodInfo& x : registered_methods(PassKind::Quantize)) {
         if (x.calibrated) calibrated_methods += (calibrated_methods.empty() ? "--method " : ", ") + x.name;
@@ -100,9 +102,10 @@ void QuantizeOptions::check_options_read() const {
          {"--calib-samples", calib_samples != d.calib_samples, reads_text, text_readers},
          {"--calib-len", calib_len != d.calib_len, reads_text, text_readers},
          {"--seed", seed != d.seed, reads_text, text_readers},
-         {"--damp", damp != d.damp, gptq_weights, gptq_readers},
-         {"--correct-upstream", correct_upstream != d.correct_upstream,
-          (method == "gptq" || method == "awq" || method == "smoothquant") && calib_cache.empty(),
+         // The upstream correction's ridge is --damp x mean diag(H) too.
+         {"--damp", damp != d.damp, gptq_weights || (correct_upstream && sequential),
+          gptq_readers + ", or --correct-upstream"},
+         {"--correct-upstream", correct_upstream != d.correct_upstream, sequential,
           "--method gptq, awq or smoothquant without --calib-cache (the sequential runner)"},
          {"--no-act-order", act_order != d.act_order, gptq_weights, gptq_readers},
          {"--gptq-params", gptq_params != d.gptq_params, gptq_weights, gptq_readers},

@@ -67,8 +67,10 @@ void SparsifyOptions::check_options_read() const {
          {"--block-size", block_size != d.block_size, m.reads("block-size") && prunes_weights(),
           methods_reading(PassKind::Sparsify, "block-size")},
          {"--damp", damp != d.damp,
-          (m.reads("damp") && prunes_weights()) || joint_gptq || refit_iterations > 0 || structured_calibration,
-          methods_reading(PassKind::Sparsify, "damp") + ", --quant-method gptq, --refit or --structured with --calib"},
+          (m.reads("damp") && prunes_weights()) || joint_gptq || refit_iterations > 0 || structured_calibration ||
+              correct_upstream,
+          methods_reading(PassKind::Sparsify, "damp") +
+              ", --quant-method gptq, --refit, --correct-upstream or --structured with --calib"},
          {"--correct-upstream", correct_upstream != d.correct_upstream, prunes_weights() && calib_cache.empty(),
           "--sparsity or --pattern with --calib (the sequential runner; not --calib-cache)"},
          {"--owl-m", owl_m != d.owl_m, layer_ratios == "owl", "--layer-ratios owl"},

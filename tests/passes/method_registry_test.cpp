@@ -124,6 +124,9 @@ TEST(MethodRegistry, CalibrationOptionsNeedAReader) {
         EXPECT_EQ(refused_field([&] { corrected.check_options_read(); }), sequential ? "" : "--correct-upstream")
             << m.name;
         if (!sequential) continue;
+        corrected.damp = 0.05;  // the correction's ridge reads it, whatever the method
+        EXPECT_EQ(refused_field([&] { corrected.check_options_read(); }), "") << m.name;
+        corrected.damp = QuantizeOptions{}.damp;
         corrected.calib.clear();
         corrected.calib_cache = "c.h5";
         EXPECT_EQ(refused_field([&] { corrected.check_options_read(); }), "--correct-upstream") << m.name;

@@ -90,6 +90,10 @@ TEST(SparsifyOptions, RejectsWhatItCannotDo) {
     // the corrected weights'), with calibration text.
     EXPECT_NE(error_of({{"sparsity", 0.5}, {"correct_upstream", true}}).find("give --calib FILE"), std::string::npos);
     EXPECT_TRUE(parse_sparsify_options({{"sparsity", 0.5}, {"calib", "c.txt"}, {"correct_upstream", true}}).calibrated());
+    // Its ridge is --damp x mean diag(H): read even where nothing else reads it.
+    EXPECT_EQ(error_of({{"sparsity", 0.5}, {"calib", "c.txt"}, {"correct_upstream", true}, {"damp", 0.05}}), "");
+    EXPECT_NE(error_of({{"sparsity", 0.5}, {"method", "wanda"}, {"calib", "c.txt"}, {"damp", 0.05}}).find("--damp"),
+              std::string::npos);
     EXPECT_NE(error_of({{"structured", "mlp=0.25"}, {"calib", "c.txt"}, {"correct_upstream", true}})
                   .find("--correct-upstream"),
               std::string::npos);
