@@ -56,10 +56,8 @@ UpstreamCorrection correct_upstream(const std::vector<CorrectedLinear>& linears,
             product.middleRows(begin, end - begin).noalias() = w.cast<double>() * work.transpose();
         });
     }
-    std::vector<double> fractions = {damping.fraction};
-    fractions.insert(fractions.end(), damping.fallback.begin(), damping.fallback.end());
     bool factored = false;
-    for (const double fraction : fractions) {
+    for (const double fraction : damping.ladder()) {
         work = h;
         work.diagonal().array() += fraction * mean_diagonal;
         Eigen::LLT<Eigen::Ref<RowMatrix>> llt(work);  // in place

@@ -213,11 +213,9 @@ std::optional<InverseHessianFactor> inverse_hessian_factor(const std::vector<dou
     out.n = n;
     out.dead_columns = n - live;
     const double mean_diagonal = live > 0 ? live_sum / static_cast<double>(live) : 1.0;
-    std::vector<double> fractions = {damping.fraction};
-    fractions.insert(fractions.end(), damping.fallback.begin(), damping.fallback.end());
     FactorStorage work(static_cast<size_t>(n * n));  // uninitialized: fill_reversed writes it all
     std::ostringstream tried;
-    for (double fraction : fractions) {
+    for (const double fraction : damping.ladder()) {
         ++out.attempts;
         fill_reversed(hessian, n, order, dead, mean_diagonal, fraction * mean_diagonal, work);
         bool ok = cholesky_lower_in_place(work.data(), n);  // M in the lower triangle

@@ -22,6 +22,12 @@ namespace sparq {
 struct DampingOptions {
     double fraction = 0.01;
     std::vector<double> fallback = {0.1, 1.0};
+    // The fractions in the order they are tried: `fraction`, then `fallback`.
+    std::vector<double> ladder() const {
+        std::vector<double> all = {fraction};
+        all.insert(all.end(), fallback.begin(), fallback.end());
+        return all;
+    }
 };
 
 // An allocator whose resize() leaves doubles uninitialized: the factor's
