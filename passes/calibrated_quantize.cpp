@@ -194,7 +194,7 @@ CalibratedQuantization quantize_calibrated(const ModelSource& model, const Quant
     data.len = options.calib_len;
     data.seed = options.seed;
 
-    if ((options.method == "gptq" || scaler) && options.calib_cache.empty()) {
+    if (options.sequential_calibration()) {
         // Sequential: each stage sees the already-quantized linears.
         const CalibrationSamples samples = draw_calibration_samples(data, *model.tokenizer);
         for (const auto& w : samples.warnings) {

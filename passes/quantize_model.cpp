@@ -87,8 +87,7 @@ void QuantizeOptions::check_options_read() const {
     const bool reads_calibration = m.calibrated || target_bpw > 0;
     const bool reads_text = reads_calibration && !calib.empty();
     const bool gptq_weights = method == "gptq" || (method == "smoothquant" && smooth_weights == "gptq");
-    // The runs on the sequential calibration runner (passes/calibrated_quantize.cpp).
-    const bool sequential = (method == "gptq" || method == "awq" || method == "smoothquant") && calib_cache.empty();
+    const bool sequential = sequential_calibration();
     std::string calibrated_methods;
     for (const MethodInfo& x : registered_methods(PassKind::Quantize)) {
         if (x.calibrated) calibrated_methods += (calibrated_methods.empty() ? "--method " : ", ") + x.name;

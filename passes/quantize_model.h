@@ -70,6 +70,11 @@ struct QuantizeOptions {
     // run would not read (passes/method_registry.h); the CLI and
     // parse_quantize_options call it after validate().
     void check_options_read() const;
+    // Calibrated on the sequential runner (gptq, awq, smoothquant from text,
+    // not from a cache): what --correct-upstream needs.
+    bool sequential_calibration() const {
+        return (method == "gptq" || method == "awq" || method == "smoothquant") && calib_cache.empty();
+    }
 
     QuantScheme linear_scheme() const;
     // Scheme for the embedding/head at `bits` (8: per channel; lower: the
