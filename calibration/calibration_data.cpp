@@ -3,6 +3,7 @@
 #include <xxhash.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <numeric>
@@ -78,6 +79,20 @@ struct SplitMix64 {
 
 }  // namespace
 
+int64_t parse_calibration_samples(std::string_view text, std::string_view field) {
+    if (text == "all") return kAllCalibrationWindows;
+    int64_t value = 0;
+    const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (error != std::errc() || end != text.data() + text.size() || value < 1) {
+        fail_in({"", "", std::string(field)}, "must be a positive number of samples or 'all', got '", text, "'");
+    }
+    return value;
+}
+
+std::string calibration_samples_name(int64_t samples) {
+    return samples == kAllCalibrationWindows ? "all" : std::to_string(samples);
+}
+
 CalibrationSamples draw_calibration_samples(const CalibrationDataOptions& options, const Tokenizer& tokenizer) {
     if (options.samples < 1) fail_in({"", "", "--calib-samples"}, "must be at least 1, got ", options.samples);
     if (options.len < 2) fail_in({"", "", "--calib-len"}, "must be at least 2 tokens, got ", options.len);
@@ -105,7 +120,7 @@ CalibrationSamples draw_calibration_samples(const CalibrationDataOptions& option
         }
         chosen.resize(static_cast<size_t>(options.samples));
         std::sort(chosen.begin(), chosen.end());
-    } else if (windows < options.samples) {
+    } else if (windows < options.samples && options.samples != kAllCalibrationWindows) {
         out.warnings.push_back(options.path + " holds " + std::to_string(out.text_tokens) + " tokens: " +
                                std::to_string(windows) + " samples of " + std::to_string(options.len) +
                                " tokens instead of the " + std::to_string(options.samples) + " asked");

@@ -11,15 +11,28 @@
 // replaced by BOS, as llama-perplexity does with its chunks, so the model
 // sees calibration text the way it sees evaluation text. When the text
 // holds fewer than N windows, all of them are used and a warning says so.
+// N = all (kAllCalibrationWindows) takes every window, with no warning:
+// the whole text, as llama-imatrix reads its file, and no seed to draw.
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "tokenizer/tokenizer.h"
 
 namespace sparq {
+
+// `--calib-samples all`: more windows than any text holds.
+inline constexpr int64_t kAllCalibrationWindows = std::numeric_limits<int64_t>::max();
+
+// "all" or a positive decimal count, as written on the command line or in a
+// recipe. Throws sparq::Error naming `field` otherwise.
+int64_t parse_calibration_samples(std::string_view text, std::string_view field);
+// The inverse, for messages and option dumps: "all" or the number.
+std::string calibration_samples_name(int64_t samples);
 
 struct CalibrationDataOptions {
     std::string path;

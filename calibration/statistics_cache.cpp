@@ -219,10 +219,12 @@ std::optional<std::string> calibration_key_mismatch(const CalibrationKey& found,
                wanted.data_checksum + ")";
     }
     if (found.samples != wanted.samples || found.len != wanted.len) {
-        return "it holds " + std::to_string(found.samples) + " samples x " + std::to_string(found.len) +
-               " tokens, " + std::to_string(wanted.samples) + " x " + std::to_string(wanted.len) + " were asked";
+        return "it holds " + calibration_samples_name(found.samples) + " samples x " + std::to_string(found.len) +
+               " tokens, " + calibration_samples_name(wanted.samples) + " x " + std::to_string(wanted.len) +
+               " were asked";
     }
-    if (found.seed != wanted.seed) {
+    // Every window is taken in text order when all are asked: the seed draws nothing.
+    if (found.seed != wanted.seed && wanted.samples != kAllCalibrationWindows) {
         return "it was drawn with seed " + std::to_string(found.seed) + ", seed " + std::to_string(wanted.seed) +
                " was asked";
     }

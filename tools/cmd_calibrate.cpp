@@ -70,7 +70,7 @@ void register_calibrate(CLI::App& app) {
     cmd->add_option("MODEL", args.model, "Model directory or file")->required();
     cmd->add_option("--calib", args.data.path, "Calibration text, or JSON lines with a \"text\" field (.jsonl)")
         ->required();
-    cmd->add_option("--calib-samples", args.data.samples, "Samples to draw (default 128)");
+    add_calib_samples_option(cmd, args.data.samples, "Samples to draw");
     cmd->add_option("--calib-len", args.data.len, "Tokens per sample (default 512)");
     cmd->add_option("--seed", args.data.seed, "Seed drawing the samples (default 0)");
     cmd->add_option("-o,--output", args.output, "Output HDF5 file (calibration.h5)");

@@ -301,7 +301,7 @@ void register_export(CLI::App& app) {
     cmd->add_flag("--act-order", args.act_order,
                   "GPTQ in descending order of the inputs' energy, block grids fitted to the original weights "
                   "(default: column order, grids fitted to the updated weights)");
-    cmd->add_option("--calib-samples", args.calib.samples, "Samples to draw (default 128)");
+    add_calib_samples_option(cmd, args.calib.samples, "Samples to draw");
     cmd->add_option("--calib-len", args.calib.len, "Tokens per sample (default 512)");
     cmd->add_option("--seed", args.calib.seed, "Seed drawing the samples (default 0)");
     cmd->add_option("--calib-cache", args.calib_cache,

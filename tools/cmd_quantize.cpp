@@ -257,7 +257,7 @@ void register_quantize(CLI::App& app) {
                     "AWQ: score the alphas after the clip search on the linears' outputs (clip, default) or on the "
                     "attention heads' and MLP's outputs (block, as llm-awq), or after plain RTN (rtn, llm-awq's)");
     cmd->add_option("--calib", args.options.calib, "Calibration text, or JSON lines with a \"text\" field (.jsonl)");
-    cmd->add_option("--calib-samples", args.options.calib_samples, "Calibration samples (default 128)");
+    add_calib_samples_option(cmd, args.options.calib_samples, "Calibration samples");
     cmd->add_option("--calib-len", args.options.calib_len, "Tokens per calibration sample (default 512)");
     cmd->add_option("--seed", args.options.seed, "Seed drawing the calibration samples (default 0)");
     cmd->add_option("--calib-cache", args.options.calib_cache,

@@ -268,7 +268,7 @@ void register_sparsify(CLI::App& app) {
                   "Choose OWL's M and lambda on the calibration text (a 4 x 3 grid, each candidate pruned and scored by "
                   "perplexity on calibration windows; 12 pruning runs)");
     cmd->add_option("--calib", args.options.calib, "Calibration text, or JSON lines with a \"text\" field (.jsonl)");
-    cmd->add_option("--calib-samples", args.options.calib_samples, "Calibration samples (default 128)");
+    add_calib_samples_option(cmd, args.options.calib_samples, "Calibration samples");
     cmd->add_option("--calib-len", args.options.calib_len, "Tokens per calibration sample (default 512)");
     cmd->add_option("--seed", args.options.seed, "Seed drawing the calibration samples (default 0)");
     cmd->add_option("--calib-cache", args.options.calib_cache,

@@ -4,6 +4,7 @@
 
 #include <CLI/CLI.hpp>
 #include <cmath>
+#include <cstdint>
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -20,6 +21,10 @@ struct CommonOptions {
 
 // Adds --threads, --json, --quiet to a subcommand.
 void add_common_options(CLI::App* command, CommonOptions& options);
+
+// Adds --calib-samples: a positive count or `all` (every window of the
+// calibration text, calibration/calibration_data.h), stored in `samples`.
+void add_calib_samples_option(CLI::App* command, int64_t& samples, const std::string& description);
 
 // Runs a command body with the thread limit applied, turning sparq::Error
 // into "sparq: error: ..." and exit 1, CheckFailed into exit 3.

@@ -2,6 +2,7 @@
 
 #include <iostream>
 
+#include "calibration/calibration_data.h"
 #include "core/error.h"
 #include "core/parallel.h"
 #include "tools/command.h"
@@ -13,6 +14,19 @@ void add_common_options(CLI::App* command, CommonOptions& options) {
         ->check(CLI::NonNegativeNumber);
     command->add_flag("--json", options.json, "Print exactly one JSON object on stdout");
     command->add_flag("--quiet", options.quiet, "No progress or log lines on stderr");
+}
+
+void add_calib_samples_option(CLI::App* command, int64_t& samples, const std::string& description) {
+    command->add_option_function<std::string>(
+        "--calib-samples",
+        [&samples](const std::string& text) {
+            try {
+                samples = parse_calibration_samples(text, "--calib-samples");
+            } catch (const Error& e) {
+                throw CLI::ValidationError(e.what());
+            }
+        },
+        description + " (default 128; all: every window of the text, in order)");
 }
 
 int run_command(const CommonOptions& options, const std::function<int()>& body) {

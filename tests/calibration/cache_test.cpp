@@ -90,6 +90,17 @@ TEST(StatisticsCache, HitAndMissOnModelDataSeedAndSamples) {
     status = visit(model, more, cache).cache;
     EXPECT_NE(status.find("samples"), std::string::npos) << status;
 
+    // Every window, in text order: the seed draws nothing, so another seed
+    // still hits.
+    CalibrationDataOptions all = more;
+    all.samples = kAllCalibrationWindows;
+    status = visit(model, all, cache).cache;
+    EXPECT_NE(status.find("all x 32 were asked"), std::string::npos) << status;
+    all.seed = 10;
+    const StatisticsOutcome every = visit(model, all, cache);
+    EXPECT_EQ(every.cache, "hit");
+    EXPECT_GT(every.samples, 5);
+
     testing::write_file(f.text_path, testing::tiny_text(3000, 99));
     status = visit(model, more, cache).cache;
     EXPECT_NE(status.find("other calibration data"), std::string::npos) << status;

@@ -7,6 +7,7 @@
 
 #include <cmath>
 
+#include "calibration/calibration_data.h"
 #include "core/error.h"
 #include "core/parallel.h"
 #include "passes/calibrated_quantize.h"
@@ -184,6 +185,9 @@ TEST(CalibratedQuantize, OptionsAreChecked) {
                   .imatrix_score,
               "diagonal");
     EXPECT_THROW(parse_quantize_options({{"method", "gptq"}, {"calib", "c.txt"}, {"calib_samplez", 3}}), Error);
+    EXPECT_EQ(parse_quantize_options({{"method", "gptq"}, {"calib", "c.txt"}, {"calib_samples", "all"}}).calib_samples,
+              kAllCalibrationWindows);
+    EXPECT_THROW(parse_quantize_options({{"method", "gptq"}, {"calib", "c.txt"}, {"calib_samples", "most"}}), Error);
 }
 
 }  // namespace

@@ -77,6 +77,42 @@ TEST(CalibrationData, ShortTextsWarnOrFail) {
     EXPECT_THROW(draw(dir + "/t.txt", 1, 1, 0), Error);
 }
 
+TEST(CalibrationData, AllTakesEveryWindowInOrderWhateverTheSeed) {
+    const std::string dir = testing::temp_dir("calib-all");
+    const std::string text = testing::tiny_text(1050);
+    testing::write_file(dir + "/t.txt", text);
+    const CalibrationSamples a = draw(dir + "/t.txt", kAllCalibrationWindows, 100, 0);
+    const CalibrationSamples b = draw(dir + "/t.txt", kAllCalibrationWindows, 100, 7);
+    ASSERT_EQ(a.samples, 10);  // the 50 tokens past the last whole window are left out
+    EXPECT_TRUE(a.warnings.empty());
+    EXPECT_EQ(a.tokens, b.tokens);
+    for (int64_t s = 0; s < a.samples; ++s) {
+        EXPECT_EQ(a.sample(s)[0], 1);
+        for (int64_t i = 1; i < 100; ++i) {
+            ASSERT_EQ(a.sample(s)[i], static_cast<int32_t>(static_cast<unsigned char>(text[s * 100 + i])) + 3)
+                << "sample " << s << " token " << i;
+        }
+    }
+    // The same windows as a count equal to the text's.
+    EXPECT_EQ(draw(dir + "/t.txt", 10, 100, 5).tokens, a.tokens);
+}
+
+TEST(CalibrationData, SampleCountsParseAsANumberOrAll) {
+    EXPECT_EQ(parse_calibration_samples("all", "--calib-samples"), kAllCalibrationWindows);
+    EXPECT_EQ(parse_calibration_samples("128", "--calib-samples"), 128);
+    EXPECT_EQ(calibration_samples_name(kAllCalibrationWindows), "all");
+    EXPECT_EQ(calibration_samples_name(64), "64");
+    for (const char* bad : {"0", "-3", "", "12x", "ALL", " 5", "99999999999999999999"}) {
+        try {
+            parse_calibration_samples(bad, "calib_samples");
+            ADD_FAILURE() << "'" << bad << "' was accepted";
+        } catch (const Error& e) {
+            EXPECT_EQ(e.context().field, "calib_samples");
+            EXPECT_NE(e.message().find("'all'"), std::string::npos) << e.message();
+        }
+    }
+}
+
 TEST(CalibrationData, JsonLinesTakeTheTextField) {
     const std::string dir = testing::temp_dir("calib-jsonl");
     testing::write_file(dir + "/d.jsonl", "{\"text\": \"abcdefgh\", \"id\": 1}\n\n{\"text\": \"ijklmnop\"}\n");

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include "calibration/calibration_data.h"
 #include "core/error.h"
 #include "passes/sparsify_model.h"
 
@@ -45,6 +46,10 @@ TEST(SparsifyOptions, ParsesEveryKey) {
     EXPECT_EQ(c.refit_iterations, 12);
     EXPECT_DOUBLE_EQ(c.owl_m, 7);
     EXPECT_DOUBLE_EQ(c.owl_lambda, 0.1);
+    EXPECT_EQ(parse_sparsify_options({{"sparsity", 0.5}, {"method", "wanda"}, {"calib", "c.txt"}, {"calib_samples", "all"}})
+                  .calib_samples,
+              kAllCalibrationWindows);
+    EXPECT_NE(error_of({{"sparsity", 0.5}, {"calib_samples", "-1"}}).find("'all'"), std::string::npos);
     const SparsifyOptions u = parse_sparsify_options({{"sparsity", 0.5}});
     EXPECT_FALSE(u.calibrated());
     EXPECT_FALSE(u.quantizes());

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
 
 #include <nlohmann/json.hpp>
 
@@ -91,6 +92,37 @@ TEST(CompressionCommands, UpstreamCorrectionIsReportedAndRecorded) {
                        "--correct-upstream", "--quiet"}),
               1);
     EXPECT_FALSE(std::filesystem::exists(out + ".q"));
+}
+
+// --calib-samples all: every window of the text, no warning, the count in
+// the report; anything but a positive count or `all` is a usage error.
+TEST(CompressionCommands, CalibrationOnTheWholeText) {
+    SPARQ_REQUIRE_DATA("stories260K/hf/model.safetensors");
+    SPARQ_REQUIRE_DATA("text/tinystories-calibration-selfgen.txt");
+    const std::string model = testing::data_path("stories260K/hf");
+    const std::string dir = testing::temp_dir("calib_all");
+    std::ifstream in(testing::data_path("text/tinystories-calibration-selfgen.txt"), std::ios::binary);
+    std::string text(6000, '\0');
+    in.read(text.data(), static_cast<std::streamsize>(text.size()));
+    text.resize(static_cast<size_t>(in.gcount()));
+    std::ofstream(dir + "/c.txt", std::ios::binary) << text;
+    std::string printed;
+    ASSERT_EQ(run_cli({"quantize", model, "-o", dir + "/q.sparq", "--bits", "4", "--method", "imatrix", "--calib",
+                       dir + "/c.txt", "--calib-samples", "all", "--calib-len", "64", "--json", "--quiet"},
+                      &printed),
+              0)
+        << printed;
+    const nlohmann::json calibration = nlohmann::json::parse(printed)["calibration"];
+    EXPECT_GT(calibration["samples"].get<int64_t>(), 8);
+    EXPECT_EQ(calibration["tokens"], calibration["samples"].get<int64_t>() * 64);
+    EXPECT_TRUE(calibration["warnings"].empty()) << calibration["warnings"];
+    for (const char* bad : {"0", "some"}) {
+        EXPECT_EQ(run_cli({"quantize", model, "-o", dir + "/bad.sparq", "--bits", "4", "--method", "imatrix", "--calib",
+                           dir + "/c.txt", "--calib-samples", bad, "--quiet"}),
+                  2)
+            << bad;
+    }
+    EXPECT_FALSE(std::filesystem::exists(dir + "/bad.sparq"));
 }
 
 }  // namespace
