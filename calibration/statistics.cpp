@@ -94,18 +94,26 @@ void transpose_rows(const float* x, int64_t n, int64_t dim, std::vector<float>& 
 // sum[i][j] += sum_t at[i][t] bt[j][t] for at, bt of dim rows of n (X^T Y
 // of row-major X, Y): matmul_f32 sums each product in a fixed order. In
 // bands of rows, so the float product needs 256 rows of the result, not all
-// of it (127 MB at width 5632).
-void add_transposed_product(const float* at, const float* bt, int64_t dim, int64_t n, std::vector<float>& product,
-                            double* sum) {
+// of it (127 MB at width 5632). With `upper_only` (X^T X, symmetric) a band
+// is multiplied only by the rows from its own first one on: the columns
+// j >= i that the caller mirrors, half the work; the entries left of the
+// diagonal inside the band are filled too and never read.
+void add_transposed_product(const float* at, const float* bt, int64_t dim, int64_t n, bool upper_only,
+                            std::vector<float>& product, double* sum) {
     constexpr int64_t kBand = 256;
     product.resize(static_cast<size_t>(std::min<int64_t>(kBand, dim) * dim));
     for (int64_t first = 0; first < dim; first += kBand) {
         const int64_t band = std::min(kBand, dim - first);
-        matmul_f32(at + first * n, band, bt, dim, n, product.data(), dim);
-        double* rows = sum + first * dim;
+        const int64_t from = upper_only ? first : 0;
+        const int64_t width = dim - from;
+        matmul_f32(at + first * n, band, bt + from * n, width, n, product.data(), width);
         // One addition per element: any chunking gives the same bits.
-        parallel_for(0, band * dim, int64_t{1} << 16, [&](int64_t b, int64_t e) {
-            for (int64_t i = b; i < e; ++i) rows[i] += product[static_cast<size_t>(i)];
+        parallel_for(0, band, std::max<int64_t>(1, (int64_t{1} << 16) / width), [&](int64_t r0, int64_t r1) {
+            for (int64_t r = r0; r < r1; ++r) {
+                double* row = sum + (first + r) * dim + from;
+                const float* p = product.data() + r * width;
+                for (int64_t j = 0; j < width; ++j) row[j] += p[j];
+            }
         });
     }
 }
@@ -128,7 +136,7 @@ void StatisticsAccumulator::add(const float* x, int64_t n) {
     tokens_ += n;
     if (!with_hessian_) return;
     transpose_rows(x, n, dim_, transposed_);
-    add_transposed_product(transposed_.data(), transposed_.data(), dim_, n, product_, hessian_sum_.data());
+    add_transposed_product(transposed_.data(), transposed_.data(), dim_, n, true, product_, hessian_sum_.data());
 }
 
 ActivationStatistics StatisticsAccumulator::finish() {
@@ -142,9 +150,8 @@ ActivationStatistics StatisticsAccumulator::finish() {
     for (double& v : s.mean_square) v *= inv;
     s.max_abs = std::move(max_abs_);
     if (with_hessian_) {
-        // In place. The SIMD product may round (i, j) and (j, i)
-        // differently; solvers factor one triangle, so make it exactly
-        // symmetric.
+        // In place: only the upper triangle was accumulated (see
+        // add_transposed_product); it is mirrored, so H is exactly symmetric.
         s.hessian = std::move(hessian_sum_);
         // Row i owns the pairs (i, j > i) and their mirrors: disjoint
         // writes, so rows run in parallel.
@@ -154,7 +161,7 @@ ActivationStatistics StatisticsAccumulator::finish() {
             for (int64_t i = r0; i < r1; ++i) {
                 h[i * d + i] *= inv;
                 for (int64_t j = i + 1; j < d; ++j) {
-                    const double v = 0.5 * (h[i * d + j] + h[j * d + i]) * inv;
+                    const double v = h[i * d + j] * inv;
                     h[i * d + j] = v;
                     h[j * d + i] = v;
                 }
@@ -176,7 +183,7 @@ void CrossProductAccumulator::add(const float* a, const float* b, int64_t n) {
     if (n <= 0) return;
     transpose_rows(a, n, dim_, a_transposed_);
     transpose_rows(b, n, dim_, b_transposed_);
-    add_transposed_product(a_transposed_.data(), b_transposed_.data(), dim_, n, product_, sum_.data());
+    add_transposed_product(a_transposed_.data(), b_transposed_.data(), dim_, n, false, product_, sum_.data());
     tokens_ += n;
 }
 
