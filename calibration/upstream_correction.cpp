@@ -2,10 +2,12 @@
 
 #include <Eigen/Cholesky>
 #include <Eigen/Core>
+#include <algorithm>
 #include <cmath>
 
 #include "core/error.h"
 #include "core/parallel.h"
+#include "models/matmul.h"
 
 namespace sparq {
 
@@ -17,6 +19,8 @@ using FloatRows = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::Ro
 // Rows per chunk of the products and solves: fixed by the shape only, so
 // the result does not depend on the thread count (core/parallel.h).
 constexpr int64_t kRowChunk = 64;
+// Rows of C - H converted to float at a time for the drift product.
+constexpr int64_t kDriftBand = 256;
 
 }  // namespace
 
@@ -44,17 +48,35 @@ UpstreamCorrection correct_upstream(const std::vector<CorrectedLinear>& linears,
         result.failure = "the inputs were all zero";
         return result;
     }
-    // W C^T for every linear while C is alive; its storage then holds the
-    // factor of H + lambda I.
-    std::vector<RowMatrix> products;
-    products.reserve(linears.size());
-    for (const CorrectedLinear& l : linears) {
-        products.emplace_back(l.rows, cols);
-        RowMatrix& product = products.back();
-        parallel_for(0, l.rows, kRowChunk, [&](int64_t begin, int64_t end) {
-            const Eigen::Map<const FloatRows> w(l.weight + begin * cols, end - begin, cols);
-            product.middleRows(begin, end - begin).noalias() = w.cast<double>() * work.transpose();
-        });
+    // W* = W + W (C - H)^T (H + lambda I)^-1, since (C + lambda I)^T =
+    // (H + lambda I) + (C - H)^T with H symmetric. Only the drift term D =
+    // W (C - H)^T goes through the solve, so its float rounding is relative
+    // to the (small) change, never to W: the products and the two triangular
+    // solves run in float (twice the SIMD width of double), while H + lambda I
+    // is factored in double. Without drift, D is exactly 0 and W* = W.
+    std::vector<std::vector<float>> drift(linears.size());
+    for (size_t i = 0; i < linears.size(); ++i) drift[i].resize(static_cast<size_t>(linears[i].rows * cols));
+    {
+        const int64_t band = std::min(kDriftBand, cols);
+        std::vector<float> difference(static_cast<size_t>(band * cols));
+        for (int64_t first = 0; first < cols; first += kDriftBand) {
+            const int64_t n = std::min(kDriftBand, cols - first);
+            parallel_for(0, n, 1, [&](int64_t r0, int64_t r1) {
+                for (int64_t r = r0; r < r1; ++r) {
+                    const size_t at = static_cast<size_t>((first + r) * cols);
+                    for (int64_t k = 0; k < cols; ++k) {
+                        difference[static_cast<size_t>(r * cols + k)] =
+                            static_cast<float>(cross[at + static_cast<size_t>(k)] - hessian[at + static_cast<size_t>(k)]);
+                    }
+                }
+            });
+            // Columns first .. first + n of every D.
+            for (size_t i = 0; i < linears.size(); ++i) {
+                if (linears[i].rows == 0) continue;
+                matmul_f32(linears[i].weight, linears[i].rows, difference.data(), n, cols, drift[i].data() + first,
+                           cols);
+            }
+        }
     }
     bool factored = false;
     for (const double fraction : damping.ladder()) {
@@ -71,29 +93,30 @@ UpstreamCorrection correct_upstream(const std::vector<CorrectedLinear>& linears,
         result.failure = "H + lambda I is not positive definite at any dampening";
         return result;
     }
-    // The factor, as the in-place decomposition left it (lower triangle).
-    const auto lower = work.triangularView<Eigen::Lower>();
-    const double lambda = result.damp_fraction * mean_diagonal;
-    std::vector<std::vector<float>> corrected(linears.size());
+    // The factor L (lower triangle of the in-place decomposition) in float;
+    // C's storage goes back.
+    FloatRows lower = FloatRows::Zero(cols, cols);
+    lower.triangularView<Eigen::Lower>() = work.cast<float>();  // coefficient by coefficient, no double copy
+    std::vector<double>().swap(cross);
+    // Each D becomes W* in place.
+    std::vector<std::vector<float>>& corrected = drift;
     double energy = 0, change = 0;
     for (size_t i = 0; i < linears.size(); ++i) {
         const CorrectedLinear& l = linears[i];
-        corrected[i].resize(static_cast<size_t>(l.rows * cols));
         std::vector<double> change_sums(static_cast<size_t>((l.rows + kRowChunk - 1) / kRowChunk), 0.0);
         parallel_for(0, l.rows, kRowChunk, [&](int64_t begin, int64_t end) {
             const int64_t n = end - begin;
-            const RowMatrix w = Eigen::Map<const FloatRows>(l.weight + begin * cols, n, cols).cast<double>();
-            // Rows of W (C + lambda I)^T solved against H + lambda I = L L^T
-            // (symmetric, so each row's system is the transposed one).
-            RowMatrix rhs = (products[i].middleRows(begin, n) + lambda * w).transpose();
-            lower.solveInPlace(rhs);
-            lower.transpose().solveInPlace(rhs);
+            // Rows of D (L L^T)^-1: solve Y L^T = D, then X L = Y.
+            Eigen::Map<FloatRows> step(drift[i].data() + begin * cols, n, cols);
+            lower.transpose().triangularView<Eigen::Upper>().solveInPlace<Eigen::OnTheRight>(step);
+            lower.triangularView<Eigen::Lower>().solveInPlace<Eigen::OnTheRight>(step);
             double sum = 0;
             for (int64_t r = 0; r < n; ++r) {
                 for (int64_t j = 0; j < cols; ++j) {
-                    const float v = static_cast<float>(rhs(j, r));
-                    corrected[i][static_cast<size_t>((begin + r) * cols + j)] = v;
-                    const double d = static_cast<double>(v) - w(r, j);
+                    const size_t at = static_cast<size_t>((begin + r) * cols + j);
+                    const float v = l.weight[at] + step(r, j);
+                    step(r, j) = v;
+                    const double d = static_cast<double>(v) - static_cast<double>(l.weight[at]);
                     sum += d * d;
                 }
             }

@@ -42,10 +42,14 @@ struct CorrectedLinear {
 // both cols x cols row-major. lambda is damping.fraction x the mean of H's
 // diagonal (then the fallbacks, when H + lambda I does not factor). Leaves
 // the weights unchanged and says why when H is zero or not finite, nothing
-// factors, or W* would not be finite. `cross` is consumed: its storage
-// holds the factorization, so a space costs one cols x cols matrix beyond
-// H. Rows run in parallel over fixed chunks: bit-identical for any thread
-// count.
+// factors, or W* would not be finite. Computed as W + W (C - H)^T
+// (H + lambda I)^-1: H + lambda I is factored in double, and only the drift
+// term goes through float products and solves, so their rounding is
+// relative to the change, not to W (no drift: exactly W). `cross` is
+// consumed: its storage holds the factorization, so a space costs one
+// cols x cols matrix beyond H (and the factor in float while the rows are
+// solved). Rows run in parallel over fixed chunks: bit-identical for any
+// thread count.
 UpstreamCorrection correct_upstream(const std::vector<CorrectedLinear>& linears, int64_t cols,
                                     const std::vector<double>& hessian, std::vector<double> cross,
                                     const DampingOptions& damping);
