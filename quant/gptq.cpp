@@ -13,6 +13,7 @@
 #include "quant/quantize_tensor.h"
 #include "quant/reference_codec.h"
 #include "quant/rtn.h"
+#include "quant/subtract_product.h"
 
 namespace sparq {
 
@@ -190,8 +191,9 @@ bool gptq_round(const float* weight, int64_t rows, int64_t cols, const std::vect
                     }
                 }
                 if (i2 < cols) {
-                    w.rightCols(cols - i2).noalias() -=
-                        errors.leftCols(count) * upper.block(i1, i2, count, cols - i2);
+                    // w(:, i2..) -= errors(:, 0..count) upper(i1..i2, i2..)
+                    subtract_product(w.data() + i2, cols, errors.data(), block, 1,
+                                     factor->upper.data() + i1 * cols + i2, cols, n_rows, cols - i2, count);
                 }
             }
             for (int64_t r = 0; r < n_rows; ++r) {

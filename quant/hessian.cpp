@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "core/parallel.h"
+#include "quant/subtract_product.h"
 
 namespace sparq {
 
@@ -92,7 +93,10 @@ bool cholesky_lower_in_place(double* m, int64_t n) {
                 const int64_t r = first + tiles[static_cast<size_t>(t)].first * kTile;
                 const int64_t c = first + tiles[static_cast<size_t>(t)].second * kTile;
                 const int64_t rb = std::min(kTile, n - r), cb = std::min(kTile, n - c);
-                a.block(r, c, rb, cb).noalias() -= a.block(r, k, rb, kb) * a.block(c, k, cb, kb).transpose();
+                // a(r.., c..) -= a(r.., k..) a(c.., k..)^T, written for the
+                // row-major kernel as its transpose: the tile's columns are
+                // contiguous in this column-major storage.
+                subtract_product(m + c * n + r, n, m + k * n + c, 1, n, m + k * n + r, n, cb, rb, kb);
             }
         });
     }
@@ -115,15 +119,23 @@ void invert_lower_in_place(double* m, int64_t n) {
             parallel_for(0, tile_count(rest), 1, [&](int64_t t0, int64_t t1) {
                 for (int64_t t = t0; t < t1; ++t) {
                     const int64_t r = t * kTile, rb = std::min(kTile, rest - r);
+                    // Negated as it is built, so the rectangle's product is a
+                    // subtract_product: out = -(T^-1 B) for this tile.
                     auto out = below.middleRows(r, rb);
                     out.noalias() = a.block(first + r, first + r, rb, rb).triangularView<Eigen::Lower>() *
                                     a.block(first + r, j, rb, jb);
-                    if (r > 0) out.noalias() += a.block(first + r, first, rb, r) * a.block(first, j, r, jb);
+                    out = -out;
+                    if (r > 0) {
+                        // out -= a(first + r.., first..) a(first.., j..), as its
+                        // transpose for the row-major kernel (columns are contiguous).
+                        subtract_product(below.data() + r, rest, m + j * n + first, n, 1, m + first * n + first + r, n,
+                                         jb, rb, r);
+                    }
                     a.block(j, j, jb, jb).triangularView<Eigen::Lower>().solveInPlace<Eigen::OnTheRight>(out);
                 }
             });
             // Only now: every tile above read this block column's old values.
-            a.block(first, j, rest, jb) = -below;
+            a.block(first, j, rest, jb) = below;
         }
         invert_lower_unblocked(m + j * n + j, jb, n);
     }
