@@ -18,7 +18,7 @@ constexpr int64_t kPanel = 16;
 typedef double Lanes8 __attribute__((vector_size(64)));
 
 // Both helpers are inlined so that each clone compiles them for its target.
-template <int64_t Rows>
+template <bool Subtract, int64_t Rows>
 __attribute__((always_inline)) inline void tile(double* c, int64_t ldc, const double* a, int64_t a_row,
                                                 int64_t a_col, const double* b, int64_t ldb, int64_t k) {
     Lanes8 low[Rows], high[Rows];
@@ -38,14 +38,20 @@ __attribute__((always_inline)) inline void tile(double* c, int64_t ldc, const do
         Lanes8 out_low, out_high;
         __builtin_memcpy(&out_low, c + r * ldc, sizeof out_low);
         __builtin_memcpy(&out_high, c + r * ldc + 8, sizeof out_high);
-        out_low -= low[r];
-        out_high -= high[r];
+        if constexpr (Subtract) {
+            out_low -= low[r];
+            out_high -= high[r];
+        } else {
+            out_low += low[r];
+            out_high += high[r];
+        }
         __builtin_memcpy(c + r * ldc, &out_low, sizeof out_low);
         __builtin_memcpy(c + r * ldc + 8, &out_high, sizeof out_high);
     }
 }
 
 // Columns past the last full panel, one at a time (same order of sums).
+template <bool Subtract>
 __attribute__((always_inline)) inline void narrow_tile(double* c, int64_t ldc, const double* a, int64_t a_row,
                                                        int64_t a_col, const double* b, int64_t ldb, int64_t rows,
                                                        int64_t width, int64_t k) {
@@ -53,7 +59,35 @@ __attribute__((always_inline)) inline void narrow_tile(double* c, int64_t ldc, c
         for (int64_t j = 0; j < width; ++j) {
             double sum = 0;
             for (int64_t t = 0; t < k; ++t) sum += a[r * a_row + t * a_col] * b[t * ldb + j];
-            c[r * ldc + j] -= sum;
+            c[r * ldc + j] = Subtract ? c[r * ldc + j] - sum : c[r * ldc + j] + sum;
+        }
+    }
+}
+
+template <bool Subtract>
+__attribute__((always_inline)) inline void accumulate_product(double* c, int64_t ldc, const double* a, int64_t a_row,
+                                                              int64_t a_col, const double* b, int64_t ldb, int64_t m,
+                                                              int64_t n, int64_t k) {
+    if (m <= 0 || n <= 0 || k <= 0) return;
+    const int64_t full = n / kPanel * kPanel;
+    for (int64_t j0 = 0; j0 < full; j0 += kPanel) {
+        int64_t i = 0;
+        for (; i + kTileRows <= m; i += kTileRows) {
+            tile<Subtract, kTileRows>(c + i * ldc + j0, ldc, a + i * a_row, a_row, a_col, b + j0, ldb, k);
+        }
+        for (; i < m; ++i) tile<Subtract, 1>(c + i * ldc + j0, ldc, a + i * a_row, a_row, a_col, b + j0, ldb, k);
+    }
+    if (full < n) narrow_tile<Subtract>(c + full, ldc, a, a_row, a_col, b + full, ldb, m, n - full, k);
+}
+
+template <bool Subtract>
+void reference_product(double* c, int64_t ldc, const double* a, int64_t a_row, int64_t a_col, const double* b,
+                       int64_t ldb, int64_t m, int64_t n, int64_t k) {
+    for (int64_t i = 0; i < m; ++i) {
+        for (int64_t j = 0; j < n; ++j) {
+            double sum = 0;
+            for (int64_t t = 0; t < k; ++t) sum += a[i * a_row + t * a_col] * b[t * ldb + j];
+            c[i * ldc + j] = Subtract ? c[i * ldc + j] - sum : c[i * ldc + j] + sum;
         }
     }
 }
@@ -63,27 +97,23 @@ __attribute__((always_inline)) inline void narrow_tile(double* c, int64_t ldc, c
 SPARQ_VECTORIZE_CLONES
 void subtract_product(double* c, int64_t ldc, const double* a, int64_t a_row, int64_t a_col, const double* b,
                       int64_t ldb, int64_t m, int64_t n, int64_t k) {
-    if (m <= 0 || n <= 0 || k <= 0) return;
-    const int64_t full = n / kPanel * kPanel;
-    for (int64_t j0 = 0; j0 < full; j0 += kPanel) {
-        int64_t i = 0;
-        for (; i + kTileRows <= m; i += kTileRows) {
-            tile<kTileRows>(c + i * ldc + j0, ldc, a + i * a_row, a_row, a_col, b + j0, ldb, k);
-        }
-        for (; i < m; ++i) tile<1>(c + i * ldc + j0, ldc, a + i * a_row, a_row, a_col, b + j0, ldb, k);
-    }
-    if (full < n) narrow_tile(c + full, ldc, a, a_row, a_col, b + full, ldb, m, n - full, k);
+    accumulate_product<true>(c, ldc, a, a_row, a_col, b, ldb, m, n, k);
+}
+
+SPARQ_VECTORIZE_CLONES
+void add_product(double* c, int64_t ldc, const double* a, int64_t a_row, int64_t a_col, const double* b, int64_t ldb,
+                 int64_t m, int64_t n, int64_t k) {
+    accumulate_product<false>(c, ldc, a, a_row, a_col, b, ldb, m, n, k);
 }
 
 void subtract_product_reference(double* c, int64_t ldc, const double* a, int64_t a_row, int64_t a_col,
                                 const double* b, int64_t ldb, int64_t m, int64_t n, int64_t k) {
-    for (int64_t i = 0; i < m; ++i) {
-        for (int64_t j = 0; j < n; ++j) {
-            double sum = 0;
-            for (int64_t t = 0; t < k; ++t) sum += a[i * a_row + t * a_col] * b[t * ldb + j];
-            c[i * ldc + j] -= sum;
-        }
-    }
+    reference_product<true>(c, ldc, a, a_row, a_col, b, ldb, m, n, k);
+}
+
+void add_product_reference(double* c, int64_t ldc, const double* a, int64_t a_row, int64_t a_col, const double* b,
+                           int64_t ldb, int64_t m, int64_t n, int64_t k) {
+    reference_product<false>(c, ldc, a, a_row, a_col, b, ldb, m, n, k);
 }
 
 }  // namespace sparq

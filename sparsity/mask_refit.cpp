@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "core/parallel.h"
+#include "quant/subtract_product.h"
 
 namespace sparq {
 
@@ -16,6 +17,14 @@ using ConstMatrixMap = Eigen::Map<const RowMatrix>;
 // Rows per chunk: large enough that the product with H runs at matrix-matrix
 // speed, and fixed, so chunk boundaries do not depend on the thread count.
 constexpr int64_t kRowsPerChunk = 64;
+
+// x (H + lambda I) for the rows of x (n x cols): lambda x, then the product
+// added by the cloned kernel (Eigen's own product is SSE2-only here).
+RowMatrix ridge_product(const RowMatrix& x, const std::vector<double>& hessian, double lambda) {
+    RowMatrix out = lambda * x;
+    add_product(out.data(), out.cols(), x.data(), x.cols(), 1, hessian.data(), x.cols(), x.rows(), x.cols(), x.cols());
+    return out;
+}
 
 }  // namespace
 
@@ -66,14 +75,14 @@ MaskRefitResult refit_kept_weights(const float* original, float* weights, int64_
                 }
             }
             // Objective per row: delta (H + lambda I) delta^T; residual = -gradient / 2 on kept positions.
-            RowMatrix product = delta * h + lambda * delta;
+            RowMatrix product = ridge_product(delta, hessian, lambda);
             const Eigen::VectorXd start_error = (delta.array() * product.array()).rowwise().sum();
             RowMatrix residual = -(product.array() * keep.array()).matrix();
             RowMatrix z = residual * inverse_diagonal.asDiagonal();
             RowMatrix direction = z;
             Eigen::VectorXd rz = (residual.array() * z.array()).rowwise().sum();
             for (int it = 0; it < options.iterations; ++it) {
-                RowMatrix q = direction * h + lambda * direction;
+                RowMatrix q = ridge_product(direction, hessian, lambda);
                 q.array() *= keep.array();
                 const Eigen::VectorXd curvature = (direction.array() * q.array()).rowwise().sum();
                 Eigen::VectorXd step(n);
@@ -92,7 +101,7 @@ MaskRefitResult refit_kept_weights(const float* original, float* weights, int64_
                     delta(r, c) = static_cast<double>(static_cast<float>(w(r, c))) - original[(r0 + r) * cols + c];
                 }
             }
-            product = delta * h + lambda * delta;
+            product = ridge_product(delta, hessian, lambda);
             const Eigen::VectorXd end_error = (delta.array() * product.array()).rowwise().sum();
             double sum_before = 0, sum_after = 0;
             for (int64_t r = 0; r < n; ++r) {

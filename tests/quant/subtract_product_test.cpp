@@ -1,5 +1,6 @@
-// subtract_product (quant/subtract_product.h), the cloned C -= A B of GPTQ
-// and the Cholesky factorization, against its plain twin: the same bits on
+// subtract_product and add_product (quant/subtract_product.h), the cloned
+// C -= A B / C += A B of GPTQ, the Cholesky factorization and the refit,
+// against their plain twins: the same bits on
 // shapes that hit every tile and panel remainder, through both A layouts,
 // with NaN/Inf and outliers; and against a long-double product.
 #include <gtest/gtest.h>
@@ -39,6 +40,16 @@ std::pair<std::vector<double>, std::vector<double>> both(const Case& s, bool a_t
     std::vector<double> fast = c0, plain = c0;
     subtract_product(fast.data(), ldc, a.data(), a_row, a_col, b.data(), ldb, s.m, s.n, s.k);
     subtract_product_reference(plain.data(), ldc, a.data(), a_row, a_col, b.data(), ldb, s.m, s.n, s.k);
+    // The adding twin on the result: back near c0, and its own bits equal.
+    std::vector<double> fast_back = fast, plain_back = plain;
+    add_product(fast_back.data(), ldc, a.data(), a_row, a_col, b.data(), ldb, s.m, s.n, s.k);
+    add_product_reference(plain_back.data(), ldc, a.data(), a_row, a_col, b.data(), ldb, s.m, s.n, s.k);
+    EXPECT_EQ(fast_back, plain_back);
+    for (size_t i = 0; i < c0.size(); ++i) {
+        if (std::isfinite(c0[i]) && std::isfinite(fast_back[i]) && outlier == 0) {
+            EXPECT_NEAR(fast_back[i], c0[i], 1e-12 * (1 + std::sqrt(static_cast<double>(s.k))) * 10);
+        }
+    }
     return {fast, plain};
 }
 
