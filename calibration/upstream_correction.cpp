@@ -1,6 +1,5 @@
 #include "calibration/upstream_correction.h"
 
-#include <Eigen/Cholesky>
 #include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
@@ -82,8 +81,9 @@ UpstreamCorrection correct_upstream(const std::vector<CorrectedLinear>& linears,
     for (const double fraction : damping.ladder()) {
         work = h;
         work.diagonal().array() += fraction * mean_diagonal;
-        Eigen::LLT<Eigen::Ref<RowMatrix>> llt(work);  // in place
-        if (llt.info() == Eigen::Success) {
+        // Read as column-major, the symmetric matrix is itself: L^T lands
+        // in the row-major upper triangle.
+        if (cholesky_lower_in_place(work.data(), cols)) {
             factored = true;
             result.damp_fraction = fraction;
             break;
@@ -93,10 +93,10 @@ UpstreamCorrection correct_upstream(const std::vector<CorrectedLinear>& linears,
         result.failure = "H + lambda I is not positive definite at any dampening";
         return result;
     }
-    // The factor L (lower triangle of the in-place decomposition) in float;
+    // The factor L (the transpose of the row-major upper triangle) in float;
     // C's storage goes back.
     FloatRows lower = FloatRows::Zero(cols, cols);
-    lower.triangularView<Eigen::Lower>() = work.cast<float>();  // coefficient by coefficient, no double copy
+    lower.triangularView<Eigen::Lower>() = work.transpose().cast<float>();  // coefficient by coefficient
     std::vector<double>().swap(cross);
     // Each D becomes W* in place.
     std::vector<std::vector<float>>& corrected = drift;

@@ -56,12 +56,12 @@ constexpr int64_t kTile = 128;
 
 int64_t tile_count(int64_t n) { return (n + kTile - 1) / kTile; }
 
-// Lower Cholesky factor of the column-major n x n matrix, in place (only
-// the lower triangle is read; the strict upper triangle is left as
-// garbage). Right-looking and blocked: factor the diagonal block, solve the
-// panel below it, then subtract the panel's outer product from the
-// trailing matrix, tile by tile in parallel; nearly all the n^3 / 3 flops
-// are in those tiles. Returns false when a pivot is not positive.
+}  // namespace
+
+// Right-looking and blocked: factor the diagonal block, solve the panel
+// below it, then subtract the panel's outer product from the trailing
+// matrix, tile by tile in parallel; nearly all the n^3 / 3 flops are in
+// those tiles.
 bool cholesky_lower_in_place(double* m, int64_t n) {
     Eigen::Map<ColMatrix> a(m, n, n);
     std::vector<std::pair<int64_t, int64_t>> tiles;  // (row tile, column tile), column <= row
@@ -102,6 +102,8 @@ bool cholesky_lower_in_place(double* m, int64_t n) {
     }
     return true;
 }
+
+namespace {
 
 // The same for the whole matrix, blocked as LAPACK's dtrtri so the bulk of
 // the work is matrix products: with L = [D 0; B T] and T^-1 already in

@@ -89,6 +89,14 @@ inline std::optional<InverseHessianFactor> inverse_hessian_factor(const std::vec
     return inverse_hessian_factor(hessian, n, {}, damping, failure);
 }
 
+// Lower Cholesky factor of the symmetric positive definite n x n matrix
+// `m`, column-major, in place: only the lower triangle is read, and the
+// strict upper one is left as garbage (row-major callers pass a symmetric
+// matrix and find L^T in its upper triangle). Blocked, with the tiles in
+// parallel (bit-identical for any thread count). Returns false when a
+// pivot is not positive.
+bool cholesky_lower_in_place(double* m, int64_t n);
+
 // Column order by descending diagonal (GPTQ's act-order); ties keep the
 // lower index first, so the order is deterministic.
 std::vector<int64_t> descending_diagonal_order(const std::vector<double>& hessian, int64_t n);
