@@ -25,6 +25,16 @@ struct Problem {
     std::vector<double> hessian, cross;
 };
 
+// H and C of the problem's inputs (after a test changed them).
+void recompute_statistics(Problem& p) {
+    StatisticsAccumulator h(p.cols, true);
+    h.add(p.x.data(), p.tokens);
+    p.hessian = h.finish().hessian;
+    CrossProductAccumulator c(p.cols);
+    c.add(p.x.data(), p.x_fp.data(), p.tokens);
+    p.cross = c.finish();
+}
+
 // Inputs x_fp, and x = x_fp plus drift (a mixing of channels and noise),
 // like a compressed model's inputs next to the full-precision ones.
 Problem make_problem(int64_t rows, int64_t cols, int64_t tokens, double drift, uint32_t seed) {
@@ -46,12 +56,7 @@ Problem make_problem(int64_t rows, int64_t cols, int64_t tokens, double drift, u
             p.x[t * cols + c] += static_cast<float>(drift) * (0.5f * neighbour + normal(rng));
         }
     }
-    StatisticsAccumulator h(cols, true);
-    h.add(p.x.data(), tokens);
-    p.hessian = h.finish().hessian;
-    CrossProductAccumulator c(cols);
-    c.add(p.x.data(), p.x_fp.data(), tokens);
-    p.cross = c.finish();
+    recompute_statistics(p);
     return p;
 }
 
@@ -158,12 +163,7 @@ TEST(UpstreamCorrection, FloatDriftMatchesADoubleSolveOnOutlierChannels) {
             p.x[t * p.cols + c] *= 50.0f;
         }
     }
-    StatisticsAccumulator h(p.cols, true);
-    h.add(p.x.data(), p.tokens);
-    p.hessian = h.finish().hessian;
-    CrossProductAccumulator c(p.cols);
-    c.add(p.x.data(), p.x_fp.data(), p.tokens);
-    p.cross = c.finish();
+    recompute_statistics(p);
     std::vector<float> corrected = p.w;
     const UpstreamCorrection done = correct_one(corrected, p.rows, p.cols, p.hessian, p.cross, DampingOptions{});
     ASSERT_TRUE(done.applied) << done.failure;
@@ -199,12 +199,7 @@ TEST(UpstreamCorrection, InputsDeadInTheCompressedRunKeepTheirWeights) {
     // but the ridge, which keeps it where it was.
     Problem p = make_problem(7, 19, 150, 0.3, 6);
     for (int64_t t = 0; t < p.tokens; ++t) p.x[t * p.cols + 4] = 0.0f;
-    StatisticsAccumulator h(p.cols, true);
-    h.add(p.x.data(), p.tokens);
-    p.hessian = h.finish().hessian;
-    CrossProductAccumulator c(p.cols);
-    c.add(p.x.data(), p.x_fp.data(), p.tokens);
-    p.cross = c.finish();
+    recompute_statistics(p);
     std::vector<float> corrected = p.w;
     ASSERT_TRUE(correct_one(corrected, p.rows, p.cols, p.hessian, p.cross, DampingOptions{}).applied);
     for (int64_t r = 0; r < p.rows; ++r) {
