@@ -255,6 +255,12 @@ SparseGptResult sparsegpt_prune(const float* weight, int64_t rows, int64_t cols,
     return result;
 }
 
+double quantize_masked_with_refit_cost(int64_t rows, int64_t cols, int64_t span, int refit_iterations) {
+    const double groups = static_cast<double>((cols + span - 1) / std::max<int64_t>(1, span));
+    return (refit_iterations + 2) * groups * static_cast<double>(rows) * static_cast<double>(cols) *
+           static_cast<double>(cols);
+}
+
 SparseGptResult quantize_masked_with_refit(const float* original, const float* start, int64_t rows, int64_t cols,
                                            const std::vector<double>& hessian, const PruneMask& mask,
                                            const QuantScheme& quant, const SparseGptOptions& options,

@@ -82,4 +82,16 @@ SparseGptResult quantize_masked_with_refit(const float* original, const float* s
                                            const QuantScheme& quant, const SparseGptOptions& options,
                                            int refit_iterations, const std::string& tensor);
 
+// Multiply-adds quantize_masked_with_refit spends on a [rows, cols] weight
+// with groups of `span` columns: one refit per group, each (iterations + 2)
+// products of the rows with H. That is (iterations + 2) x groups times the
+// OBS pass's rows x cols^2: fine for small layers, hours for a 1B-class
+// down_proj (176 groups, some 1e14 in all).
+double quantize_masked_with_refit_cost(int64_t rows, int64_t cols, int64_t span, int refit_iterations);
+
+// The joint pass leaves the group-wise quantizer out above this (a minute or
+// two on two cores) and logs it; the shared models' layers cost at most
+// 4.3e10.
+inline constexpr double kMaskedRefitBudget = 2e12;
+
 }  // namespace sparq

@@ -303,5 +303,24 @@ TEST(Owl, OutlierRatioCountsScoresAboveMTimesTheMean) {
     EXPECT_DOUBLE_EQ(r.ratio(), 0.01);
 }
 
+// The group-wise refit quantizer's cost, and where the joint pass draws
+// its line: every layer of the shared models runs it, a 1B-class model's
+// big layers do not.
+TEST(SparseGpt, GroupWiseRefitCostSeparatesSmallLayersFromLargeOnes) {
+    // (10 + 2) refits of 256 x 768^2 per group, 24 groups of 32.
+    EXPECT_DOUBLE_EQ(quantize_masked_with_refit_cost(256, 768, 32, 10), 12.0 * 24 * 256 * 768.0 * 768.0);
+    EXPECT_DOUBLE_EQ(quantize_masked_with_refit_cost(4, 33, 32, 0), 2.0 * 2 * 4 * 33 * 33);  // a short last group
+    // small-llama-v2 (hidden 256, intermediate 768): q/o, gate/up, down.
+    EXPECT_LT(quantize_masked_with_refit_cost(256, 256, 32, 10), kMaskedRefitBudget);
+    EXPECT_LT(quantize_masked_with_refit_cost(768, 256, 32, 10), kMaskedRefitBudget);
+    EXPECT_LT(quantize_masked_with_refit_cost(256, 768, 32, 10), kMaskedRefitBudget);
+    // A 1B-class model (hidden 2048, intermediate 5632, 4 KV heads of 64):
+    // k/v (256 rows, 8e11) still run; q/o, gate/up and down do not.
+    EXPECT_LT(quantize_masked_with_refit_cost(256, 2048, 32, 10), kMaskedRefitBudget);
+    EXPECT_GT(quantize_masked_with_refit_cost(2048, 2048, 32, 10), kMaskedRefitBudget);
+    EXPECT_GT(quantize_masked_with_refit_cost(5632, 2048, 32, 10), kMaskedRefitBudget);
+    EXPECT_GT(quantize_masked_with_refit_cost(2048, 5632, 32, 10), kMaskedRefitBudget);
+}
+
 }  // namespace
 }  // namespace sparq
