@@ -89,6 +89,10 @@ int64_t parse_calibration_samples(std::string_view text, std::string_view field)
     return value;
 }
 
+int64_t calibration_samples_from_json(const nlohmann::json& value, std::string_view field) {
+    return value.is_string() ? parse_calibration_samples(value.get<std::string>(), field) : value.get<int64_t>();
+}
+
 std::string calibration_samples_name(int64_t samples) {
     return samples == kAllCalibrationWindows ? "all" : std::to_string(samples);
 }

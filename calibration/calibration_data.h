@@ -17,6 +17,7 @@
 
 #include <cstdint>
 #include <limits>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -31,6 +32,8 @@ inline constexpr int64_t kAllCalibrationWindows = std::numeric_limits<int64_t>::
 // "all" or a positive decimal count, as written on the command line or in a
 // recipe. Throws sparq::Error naming `field` otherwise.
 int64_t parse_calibration_samples(std::string_view text, std::string_view field);
+// The same from a recipe's or pass's JSON options: "all" or an integer.
+int64_t calibration_samples_from_json(const nlohmann::json& value, std::string_view field);
 // The inverse, for messages and option dumps: "all" or the number.
 std::string calibration_samples_name(int64_t samples);
 

@@ -189,11 +189,7 @@ SparsifyOptions parse_sparsify_options(const nlohmann::json& j) {
         if (j.contains("embed_bits")) o.embed_bits = j["embed_bits"].get<int>();
         if (j.contains("head_bits")) o.head_bits = j["head_bits"].get<int>();
         if (j.contains("calib")) o.calib = j["calib"].get<std::string>();
-        if (j.contains("calib_samples")) {
-            const auto& v = j["calib_samples"];
-            o.calib_samples = v.is_string() ? parse_calibration_samples(v.get<std::string>(), "calib_samples")
-                                            : v.get<int64_t>();
-        }
+        if (j.contains("calib_samples")) o.calib_samples = calibration_samples_from_json(j["calib_samples"], "calib_samples");
         if (j.contains("calib_len")) o.calib_len = j["calib_len"].get<int64_t>();
         if (j.contains("seed")) o.seed = j["seed"].get<uint64_t>();
         if (j.contains("calib_cache")) o.calib_cache = j["calib_cache"].get<std::string>();
