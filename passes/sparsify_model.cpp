@@ -441,8 +441,7 @@ std::vector<float> prune_scores(PruneMethod method, const Tensor& weight, const 
 
 namespace {
 
-// The unstructured / N:M / joint pass on `model` (already structurally
-// pruned when --structured is given).
+// The unstructured / N:M / joint pass on `model` (already cut when --structured is given).
 SparsifyResult sparsify_source(const ModelSource& model, const SparsifyOptions& options,
                                const std::function<void(const std::string&)>& log) {
     const auto plan = plan_sparsification(model, options);
