@@ -1,7 +1,5 @@
 #include "quant/subtract_product.h"
 
-#include <algorithm>
-
 #include "core/vectorize.h"
 
 namespace sparq {
@@ -50,16 +48,17 @@ __attribute__((always_inline)) inline void tile(double* c, int64_t ldc, const do
     }
 }
 
-// Columns past the last full panel, one at a time (same order of sums).
+// The plain loops, in the same order of sums: the twin the tests compare
+// against, and the columns past the last full panel.
 template <bool Subtract>
-__attribute__((always_inline)) inline void narrow_tile(double* c, int64_t ldc, const double* a, int64_t a_row,
-                                                       int64_t a_col, const double* b, int64_t ldb, int64_t rows,
-                                                       int64_t width, int64_t k) {
-    for (int64_t r = 0; r < rows; ++r) {
-        for (int64_t j = 0; j < width; ++j) {
+__attribute__((always_inline)) inline void plain_product(double* c, int64_t ldc, const double* a, int64_t a_row,
+                                                         int64_t a_col, const double* b, int64_t ldb, int64_t m,
+                                                         int64_t n, int64_t k) {
+    for (int64_t i = 0; i < m; ++i) {
+        for (int64_t j = 0; j < n; ++j) {
             double sum = 0;
-            for (int64_t t = 0; t < k; ++t) sum += a[r * a_row + t * a_col] * b[t * ldb + j];
-            c[r * ldc + j] = Subtract ? c[r * ldc + j] - sum : c[r * ldc + j] + sum;
+            for (int64_t t = 0; t < k; ++t) sum += a[i * a_row + t * a_col] * b[t * ldb + j];
+            c[i * ldc + j] = Subtract ? c[i * ldc + j] - sum : c[i * ldc + j] + sum;
         }
     }
 }
@@ -77,19 +76,7 @@ __attribute__((always_inline)) inline void accumulate_product(double* c, int64_t
         }
         for (; i < m; ++i) tile<Subtract, 1>(c + i * ldc + j0, ldc, a + i * a_row, a_row, a_col, b + j0, ldb, k);
     }
-    if (full < n) narrow_tile<Subtract>(c + full, ldc, a, a_row, a_col, b + full, ldb, m, n - full, k);
-}
-
-template <bool Subtract>
-void reference_product(double* c, int64_t ldc, const double* a, int64_t a_row, int64_t a_col, const double* b,
-                       int64_t ldb, int64_t m, int64_t n, int64_t k) {
-    for (int64_t i = 0; i < m; ++i) {
-        for (int64_t j = 0; j < n; ++j) {
-            double sum = 0;
-            for (int64_t t = 0; t < k; ++t) sum += a[i * a_row + t * a_col] * b[t * ldb + j];
-            c[i * ldc + j] = Subtract ? c[i * ldc + j] - sum : c[i * ldc + j] + sum;
-        }
-    }
+    if (full < n) plain_product<Subtract>(c + full, ldc, a, a_row, a_col, b + full, ldb, m, n - full, k);
 }
 
 }  // namespace
@@ -108,12 +95,12 @@ void add_product(double* c, int64_t ldc, const double* a, int64_t a_row, int64_t
 
 void subtract_product_reference(double* c, int64_t ldc, const double* a, int64_t a_row, int64_t a_col,
                                 const double* b, int64_t ldb, int64_t m, int64_t n, int64_t k) {
-    reference_product<true>(c, ldc, a, a_row, a_col, b, ldb, m, n, k);
+    plain_product<true>(c, ldc, a, a_row, a_col, b, ldb, m, n, k);
 }
 
 void add_product_reference(double* c, int64_t ldc, const double* a, int64_t a_row, int64_t a_col, const double* b,
                            int64_t ldb, int64_t m, int64_t n, int64_t k) {
-    reference_product<false>(c, ldc, a, a_row, a_col, b, ldb, m, n, k);
+    plain_product<false>(c, ldc, a, a_row, a_col, b, ldb, m, n, k);
 }
 
 }  // namespace sparq
