@@ -109,27 +109,28 @@ public:
                 // loses nothing by not seeing the original ones.
                 solved = sparsegpt_prune(pruned.weights.data(), rows, cols, stats.hessian, target, job.gptq,
                                          solver_, name, &pruned.mask);
-                // The group-wise quantizer only where it takes minutes, not hours.
-                const double group_refit_cost =
-                    quantize_masked_with_refit_cost(rows, cols, job.gptq->group_span(cols), refit_);
-                if (refit_ > 0 && !pruned.fell_back && group_refit_cost > kMaskedRefitBudget && log_) {
-                    char line[256];
-                    std::snprintf(line, sizeof line,
-                                  "%s: the group-wise refit quantizer is left out (%.2g multiply-adds, over %.2g); "
-                                  "the OBS pass with the mask fixed quantizes it",
-                                  name.c_str(), group_refit_cost, kMaskedRefitBudget);
-                    log_(line);
-                }
-                if (refit_ > 0 && !pruned.fell_back && group_refit_cost <= kMaskedRefitBudget) {
-                    // Neither quantizer wins on every layer (the OBS pass
-                    // compensates inside a group, the refit exactly on the
-                    // mask between groups): keep the one with the lower
-                    // calibration output error against the original weights.
-                    SparseGptResult by_groups = quantize_masked_with_refit(
-                        w, pruned.weights.data(), rows, cols, stats.hessian, pruned.mask, *job.gptq, solver_, refit_, name);
-                    if (hessian_weighted_error(w, by_groups.weights.data(), rows, cols, stats.hessian) <
-                        hessian_weighted_error(w, solved->weights.data(), rows, cols, stats.hessian)) {
-                        solved = std::move(by_groups);
+                // Neither quantizer wins on every layer (the OBS pass
+                // compensates inside a group, the refit exactly on the mask
+                // between groups): keep the one with the lower calibration
+                // output error against the original weights. The group-wise
+                // one only where it takes seconds, not hours.
+                if (refit_ > 0 && !pruned.fell_back) {
+                    const double cost = quantize_masked_with_refit_cost(rows, cols, job.gptq->group_span(cols), refit_);
+                    if (cost <= kMaskedRefitBudget) {
+                        SparseGptResult by_groups = quantize_masked_with_refit(
+                            w, pruned.weights.data(), rows, cols, stats.hessian, pruned.mask, *job.gptq, solver_, refit_,
+                            name);
+                        if (hessian_weighted_error(w, by_groups.weights.data(), rows, cols, stats.hessian) <
+                            hessian_weighted_error(w, solved->weights.data(), rows, cols, stats.hessian)) {
+                            solved = std::move(by_groups);
+                        }
+                    } else if (log_) {
+                        char line[256];
+                        std::snprintf(line, sizeof line,
+                                      "%s: the group-wise refit quantizer is left out (%.2g multiply-adds, over "
+                                      "%.2g); the OBS pass with the mask fixed quantizes it",
+                                      name.c_str(), cost, kMaskedRefitBudget);
+                        log_(line);
                     }
                 }
             } else if (method_ == PruneMethod::SparseGPT) {
