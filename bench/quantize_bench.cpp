@@ -17,6 +17,7 @@
 #include "core/tensor.h"
 #include "quant/quantize_tensor.h"
 #include "quant/rtn_fused.h"
+#include "quant/subtract_product.h"
 
 namespace sparq {
 namespace {
@@ -71,6 +72,24 @@ void BM_RtnRows(benchmark::State& state, QuantScheme scheme, bool fused) {
                                                       benchmark::Counter::kIsRate);
 }
 
+// One thread: C += A B in double (quant/subtract_product.h) on the shapes
+// of the offline passes: the refit's product of 64 rows with H of a 1B
+// down_proj (5632 inputs), GPTQ's lazy update of one 128-column batch, and
+// a 256 x 256 Cholesky tile. GMAC/s counts multiply-adds.
+void BM_AddProduct(benchmark::State& state, int64_t m, int64_t n, int64_t k) {
+    std::mt19937 rng(2);
+    std::normal_distribution<double> gauss(0.0, 1.0);
+    std::vector<double> a(static_cast<size_t>(m * k)), b(static_cast<size_t>(k * n)), c(static_cast<size_t>(m * n));
+    for (double& x : a) x = gauss(rng);
+    for (double& x : b) x = gauss(rng);
+    for (auto _ : state) {
+        add_product(c.data(), n, a.data(), k, 1, b.data(), n, m, n, k);
+        benchmark::DoNotOptimize(c.data());
+    }
+    state.counters["GMAC/s"] = benchmark::Counter(static_cast<double>(m * n * k) * state.iterations() / 1e9,
+                                                  benchmark::Counter::kIsRate);
+}
+
 BENCHMARK_CAPTURE(BM_RtnRows, int4_g32_fused, QuantScheme{4, 32, true}, true)->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_RtnRows, int4_g32_reference, QuantScheme{4, 32, true}, false)->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_RtnRows, int8_channel_fused, QuantScheme{8, 0, true}, true)->Unit(benchmark::kMillisecond);
@@ -78,6 +97,9 @@ BENCHMARK_CAPTURE(BM_RtnRows, int8_channel_reference, QuantScheme{8, 0, true}, f
 BENCHMARK_CAPTURE(BM_RtnRows, int4_g32_asym_fused, QuantScheme{4, 32, false}, true)->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_RtnRows, int4_g32_asym_reference, QuantScheme{4, 32, false}, false)->Unit(benchmark::kMillisecond);
 
+BENCHMARK_CAPTURE(BM_AddProduct, refit_64x5632x5632, 64, 5632, 5632)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_AddProduct, gptq_batch_46x5504x128, 46, 5504, 128)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_AddProduct, cholesky_tile_256x256x256, 256, 256, 256)->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_Quantize, int4_g32_rtn, QuantScheme{4, 32, true}, QuantMethod::Rtn)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(BM_Quantize, int4_g128_rtn, QuantScheme{4, 128, true}, QuantMethod::Rtn)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(BM_Quantize, int8_channel_rtn, QuantScheme{8, 0, true}, QuantMethod::Rtn)->Unit(benchmark::kMillisecond)->UseRealTime();

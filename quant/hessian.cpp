@@ -276,20 +276,25 @@ std::vector<double> permute_symmetric(const std::vector<double>& hessian, int64_
 double hessian_weighted_error(const float* a, const float* b, int64_t rows, int64_t cols,
                               const std::vector<double>& hessian) {
     check_size(hessian, cols);
-    const Eigen::Map<const RowMatrix> h(hessian.data(), cols, cols);
-    const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, cols));
-    const size_t chunks = static_cast<size_t>((rows + grain - 1) / grain);
+    // 64 rows per product: H (cols x cols) streams from memory once per
+    // chunk, so small chunks would read it hundreds of times on a wide layer.
+    // Fixed chunks and one partial sum each: the same total for any thread count.
+    constexpr int64_t kRowsPerChunk = 64;
+    const size_t chunks = static_cast<size_t>((rows + kRowsPerChunk - 1) / kRowsPerChunk);
     std::vector<double> partial(chunks, 0.0);
-    parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
-        RowMatrix d(end - begin, cols);
-        for (int64_t r = begin; r < end; ++r) {
-            for (int64_t c = 0; c < cols; ++c) {
-                const size_t i = static_cast<size_t>(r * cols + c);
-                d(r - begin, c) = static_cast<double>(a[i]) - (b ? static_cast<double>(b[i]) : 0.0);
+    parallel_for(0, static_cast<int64_t>(chunks), 1, [&](int64_t chunk_begin, int64_t chunk_end) {
+        for (int64_t chunk = chunk_begin; chunk < chunk_end; ++chunk) {
+            const int64_t begin = chunk * kRowsPerChunk, n = std::min(kRowsPerChunk, rows - begin);
+            std::vector<double> d(static_cast<size_t>(n * cols)), dh(static_cast<size_t>(n * cols), 0.0);
+            for (int64_t i = 0; i < n * cols; ++i) {
+                const size_t at = static_cast<size_t>(begin * cols + i);
+                d[static_cast<size_t>(i)] = static_cast<double>(a[at]) - (b ? static_cast<double>(b[at]) : 0.0);
             }
+            add_product(dh.data(), cols, d.data(), cols, 1, hessian.data(), cols, n, cols, cols);
+            double sum = 0;
+            for (int64_t i = 0; i < n * cols; ++i) sum += dh[static_cast<size_t>(i)] * d[static_cast<size_t>(i)];
+            partial[static_cast<size_t>(chunk)] = sum;
         }
-        const RowMatrix dh = d * h;
-        partial[static_cast<size_t>(begin / grain)] = dh.cwiseProduct(d).sum();
     });
     double total = 0;
     for (double p : partial) total += p;

@@ -456,5 +456,48 @@ TEST(Hessian, OrderAndWeightedError) {
     EXPECT_DOUBLE_EQ(hessian_weighted_error(a.data(), b.data(), 2, n, h), 18.0);
 }
 
+// Past one chunk of 64 rows and a product panel: the chunked sum against
+// a plain double loop, and the same bits for any thread count.
+TEST(Hessian, WeightedErrorOfManyRowsMatchesAPlainSum) {
+    const int64_t rows = 150, cols = 37;
+    std::mt19937 rng(11);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    std::vector<float> a(static_cast<size_t>(rows * cols)), b(a.size());
+    for (float& x : a) x = normal(rng);
+    for (float& x : b) x = normal(rng);
+    std::vector<double> x(static_cast<size_t>(3 * cols * cols));
+    for (double& v : x) v = normal(rng);
+    Matrix h(static_cast<size_t>(cols * cols), 0.0);  // X^T X: symmetric, positive semi-definite
+    for (int64_t i = 0; i < cols; ++i) {
+        for (int64_t j = 0; j < cols; ++j) {
+            for (int64_t t = 0; t < 3 * cols; ++t) h[i * cols + j] += x[t * cols + i] * x[t * cols + j];
+        }
+    }
+    for (const bool with_b : {false, true}) {
+        long double plain = 0;
+        for (int64_t r = 0; r < rows; ++r) {
+            for (int64_t i = 0; i < cols; ++i) {
+                for (int64_t j = 0; j < cols; ++j) {
+                    const double di = a[r * cols + i] - (with_b ? double{b[r * cols + i]} : 0.0);
+                    const double dj = a[r * cols + j] - (with_b ? double{b[r * cols + j]} : 0.0);
+                    plain += static_cast<long double>(di) * h[i * cols + j] * dj;
+                }
+            }
+        }
+        const float* other = with_b ? b.data() : nullptr;
+        double one = 0, two = 0;
+        {
+            ThreadLimit limit(1);
+            one = hessian_weighted_error(a.data(), other, rows, cols, h);
+        }
+        {
+            ThreadLimit limit(2);
+            two = hessian_weighted_error(a.data(), other, rows, cols, h);
+        }
+        EXPECT_EQ(one, two);
+        EXPECT_NEAR(one, static_cast<double>(plain), 1e-10 * static_cast<double>(plain));
+    }
+}
+
 }  // namespace
 }  // namespace sparq

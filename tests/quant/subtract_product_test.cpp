@@ -67,6 +67,22 @@ TEST(SubtractProduct, SameBitsAsThePlainLoopsOnEveryRemainder) {
     }
 }
 
+// Depths past one packed block of B (256 rows): the sums of each block are
+// parked and resumed, all panels at once; the bits must not change.
+TEST(SubtractProduct, SameBitsAcrossDepthBlocks) {
+    uint32_t seed = 500;
+    for (int64_t m : {1, 4, 7}) {
+        for (int64_t n : {16, 35, 64}) {
+            for (int64_t k : {255, 256, 257, 513, 700}) {
+                for (bool transposed : {false, true}) {
+                    const auto [fast, plain] = both({m, n, k}, transposed, seed++);
+                    ASSERT_EQ(fast, plain) << m << " x " << n << " x " << k << (transposed ? " (A^T)" : "");
+                }
+            }
+        }
+    }
+}
+
 TEST(SubtractProduct, MatchesALongDoubleProduct) {
     const int64_t m = 13, n = 70, k = 200;
     const std::vector<double> a = random_values(static_cast<size_t>(m * k), 5);
