@@ -15,6 +15,7 @@
 
 #include "core/parallel.h"
 #include "core/tensor.h"
+#include "models/matmul.h"
 #include "quant/quantize_tensor.h"
 #include "quant/rtn_fused.h"
 #include "quant/subtract_product.h"
@@ -90,6 +91,26 @@ void BM_AddProduct(benchmark::State& state, int64_t m, int64_t n, int64_t k) {
                                                   benchmark::Counter::kIsRate);
 }
 
+// All threads: the float product of the calibration forward and of the
+// statistics (models/matmul.h), out = x w^T: one 512-token sample through
+// a 1B-class gate_proj (5632 x 2048), and one 256-row band of X^T X over
+// 512 tokens at width 2048; and one and four tokens through gate_proj (a
+// reference model's decode). GMAC/s counts multiply-adds.
+void BM_MatmulF32(benchmark::State& state, int64_t tokens, int64_t rows, int64_t k) {
+    std::mt19937 rng(3);
+    std::normal_distribution<float> gauss(0.0f, 1.0f);
+    std::vector<float> x(static_cast<size_t>(tokens * k)), w(static_cast<size_t>(rows * k)),
+        out(static_cast<size_t>(tokens * rows));
+    for (float& v : x) v = gauss(rng);
+    for (float& v : w) v = gauss(rng);
+    for (auto _ : state) {
+        matmul_f32(x.data(), tokens, w.data(), rows, k, out.data(), rows);
+        benchmark::DoNotOptimize(out.data());
+    }
+    state.counters["GMAC/s"] = benchmark::Counter(static_cast<double>(tokens * rows * k) * state.iterations() / 1e9,
+                                                  benchmark::Counter::kIsRate);
+}
+
 BENCHMARK_CAPTURE(BM_RtnRows, int4_g32_fused, QuantScheme{4, 32, true}, true)->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_RtnRows, int4_g32_reference, QuantScheme{4, 32, true}, false)->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_RtnRows, int8_channel_fused, QuantScheme{8, 0, true}, true)->Unit(benchmark::kMillisecond);
@@ -97,6 +118,13 @@ BENCHMARK_CAPTURE(BM_RtnRows, int8_channel_reference, QuantScheme{8, 0, true}, f
 BENCHMARK_CAPTURE(BM_RtnRows, int4_g32_asym_fused, QuantScheme{4, 32, false}, true)->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_RtnRows, int4_g32_asym_reference, QuantScheme{4, 32, false}, false)->Unit(benchmark::kMillisecond);
 
+BENCHMARK_CAPTURE(BM_MatmulF32, forward_512x5632x2048, 512, 5632, 2048)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_MatmulF32, decode_1x5632x2048, 1, 5632, 2048)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_MatmulF32, decode_4x5632x2048, 4, 5632, 2048)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_MatmulF32, batch_16x5632x2048, 16, 5632, 2048)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_MatmulF32, batch_32x5632x2048, 32, 5632, 2048)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_MatmulF32, batch_64x5632x2048, 64, 5632, 2048)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_MatmulF32, statistics_band_256x2048x512, 256, 2048, 512)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(BM_AddProduct, refit_64x5632x5632, 64, 5632, 5632)->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_AddProduct, gptq_batch_46x5504x128, 46, 5504, 128)->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_AddProduct, cholesky_tile_256x256x256, 256, 256, 256)->Unit(benchmark::kMillisecond);

@@ -6,6 +6,7 @@
 #include <hwy/highway.h>
 
 #include <algorithm>
+#include <vector>
 
 #include "core/parallel.h"
 
@@ -14,11 +15,136 @@ namespace sparq {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
+// Outputs are computed as outer products: a panel of the weights, two
+// vectors' worth of rows (32 on AVX-512), is copied transposed (K-major) so
+// one K step of the panel is two vector loads, and each token's x[t][k] is
+// broadcast against them. A tile of TM tokens keeps TM x 2 accumulators in
+// registers and needs no horizontal sums. Each output is one FMA chain over
+// each K block in ascending k, added to the previous blocks' total: the same
+// bits whatever tile, chunk, thread or vector width computes it.
+template <int TM>
+HWY_INLINE void tile(const float* HWY_RESTRICT x, int64_t x_stride, const float* HWY_RESTRICT panel,
+                     int64_t depth, float* HWY_RESTRICT out, int64_t out_stride, int64_t valid, bool accumulate) {
+    const hn::ScalableTag<float> d;
+    const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+    using V = hn::Vec<decltype(d)>;
+    V low[TM], high[TM];
+    for (int i = 0; i < TM; ++i) low[i] = high[i] = hn::Zero(d);
+    for (int64_t kk = 0; kk < depth; ++kk) {
+        const V w_low = hn::LoadU(d, panel + kk * 2 * lanes);
+        const V w_high = hn::LoadU(d, panel + kk * 2 * lanes + lanes);
+        for (int i = 0; i < TM; ++i) {
+            const V xv = hn::Set(d, x[i * x_stride + kk]);
+            low[i] = hn::MulAdd(xv, w_low, low[i]);
+            high[i] = hn::MulAdd(xv, w_high, high[i]);
+        }
+    }
+    if (valid == 2 * lanes) {
+        for (int i = 0; i < TM; ++i) {
+            float* o = out + i * out_stride;
+            if (accumulate) {
+                low[i] = hn::Add(hn::LoadU(d, o), low[i]);
+                high[i] = hn::Add(hn::LoadU(d, o + lanes), high[i]);
+            }
+            hn::StoreU(low[i], d, o);
+            hn::StoreU(high[i], d, o + lanes);
+        }
+        return;
+    }
+    // The last panel of a chunk: only `valid` rows exist.
+    HWY_ALIGN float buffer[2 * (HWY_MAX_BYTES / sizeof(float))];
+    for (int i = 0; i < TM; ++i) {
+        hn::StoreU(low[i], d, buffer);
+        hn::StoreU(high[i], d, buffer + lanes);
+        float* o = out + i * out_stride;
+        for (int64_t j = 0; j < valid; ++j) o[j] = accumulate ? o[j] + buffer[j] : buffer[j];
+    }
+}
+
+template <int TM>
+HWY_INLINE void tokens_remainder(const float* x, int64_t x_stride, const float* panel, int64_t depth, float* out,
+                                 int64_t out_stride, int64_t valid, bool accumulate, int64_t count) {
+    if constexpr (TM > 1) {
+        if (count < TM) {
+            tokens_remainder<TM - 1>(x, x_stride, panel, depth, out, out_stride, valid, accumulate, count);
+            return;
+        }
+    }
+    tile<TM>(x, x_stride, panel, depth, out, out_stride, valid, accumulate);
+}
+
+// Tokens per register tile: 6 x 2 accumulators + 2 weight vectors + one
+// broadcast fit AVX2's 16 registers as well as AVX-512's 32.
+constexpr int kTileTokens = 6;
+// Columns per K block (kMatmulColumnBlock, part of the sum order): one
+// packed panel (256 x 32 floats, 32 KiB) stays in L1 while every token of a
+// token block passes over it.
+constexpr int64_t kColumnBlock = kMatmulColumnBlock;
+// Tokens per pass over a K block: their activations (256 x 1 KiB) stay in
+// L2 while the chunk's panels go by.
+constexpr int64_t kTokenBlock = 256;
+
+float* panel_scratch(size_t floats) {
+    thread_local std::vector<float> scratch;
+    if (scratch.size() < floats) scratch.resize(floats);
+    return scratch.data();
+}
+
+void MatmulRowsBroadcast(const float* x, int64_t tokens, const float* w, int64_t row_begin, int64_t row_end,
+                         int64_t k, float* out, int64_t out_stride) {
+    const hn::ScalableTag<float> d;
+    const int64_t width = 2 * static_cast<int64_t>(hn::Lanes(d));
+    const int64_t rows = row_end - row_begin, panels = (rows + width - 1) / width;
+    float* packed = panel_scratch(static_cast<size_t>(panels * width * kColumnBlock));
+    for (int64_t k0 = 0; k0 < k; k0 += kColumnBlock) {
+        const int64_t depth = std::min(kColumnBlock, k - k0);
+        const bool accumulate = k0 > 0;
+        // Transpose this K block of the chunk's rows into panels; rows past
+        // the end are zero and never stored.
+        for (int64_t p = 0; p < panels; ++p) {
+            float* panel = packed + p * width * depth;
+            const int64_t r = row_begin + p * width, valid = std::min(width, row_end - r);
+            const float* src = w + r * k + k0;
+            for (int64_t kk = 0; kk < depth; ++kk) {
+                float* dst = panel + kk * width;
+                for (int64_t j = 0; j < valid; ++j) dst[j] = src[j * k + kk];
+                for (int64_t j = valid; j < width; ++j) dst[j] = 0.0f;
+            }
+        }
+        for (int64_t t0 = 0; t0 < tokens; t0 += kTokenBlock) {
+            const int64_t t_end = std::min(tokens, t0 + kTokenBlock);
+            for (int64_t p = 0; p < panels; ++p) {
+                const float* panel = packed + p * width * depth;
+                const int64_t r = row_begin + p * width, valid = std::min(width, row_end - r);
+                int64_t t = t0;
+                for (; t + kTileTokens <= t_end; t += kTileTokens) {
+                    tile<kTileTokens>(x + t * k + k0, k, panel, depth, out + t * out_stride + r, out_stride, valid,
+                                      accumulate);
+                }
+                if (t < t_end) {
+                    tokens_remainder<kTileTokens - 1>(x + t * k + k0, k, panel, depth, out + t * out_stride + r,
+                                                      out_stride, valid, accumulate, t_end - t);
+                }
+            }
+        }
+    }
+}
+
+// The last partial vector of a row, through a zero-padded copy: on SSE4
+// and below Highway's MaskedLoad loads the whole vector, past the end of
+// the buffer (a crash when that end is a page's).
+template <class D>
+HWY_INLINE hn::Vec<D> load_tail(D d, const float* p, int64_t count) {
+    HWY_ALIGN float tail[HWY_MAX_BYTES / sizeof(float)] = {};
+    std::copy(p, p + count, tail);
+    return hn::Load(d, tail);
+}
+
 // Computes a TM x TN tile of outputs with TM*TN vector accumulators, so each
 // loaded vector of x and w is reused TN / TM times. Every output is summed
 // lane-wise over k and reduced the same way whatever tile computes it.
 template <int TM, int TN>
-HWY_INLINE void tile(const float* HWY_RESTRICT x, int64_t x_stride, const float* HWY_RESTRICT w,
+HWY_INLINE void dot_tile(const float* HWY_RESTRICT x, int64_t x_stride, const float* HWY_RESTRICT w,
                      int64_t w_stride, int64_t k, float* HWY_RESTRICT out, int64_t out_stride,
                      bool accumulate) {
     const hn::ScalableTag<float> d;
@@ -37,11 +163,10 @@ HWY_INLINE void tile(const float* HWY_RESTRICT x, int64_t x_stride, const float*
         }
     }
     if (kk < k) {
-        const auto mask = hn::FirstN(d, static_cast<size_t>(k - kk));
         V wv[TN];
-        for (int j = 0; j < TN; ++j) wv[j] = hn::MaskedLoad(mask, d, w + j * w_stride + kk);
+        for (int j = 0; j < TN; ++j) wv[j] = load_tail(d, w + j * w_stride + kk, k - kk);
         for (int i = 0; i < TM; ++i) {
-            const V xv = hn::MaskedLoad(mask, d, x + i * x_stride + kk);
+            const V xv = load_tail(d, x + i * x_stride + kk, k - kk);
             for (int j = 0; j < TN; ++j) acc[i][j] = hn::MulAdd(xv, wv[j], acc[i][j]);
         }
     }
@@ -53,31 +178,20 @@ HWY_INLINE void tile(const float* HWY_RESTRICT x, int64_t x_stride, const float*
     }
 }
 
-// Columns per K block: a block of a row chunk's weights plus four tokens'
-// activations (32 rows x 1 KiB + 4 KiB) stays in L1 while every token
-// passes over it, so the tiles load from L1 instead of L2.
-constexpr int64_t kColumnBlock = 256;
-
 template <int TN>
-HWY_INLINE void rows_block(const float* x, int64_t tokens, const float* w, int64_t k, int64_t block,
+HWY_INLINE void dot_rows_block(const float* x, int64_t tokens, const float* w, int64_t k, int64_t block,
                            float* out, int64_t out_stride, bool accumulate) {
     int64_t t = 0;
     for (; t + 4 <= tokens; t += 4) {
-        tile<4, TN>(x + t * k, k, w, k, block, out + t * out_stride, out_stride, accumulate);
+        dot_tile<4, TN>(x + t * k, k, w, k, block, out + t * out_stride, out_stride, accumulate);
     }
-    for (; t < tokens; ++t) tile<1, TN>(x + t * k, k, w, k, block, out + t * out_stride, out_stride, accumulate);
+    for (; t < tokens; ++t) dot_tile<1, TN>(x + t * k, k, w, k, block, out + t * out_stride, out_stride, accumulate);
 }
 
-// Tokens per pass over a K block of the chunk's rows: their activations
-// (256 x 1 KiB) stay in L2 while the chunk's rows go by, instead of every
-// 4 rows streaming all tokens' block from L3 or memory (calibration runs
-// thousands of tokens at once).
-constexpr int64_t kTokenBlock = 256;
-
-// Sums over K in fixed blocks (boundaries depend only on k), so each output
-// is added up in the same order whatever chunk or thread computes it; the
-// token blocks only change which outputs are computed first.
-void MatmulRows(const float* x, int64_t tokens, const float* w, int64_t row_begin, int64_t row_end,
+// The dot-product kernel, for small batches: no packing, each weight row
+// read in place. Sums over K in fixed blocks, so each output is added up in
+// the same order whatever chunk or thread computes it.
+void MatmulRowsDot(const float* x, int64_t tokens, const float* w, int64_t row_begin, int64_t row_end,
                 int64_t k, float* out, int64_t out_stride) {
     for (int64_t k0 = 0; k0 < k; k0 += kColumnBlock) {
         const int64_t block = std::min(kColumnBlock, k - k0);
@@ -87,13 +201,14 @@ void MatmulRows(const float* x, int64_t tokens, const float* w, int64_t row_begi
             const float* xs = x + t0 * k + k0;
             float* os = out + t0 * out_stride;
             int64_t r = row_begin;
-            for (; r + 4 <= row_end; r += 4) rows_block<4>(xs, n, w + r * k + k0, k, block, os + r, out_stride, accumulate);
-            for (; r < row_end; ++r) rows_block<1>(xs, n, w + r * k + k0, k, block, os + r, out_stride, accumulate);
+            for (; r + 4 <= row_end; r += 4) dot_rows_block<4>(xs, n, w + r * k + k0, k, block, os + r, out_stride, accumulate);
+            for (; r < row_end; ++r) dot_rows_block<1>(xs, n, w + r * k + k0, k, block, os + r, out_stride, accumulate);
         }
     }
 }
 
 int64_t CompiledTarget() { return HWY_TARGET; }
+int64_t FusesMultiplyAdd() { return HWY_NATIVE_FMA; }
 
 }  // namespace HWY_NAMESPACE
 }  // namespace sparq
@@ -102,20 +217,30 @@ HWY_AFTER_NAMESPACE();
 #if HWY_ONCE
 namespace sparq {
 
-HWY_EXPORT(MatmulRows);
+HWY_EXPORT(MatmulRowsBroadcast);
+HWY_EXPORT(MatmulRowsDot);
 HWY_EXPORT(CompiledTarget);
+HWY_EXPORT(FusesMultiplyAdd);
 
 void matmul_f32(const float* x, int64_t tokens, const float* w, int64_t rows, int64_t k, float* out,
                 int64_t out_stride) {
     // Chunks of rows sized so one chunk of weights stays in L2 while every
-    // token passes over it; a multiple of 4 so the 4-row tile boundaries never
-    // depend on where a chunk starts.
+    // token passes over it: whole panels of 32 rows (16 on AVX2) for the
+    // broadcast kernel, 4-row tiles for the dot kernel. Chunk boundaries
+    // never change the sums, only which thread computes them.
     const int64_t bytes_per_row = std::max<int64_t>(1, k * 4);
     int64_t grain = std::clamp<int64_t>((256 * 1024) / bytes_per_row, 32, 256);
-    grain = (grain + 3) / 4 * 4;
-    parallel_for(0, rows, grain, [&](int64_t b, int64_t e) {
-        HWY_DYNAMIC_DISPATCH(MatmulRows)(x, tokens, w, b, e, k, out, out_stride);
-    });
+    if (tokens >= kMatmulBroadcastMinTokens) {
+        grain = (grain + 31) / 32 * 32;
+        parallel_for(0, rows, grain, [&](int64_t b, int64_t e) {
+            HWY_DYNAMIC_DISPATCH(MatmulRowsBroadcast)(x, tokens, w, b, e, k, out, out_stride);
+        });
+    } else {
+        grain = (grain + 3) / 4 * 4;
+        parallel_for(0, rows, grain, [&](int64_t b, int64_t e) {
+            HWY_DYNAMIC_DISPATCH(MatmulRowsDot)(x, tokens, w, b, e, k, out, out_stride);
+        });
+    }
 }
 
 void matmul_f32_scalar(const float* x, int64_t tokens, const float* w, int64_t rows, int64_t k,
@@ -132,6 +257,10 @@ void matmul_f32_scalar(const float* x, int64_t tokens, const float* w, int64_t r
 const char* matmul_target_name() {
     return hwy::TargetName(HWY_DYNAMIC_DISPATCH(CompiledTarget)());
 }
+
+bool matmul_target_fuses_multiply_add() { return HWY_DYNAMIC_DISPATCH(FusesMultiplyAdd)() != 0; }
+
+int64_t matmul_compiled_targets() { return HWY_TARGETS; }
 
 }  // namespace sparq
 #endif

@@ -100,7 +100,10 @@ TEST(CrossProduct, MatchesADirectDoubleSum) {
 }
 
 TEST(CrossProduct, OfRowsWithThemselvesIsTheHessian) {
-    // The same product code: equal up to the Hessian's symmetrization.
+    // The same product code, equal up to the Hessian's symmetrization and
+    // float rounding: entry (i, j) and (j, i) come from bands of different
+    // heights (256 and 44 rows here), which matmul_f32 sums in different
+    // orders (models/matmul.h: below 48 rows, dot products).
     const Problem p = make_problem(1, 300, 70, 0.3, 2);  // wider than one 256-row band
     CrossProductAccumulator c(p.cols);
     StatisticsAccumulator h(p.cols, true);
@@ -114,7 +117,7 @@ TEST(CrossProduct, OfRowsWithThemselvesIsTheHessian) {
             const double symmetric = i == j ? self[static_cast<size_t>(i * p.cols + i)]
                                             : 0.5 * (self[static_cast<size_t>(i * p.cols + j)] +
                                                      self[static_cast<size_t>(j * p.cols + i)]);
-            ASSERT_NEAR(symmetric, hessian[static_cast<size_t>(i * p.cols + j)], 1e-14 * (1 + std::fabs(symmetric)))
+            ASSERT_NEAR(symmetric, hessian[static_cast<size_t>(i * p.cols + j)], 1e-6 * (1 + std::fabs(symmetric)))
                 << i << ", " << j;
         }
     }
