@@ -15,7 +15,8 @@ namespace sparq::testing {
 std::string data_dir();
 std::string data_path(const std::string& relative);
 bool running_in_ci();
-// A fresh empty directory under the build tree for a test's outputs.
+// A fresh empty directory for a test's outputs, in the system temporary
+// directory; removed when the test process exits.
 std::string temp_dir(const std::string& name);
 
 }  // namespace sparq::testing
