@@ -64,7 +64,9 @@ double sqnr_db_of(const float* w, const std::vector<float>& q) {
 std::vector<double> weighted_errors(const float* w, const std::vector<const float*>& approximations, int64_t rows,
                                     int64_t cols, const std::vector<double>& hessian) {
     std::vector<float> h(hessian.begin(), hessian.end());
-    const int64_t chunk = std::max<int64_t>(1, (int64_t{1} << 16) / cols);
+    // 256 rows per product: matmul_f32 then runs its broadcast kernel, and H
+    // (cols^2 floats) streams from memory once per 256 rows, not per few.
+    const int64_t chunk = std::clamp<int64_t>(rows, 1, 256);
     std::vector<float> d(static_cast<size_t>(chunk * cols)), dh(d.size());
     std::vector<double> out;
     for (size_t k = 0; k <= approximations.size(); ++k) {

@@ -56,7 +56,9 @@ struct ErrorTerm {
 // Fixed row chunks, in order: deterministic for any thread count.
 double weighted_error(const std::vector<float>& w, const float* q, int64_t rows, int64_t cols,
                       const std::vector<ErrorTerm>& terms) {
-    const int64_t chunk = std::max<int64_t>(1, (int64_t{1} << 16) / cols);
+    // 256 rows per product: matmul_f32 then runs its broadcast kernel, and H
+    // (cols^2 floats) streams from memory once per 256 rows, not per few.
+    const int64_t chunk = std::clamp<int64_t>(rows, 1, 256);
     std::vector<float> d(static_cast<size_t>(chunk * cols)), dh(d.size());
     double total = 0;
     for (const ErrorTerm& term : terms) {
