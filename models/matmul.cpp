@@ -224,6 +224,10 @@ HWY_EXPORT(FusesMultiplyAdd);
 
 void matmul_f32(const float* x, int64_t tokens, const float* w, int64_t rows, int64_t k, float* out,
                 int64_t out_stride) {
+    if (k <= 0) {  // empty sums: both kernels would leave the output unwritten
+        for (int64_t t = 0; t < tokens; ++t) std::fill(out + t * out_stride, out + t * out_stride + rows, 0.0f);
+        return;
+    }
     // Chunks of rows sized so one chunk of weights stays in L2 while every
     // token passes over it: whole panels of 32 rows (16 on AVX2) for the
     // broadcast kernel, 4-row tiles for the dot kernel. Chunk boundaries

@@ -159,6 +159,14 @@ TEST(Matmul, NanAndInfPropagate) {
     }
 }
 
+TEST(Matmul, EmptySumsAreZero) {
+    for (const int64_t tokens : {int64_t{2}, kMatmulBroadcastMinTokens}) {
+        std::vector<float> out(static_cast<size_t>(tokens * 5), 3.0f);
+        matmul_f32(nullptr, tokens, nullptr, 5, 0, out.data(), 5);
+        for (float v : out) EXPECT_EQ(v, 0.0f);
+    }
+}
+
 TEST(Matmul, BitIdenticalForAnyThreadCount) {
     for (const int64_t tokens : {int64_t{7}, kMatmulBroadcastMinTokens + 13}) {
         const int64_t rows = 1000, k = 300;
