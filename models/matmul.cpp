@@ -145,8 +145,8 @@ HWY_INLINE hn::Vec<D> load_tail(D d, const float* p, int64_t count) {
 // lane-wise over k and reduced the same way whatever tile computes it.
 template <int TM, int TN>
 HWY_INLINE void dot_tile(const float* HWY_RESTRICT x, int64_t x_stride, const float* HWY_RESTRICT w,
-                     int64_t w_stride, int64_t k, float* HWY_RESTRICT out, int64_t out_stride,
-                     bool accumulate) {
+                         int64_t w_stride, int64_t k, float* HWY_RESTRICT out, int64_t out_stride,
+                         bool accumulate) {
     const hn::ScalableTag<float> d;
     const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
     using V = hn::Vec<decltype(d)>;
@@ -180,7 +180,7 @@ HWY_INLINE void dot_tile(const float* HWY_RESTRICT x, int64_t x_stride, const fl
 
 template <int TN>
 HWY_INLINE void dot_rows_block(const float* x, int64_t tokens, const float* w, int64_t k, int64_t block,
-                           float* out, int64_t out_stride, bool accumulate) {
+                               float* out, int64_t out_stride, bool accumulate) {
     int64_t t = 0;
     for (; t + 4 <= tokens; t += 4) {
         dot_tile<4, TN>(x + t * k, k, w, k, block, out + t * out_stride, out_stride, accumulate);
@@ -192,7 +192,7 @@ HWY_INLINE void dot_rows_block(const float* x, int64_t tokens, const float* w, i
 // read in place. Sums over K in fixed blocks, so each output is added up in
 // the same order whatever chunk or thread computes it.
 void MatmulRowsDot(const float* x, int64_t tokens, const float* w, int64_t row_begin, int64_t row_end,
-                int64_t k, float* out, int64_t out_stride) {
+                   int64_t k, float* out, int64_t out_stride) {
     for (int64_t k0 = 0; k0 < k; k0 += kColumnBlock) {
         const int64_t block = std::min(kColumnBlock, k - k0);
         const bool accumulate = k0 > 0;
@@ -201,7 +201,9 @@ void MatmulRowsDot(const float* x, int64_t tokens, const float* w, int64_t row_b
             const float* xs = x + t0 * k + k0;
             float* os = out + t0 * out_stride;
             int64_t r = row_begin;
-            for (; r + 4 <= row_end; r += 4) dot_rows_block<4>(xs, n, w + r * k + k0, k, block, os + r, out_stride, accumulate);
+            for (; r + 4 <= row_end; r += 4) {
+                dot_rows_block<4>(xs, n, w + r * k + k0, k, block, os + r, out_stride, accumulate);
+            }
             for (; r < row_end; ++r) dot_rows_block<1>(xs, n, w + r * k + k0, k, block, os + r, out_stride, accumulate);
         }
     }

@@ -38,8 +38,8 @@ double* product_scratch(size_t doubles) {
 // sums (Rows x kPanel, contiguous) += A(Rows x depth) packed(depth x kPanel).
 // Inlined so that each clone compiles it for its target.
 template <int64_t Rows>
-__attribute__((always_inline)) inline void tile(double* sums, int64_t ld_sums, const double* a, int64_t a_row, int64_t a_col,
-                                                const double* packed, int64_t depth) {
+__attribute__((always_inline)) inline void tile(double* sums, int64_t ld_sums, const double* a, int64_t a_row,
+                                                int64_t a_col, const double* packed, int64_t depth) {
     Lanes8 low[Rows], high[Rows];
     for (int64_t r = 0; r < Rows; ++r) {
         // Unaligned loads and stores: memcpy compiles to one unaligned move.
@@ -107,7 +107,9 @@ __attribute__((always_inline)) inline void accumulate_product(double* c, int64_t
                         tile<kTileRows>(panel_sums + i * width, width, a_block + i * a_row, a_row, a_col, packed,
                                         depth);
                     }
-                    for (; i < m; ++i) tile<1>(panel_sums + i * width, width, a_block + i * a_row, a_row, a_col, packed, depth);
+                    for (; i < m; ++i) {
+                        tile<1>(panel_sums + i * width, width, a_block + i * a_row, a_row, a_col, packed, depth);
+                    }
                 }
             }
             for (int64_t i = 0; i < m; ++i) {

@@ -57,7 +57,8 @@ void broadcast_order_twin(const float* x, int64_t tokens, const float* w, int64_
 
 using MatmulTargets = testing::ForcedTarget;
 
-INSTANTIATE_TEST_SUITE_P(Targets, MatmulTargets, ::testing::ValuesIn(testing::runnable_targets(matmul_compiled_targets())),
+INSTANTIATE_TEST_SUITE_P(Targets, MatmulTargets,
+                         ::testing::ValuesIn(testing::runnable_targets(matmul_compiled_targets())),
                          testing::target_param_name);
 
 // Both kernels against the double twin; token counts on both sides of the
@@ -65,7 +66,8 @@ INSTANTIATE_TEST_SUITE_P(Targets, MatmulTargets, ::testing::ValuesIn(testing::ru
 // one 256-column block.
 TEST_P(MatmulTargets, MatchesScalarTwinOnOddShapes) {
     ASSERT_STREQ(matmul_target_name(), hwy::TargetName(GetParam()));
-    for (int64_t tokens : {int64_t{1}, int64_t{2}, int64_t{3}, int64_t{4}, int64_t{5}, int64_t{9}, kMatmulBroadcastMinTokens - 1, kMatmulBroadcastMinTokens,
+    for (int64_t tokens : {int64_t{1}, int64_t{2}, int64_t{3}, int64_t{4}, int64_t{5}, int64_t{9},
+                           kMatmulBroadcastMinTokens - 1, kMatmulBroadcastMinTokens,
                            kMatmulBroadcastMinTokens + 5}) {
         for (int64_t rows : {1, 3, 4, 7, 13, 33, 64}) {
             for (int64_t k : {1, 5, 16, 17, 63, 64, 172, 288}) {
