@@ -19,9 +19,9 @@ namespace {
 // L1) into a contiguous panel before the row tiles read it. Read in place,
 // consecutive rows of one panel sit a whole row of B apart, a new page each
 // for H of a wide layer: the refit's 64 x 5632 x 5632 product ran at a
-// fifth of the speed of a cache-sized one. The running sums of a depth
-// block go to a scratch row of the panel and come back for the next one:
-// the order of the sums is unchanged, so are the bits.
+// fifth of the speed of a cache-sized one. Between depth blocks the running
+// sums wait in scratch and come back for the next block: the order of the
+// sums is unchanged, so are the bits.
 constexpr int64_t kTileRows = 4;
 constexpr int64_t kPanel = 16;
 constexpr int64_t kDepthBlock = 256;
