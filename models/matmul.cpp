@@ -90,6 +90,46 @@ float* panel_scratch(size_t floats) {
     return scratch.data();
 }
 
+// panel[kk * width + j] = src[j * stride + kk] for j < valid, kk < depth,
+// and 0 for valid <= j < width. A plain copy; the bits of the products do
+// not depend on how it is done. 4 x 4 blocks go through 128-bit registers
+// (two rounds of interleaves): a quarter of the loads and stores of the
+// element-wise loop (64-token products 1.17x; from 256 tokens on the copy
+// is hidden behind the weights' own reads from memory).
+void pack_panel(const float* HWY_RESTRICT src, int64_t stride, int64_t valid, int64_t depth, int64_t width,
+                float* HWY_RESTRICT panel) {
+    int64_t j0 = 0, k4 = 0;
+#if HWY_TARGET != HWY_SCALAR
+    const hn::Full128<float> d4;
+    const int64_t full_rows = valid / 4 * 4;
+    k4 = depth / 4 * 4;
+    for (; j0 < full_rows; j0 += 4) {
+        const float* row = src + j0 * stride;
+        for (int64_t kk = 0; kk < k4; kk += 4) {
+            const auto a = hn::LoadU(d4, row + kk), b = hn::LoadU(d4, row + stride + kk);
+            const auto c = hn::LoadU(d4, row + 2 * stride + kk), e = hn::LoadU(d4, row + 3 * stride + kk);
+            const auto ab_low = hn::InterleaveLower(d4, a, b), ce_low = hn::InterleaveLower(d4, c, e);
+            const auto ab_high = hn::InterleaveUpper(d4, a, b), ce_high = hn::InterleaveUpper(d4, c, e);
+            float* out = panel + kk * width + j0;
+            hn::StoreU(hn::ConcatLowerLower(d4, ce_low, ab_low), d4, out);
+            hn::StoreU(hn::ConcatUpperUpper(d4, ce_low, ab_low), d4, out + width);
+            hn::StoreU(hn::ConcatLowerLower(d4, ce_high, ab_high), d4, out + 2 * width);
+            hn::StoreU(hn::ConcatUpperUpper(d4, ce_high, ab_high), d4, out + 3 * width);
+        }
+    }
+#endif
+    // What the blocks left: the last depth % 4 columns of the blocked rows,
+    // then the rows past the last block of 4, then the zero rows.
+    for (int64_t kk = k4; kk < depth; ++kk) {
+        for (int64_t j = 0; j < j0; ++j) panel[kk * width + j] = src[j * stride + kk];
+    }
+    for (int64_t kk = 0; kk < depth; ++kk) {
+        float* out = panel + kk * width;
+        for (int64_t j = j0; j < valid; ++j) out[j] = src[j * stride + kk];
+        for (int64_t j = valid; j < width; ++j) out[j] = 0.0f;
+    }
+}
+
 void MatmulRowsBroadcast(const float* x, int64_t tokens, const float* w, int64_t row_begin, int64_t row_end,
                          int64_t k, float* out, int64_t out_stride) {
     const hn::ScalableTag<float> d;
@@ -102,14 +142,8 @@ void MatmulRowsBroadcast(const float* x, int64_t tokens, const float* w, int64_t
         // Transpose this K block of the chunk's rows into panels; rows past
         // the end are zero and never stored.
         for (int64_t p = 0; p < panels; ++p) {
-            float* panel = packed + p * width * depth;
-            const int64_t r = row_begin + p * width, valid = std::min(width, row_end - r);
-            const float* src = w + r * k + k0;
-            for (int64_t kk = 0; kk < depth; ++kk) {
-                float* dst = panel + kk * width;
-                for (int64_t j = 0; j < valid; ++j) dst[j] = src[j * k + kk];
-                for (int64_t j = valid; j < width; ++j) dst[j] = 0.0f;
-            }
+            const int64_t r = row_begin + p * width;
+            pack_panel(w + r * k + k0, k, std::min(width, row_end - r), depth, width, packed + p * width * depth);
         }
         for (int64_t t0 = 0; t0 < tokens; t0 += kTokenBlock) {
             const int64_t t_end = std::min(tokens, t0 + kTokenBlock);
