@@ -11,12 +11,14 @@
 
 namespace sparq::testing {
 
-// n values from N(0, scale^2), the same sequence for the same seed.
-inline std::vector<float> normal_values(size_t n, uint32_t seed, float scale = 1.0f) {
+// n values from N(0, scale^2), the same sequence for the same seed and
+// type (float and double draw different sequences).
+template <class T = float>
+std::vector<T> normal_values(size_t n, uint32_t seed, T scale = T{1}) {
     std::mt19937 rng(seed);
-    std::normal_distribution<float> normal(0.0f, scale);
-    std::vector<float> v(n);
-    for (float& x : v) x = normal(rng);
+    std::normal_distribution<T> normal(T{0}, scale);
+    std::vector<T> v(n);
+    for (T& x : v) x = normal(rng);
     return v;
 }
 

@@ -4,28 +4,20 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
-#include <random>
 #include <vector>
 
+#include "random_values.h"
 #include "core/error.h"
 #include "models/linear.h"
 
 namespace sparq {
 namespace {
 
-std::vector<float> random_floats(size_t n, uint32_t seed) {
-    std::mt19937 rng(seed);
-    std::normal_distribution<float> normal(0.0f, 1.0f);
-    std::vector<float> v(n);
-    for (float& x : v) x = normal(rng);
-    return v;
-}
-
 TEST(ForwardSameInput, LayersThatCannotShareRunOneByOne) {
     const int64_t cols = 40, tokens = 3;
-    const auto wq = random_floats(24 * cols, 1), wk = random_floats(8 * cols, 2);
+    const auto wq = testing::normal_values(24 * cols, 1), wk = testing::normal_values(8 * cols, 2);
     const DenseLinear q(wq.data(), 24, cols, nullptr), k(wk.data(), 8, cols, nullptr);
-    const auto x = random_floats(tokens * cols, 3);
+    const auto x = testing::normal_values(tokens * cols, 3);
     std::vector<float> yq(tokens * 24), yk(tokens * 10, -1.0f), eq(yq.size()), ek(yk.size(), -1.0f);
     const Linear* const layers[] = {&q, &k};
     const LinearOutput outputs[] = {{yq.data(), 24}, {yk.data(), 10}};

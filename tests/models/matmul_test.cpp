@@ -7,12 +7,12 @@
 
 #include <hwy/targets.h>
 
+#include "random_values.h"
 #include "simd_targets.h"
 
 #include <cmath>
 #include <limits>
 #include <algorithm>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -21,14 +21,6 @@
 
 namespace sparq {
 namespace {
-
-std::vector<float> random_values(size_t n, uint32_t seed, float scale = 1.0f) {
-    std::mt19937 gen(seed);
-    std::normal_distribution<float> dist(0.0f, scale);
-    std::vector<float> v(n);
-    for (auto& x : v) x = dist(gen);
-    return v;
-}
 
 // The broadcast kernel's order of sums (models/matmul.h) as plain loops:
 // per K block one chain from 0, fused or not as the target is, the blocks'
@@ -71,8 +63,8 @@ TEST_P(MatmulTargets, MatchesScalarTwinOnOddShapes) {
                            kMatmulBroadcastMinTokens + 5}) {
         for (int64_t rows : {1, 3, 4, 7, 13, 33, 64}) {
             for (int64_t k : {1, 5, 16, 17, 63, 64, 172, 288}) {
-                const auto x = random_values(static_cast<size_t>(tokens * k), 1 + static_cast<uint32_t>(tokens));
-                const auto w = random_values(static_cast<size_t>(rows * k), 100 + static_cast<uint32_t>(rows));
+                const auto x = testing::normal_values(static_cast<size_t>(tokens * k), 1 + static_cast<uint32_t>(tokens));
+                const auto w = testing::normal_values(static_cast<size_t>(rows * k), 100 + static_cast<uint32_t>(rows));
                 std::vector<float> fast(static_cast<size_t>(tokens * rows)), ref(fast.size());
                 matmul_f32(x.data(), tokens, w.data(), rows, k, fast.data(), rows);
                 matmul_f32_scalar(x.data(), tokens, w.data(), rows, k, ref.data(), rows);
@@ -90,8 +82,8 @@ TEST_P(MatmulTargets, BroadcastKernelSumsInItsStatedOrder) {
     for (int64_t tokens : {kMatmulBroadcastMinTokens, kMatmulBroadcastMinTokens + 1, int64_t{300}}) {
         for (int64_t rows : {1, 15, 16, 17, 31, 32, 33, 100}) {
             for (int64_t k : {1, 255, 256, 257, 600}) {
-                const auto x = random_values(static_cast<size_t>(tokens * k), 7 + static_cast<uint32_t>(k));
-                auto w = random_values(static_cast<size_t>(rows * k), 8 + static_cast<uint32_t>(rows));
+                const auto x = testing::normal_values(static_cast<size_t>(tokens * k), 7 + static_cast<uint32_t>(k));
+                auto w = testing::normal_values(static_cast<size_t>(rows * k), 8 + static_cast<uint32_t>(rows));
                 w[0] = 1e4f;  // an outlier in the first K block of row 0
                 std::vector<float> fast(static_cast<size_t>(tokens * rows)), twin(fast.size());
                 matmul_f32(x.data(), tokens, w.data(), rows, k, fast.data(), rows);
@@ -108,8 +100,8 @@ TEST_P(MatmulTargets, BroadcastKernelSumsInItsStatedOrder) {
 TEST_P(MatmulTargets, WritesOnlyItsColumnsOfAWiderOutput) {
     for (int64_t tokens : {int64_t{3}, kMatmulBroadcastMinTokens + 2}) {
         const int64_t rows = 37, k = 70, stride = 45;
-        const auto x = random_values(static_cast<size_t>(tokens * k), 21);
-        const auto w = random_values(static_cast<size_t>(rows * k), 22);
+        const auto x = testing::normal_values(static_cast<size_t>(tokens * k), 21);
+        const auto w = testing::normal_values(static_cast<size_t>(rows * k), 22);
         std::vector<float> out(static_cast<size_t>(tokens * stride), -7.0f), ref(static_cast<size_t>(tokens * rows));
         matmul_f32(x.data(), tokens, w.data(), rows, k, out.data(), stride);
         matmul_f32_scalar(x.data(), tokens, w.data(), rows, k, ref.data(), rows);
@@ -128,7 +120,7 @@ TEST_P(MatmulTargets, WritesOnlyItsColumnsOfAWiderOutput) {
 
 TEST(Matmul, ZeroRowsAndOutliers) {
     const int64_t tokens = 3, rows = 8, k = 100;
-    auto x = random_values(static_cast<size_t>(tokens * k), 7);
+    auto x = testing::normal_values(static_cast<size_t>(tokens * k), 7);
     std::vector<float> w(static_cast<size_t>(rows * k), 0.0f);
     w[5 * k + 3] = 1e30f;  // one huge weight in row 5
     std::vector<float> fast(static_cast<size_t>(tokens * rows)), ref(fast.size());
@@ -148,8 +140,8 @@ TEST(Matmul, ZeroRowsAndOutliers) {
 TEST(Matmul, NanAndInfPropagate) {
     const int64_t k = 37;
     for (const int64_t tokens : {int64_t{2}, kMatmulBroadcastMinTokens}) {
-        auto x = random_values(static_cast<size_t>(tokens * k), 3);
-        auto w = random_values(static_cast<size_t>(4 * k), 4);
+        auto x = testing::normal_values(static_cast<size_t>(tokens * k), 3);
+        auto w = testing::normal_values(static_cast<size_t>(4 * k), 4);
         x[5] = std::numeric_limits<float>::quiet_NaN();       // token 0
         x[k + 36] = std::numeric_limits<float>::infinity();  // token 1, in the tail
         w[3 * k + 36] = 1.0f;
@@ -172,8 +164,8 @@ TEST(Matmul, EmptySumsAreZero) {
 TEST(Matmul, BitIdenticalForAnyThreadCount) {
     for (const int64_t tokens : {int64_t{7}, kMatmulBroadcastMinTokens + 13}) {
         const int64_t rows = 1000, k = 300;
-        const auto x = random_values(static_cast<size_t>(tokens * k), 11);
-        const auto w = random_values(static_cast<size_t>(rows * k), 12);
+        const auto x = testing::normal_values(static_cast<size_t>(tokens * k), 11);
+        const auto w = testing::normal_values(static_cast<size_t>(rows * k), 12);
         std::vector<float> one(static_cast<size_t>(tokens * rows)), two(one.size());
         {
             ThreadLimit limit(1);

@@ -7,21 +7,13 @@
 
 #include <cmath>
 #include <limits>
-#include <random>
 #include <vector>
 
+#include "random_values.h"
 #include "quant/subtract_product.h"
 
 namespace sparq {
 namespace {
-
-std::vector<double> random_values(size_t n, uint32_t seed) {
-    std::mt19937 rng(seed);
-    std::normal_distribution<double> normal(0.0, 1.0);
-    std::vector<double> v(n);
-    for (double& x : v) x = normal(rng);
-    return v;
-}
 
 struct Case {
     int64_t m, n, k;
@@ -32,9 +24,9 @@ struct Case {
 std::pair<std::vector<double>, std::vector<double>> both(const Case& s, bool a_transposed, uint32_t seed,
                                                          double outlier = 0) {
     const int64_t ldc = s.n + 3, ldb = s.n + 1;
-    const std::vector<double> c0 = random_values(static_cast<size_t>(s.m * ldc), seed);
-    std::vector<double> a = random_values(static_cast<size_t>(s.m * s.k), seed + 1);
-    std::vector<double> b = random_values(static_cast<size_t>(std::max<int64_t>(1, s.k * ldb)), seed + 2);
+    const std::vector<double> c0 = testing::normal_values<double>(static_cast<size_t>(s.m * ldc), seed);
+    std::vector<double> a = testing::normal_values<double>(static_cast<size_t>(s.m * s.k), seed + 1);
+    std::vector<double> b = testing::normal_values<double>(static_cast<size_t>(std::max<int64_t>(1, s.k * ldb)), seed + 2);
     if (outlier != 0 && !a.empty()) a[a.size() / 2] = outlier;
     const int64_t a_row = a_transposed ? 1 : s.k, a_col = a_transposed ? s.m : 1;
     std::vector<double> fast = c0, plain = c0;
@@ -85,8 +77,8 @@ TEST(SubtractProduct, SameBitsAcrossDepthBlocks) {
 
 TEST(SubtractProduct, MatchesALongDoubleProduct) {
     const int64_t m = 13, n = 70, k = 200;
-    const std::vector<double> a = random_values(static_cast<size_t>(m * k), 5);
-    const std::vector<double> b = random_values(static_cast<size_t>(k * n), 6);
+    const std::vector<double> a = testing::normal_values<double>(static_cast<size_t>(m * k), 5);
+    const std::vector<double> b = testing::normal_values<double>(static_cast<size_t>(k * n), 6);
     std::vector<double> c(static_cast<size_t>(m * n), 1.0);
     subtract_product(c.data(), n, a.data(), k, 1, b.data(), n, m, n, k);
     for (int64_t i = 0; i < m; ++i) {
@@ -103,8 +95,8 @@ TEST(SubtractProduct, OutliersNanAndInfStayWhereTheyBelong) {
     const auto [fast, plain] = both({9, 40, 17}, false, 77, 1e300);
     EXPECT_EQ(fast, plain);
     const Case s{5, 20, 6};
-    std::vector<double> a = random_values(static_cast<size_t>(s.m * s.k), 8);
-    std::vector<double> b = random_values(static_cast<size_t>(s.k * s.n), 9);
+    std::vector<double> a = testing::normal_values<double>(static_cast<size_t>(s.m * s.k), 8);
+    std::vector<double> b = testing::normal_values<double>(static_cast<size_t>(s.k * s.n), 9);
     a[2 * s.k + 3] = std::numeric_limits<double>::quiet_NaN();  // row 2
     b[1 * s.n + 18] = std::numeric_limits<double>::infinity();  // column 18, past the full panel
     std::vector<double> c(static_cast<size_t>(s.m * s.n), 0.0);
