@@ -16,6 +16,8 @@
 #include "core/parallel.h"
 #include "core/tensor.h"
 #include "models/matmul.h"
+#include "quant/group_output_error.h"
+#include "quant/imatrix.h"
 #include "quant/quantize_tensor.h"
 #include "quant/rtn_fused.h"
 #include "quant/subtract_product.h"
@@ -111,6 +113,55 @@ void BM_MatmulF32(benchmark::State& state, int64_t tokens, int64_t rows, int64_t
                                                   benchmark::Counter::kIsRate);
 }
 
+// One thread: the clip searches' group score H d (quant/group_output_error.h)
+// on one 128- or 32-column group, the cloned column-sum loop against its
+// row-by-row twin (the loop the score ran before). GMAC/s counts multiply-adds.
+void BM_GroupBlockProduct(benchmark::State& state, int64_t n, bool cloned) {
+    std::mt19937 rng(4);
+    std::normal_distribution<float> gauss(0.0f, 1.0f);
+    std::vector<float> h(static_cast<size_t>(n * n)), d(static_cast<size_t>(n)), s(static_cast<size_t>(n));
+    for (float& v : h) v = gauss(rng);
+    for (float& v : d) v = gauss(rng);
+    for (auto _ : state) {
+        if (cloned) {
+            block_times_vector(h.data(), d.data(), n, s.data());
+        } else {
+            block_times_vector_reference(h.data(), d.data(), n, s.data());
+        }
+        benchmark::DoNotOptimize(s.data());
+    }
+    state.counters["GMAC/s"] = benchmark::Counter(static_cast<double>(n * n) * state.iterations() / 1e9,
+                                                  benchmark::Counter::kIsRate);
+}
+
+// All threads: importance-weighted RTN (the imatrix method's quantizer and
+// AWQ's per-candidate clip search) of 256 rows of the 2048 x 5632 matrix,
+// int4 g128, each group's clipping scored by d^T H_gg d (52 candidates).
+void BM_ImportanceWeighted(benchmark::State& state) {
+    const int64_t rows = 256, cols = 5632;
+    std::mt19937 rng(5);
+    std::normal_distribution<double> gauss(0.0, 1.0);
+    // A dense positive definite H with uneven channel energy: X^T X of 64
+    // random tokens plus a diagonal.
+    std::vector<double> x(static_cast<size_t>(64 * cols));
+    for (double& v : x) v = gauss(rng);
+    std::vector<double> h(static_cast<size_t>(cols * cols), 0.0);
+    for (int64_t i = 0; i < cols; ++i) {
+        for (int64_t j = 0; j <= i; ++j) {
+            double sum = i == j ? 1.0 : 0.0;
+            for (int64_t t = 0; t < 64; ++t) sum += x[t * cols + i] * x[t * cols + j] / 64;
+            h[i * cols + j] = h[j * cols + i] = sum;
+        }
+    }
+    for (auto _ : state) {
+        PackedTensor p = quantize_importance_weighted(weights().data(), rows, cols, h, QuantScheme{4, 128, true},
+                                                      ImportanceWeighting::GroupHessian, "w");
+        benchmark::DoNotOptimize(p.codes.data());
+    }
+    state.counters["Mweights/s"] = benchmark::Counter(static_cast<double>(rows * cols) * state.iterations() / 1e6,
+                                                      benchmark::Counter::kIsRate);
+}
+
 BENCHMARK_CAPTURE(BM_RtnRows, int4_g32_fused, QuantScheme{4, 32, true}, true)->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_RtnRows, int4_g32_reference, QuantScheme{4, 32, true}, false)->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_RtnRows, int8_channel_fused, QuantScheme{8, 0, true}, true)->Unit(benchmark::kMillisecond);
@@ -125,6 +176,11 @@ BENCHMARK_CAPTURE(BM_MatmulF32, batch_16x5632x2048, 16, 5632, 2048)->Unit(benchm
 BENCHMARK_CAPTURE(BM_MatmulF32, batch_32x5632x2048, 32, 5632, 2048)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(BM_MatmulF32, batch_64x5632x2048, 64, 5632, 2048)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(BM_MatmulF32, statistics_band_256x2048x512, 256, 2048, 512)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_GroupBlockProduct, g128_cloned, 128, true)->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_GroupBlockProduct, g128_row_by_row, 128, false)->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_GroupBlockProduct, g32_cloned, 32, true)->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_GroupBlockProduct, g32_row_by_row, 32, false)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_ImportanceWeighted)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(BM_AddProduct, refit_64x5632x5632, 64, 5632, 5632)->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_AddProduct, gptq_batch_46x5504x128, 46, 5504, 128)->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_AddProduct, cholesky_tile_256x256x256, 256, 256, 256)->Unit(benchmark::kMillisecond);

@@ -6,42 +6,22 @@
 
 #include "core/error.h"
 #include "core/parallel.h"
+#include "quant/group_output_error.h"
 #include "quant/rtn.h"
 
 namespace sparq {
 
 namespace {
 
-// d^T H_gg d for the group quantized with p. `h` is the group's block as
-// floats (n x n, row-major): float products vectorize in a portable build,
-// and the score only ranks candidates. `d` is n floats of scratch.
-double group_output_error(const QuantScheme& scheme, const float* x, int64_t n, const float* h, GroupParams p,
-                          float* d) {
-    const float scale = p.scale_value();
-    const int lowest = min_code(scheme), highest = max_code(scheme);
-    for (int64_t i = 0; i < n; ++i) {
-        const uint8_t code = quantize_value(x[i], scale, p.zero, lowest, highest);
-        d[i] = x[i] - dequantize_value(code, scale, p.zero);
-    }
-    double error = 0;
-    for (int64_t i = 0; i < n; ++i) {
-        const float* row = h + i * n;
-        float s = 0;
-        for (int64_t j = 0; j < n; ++j) s += row[j] * d[j];
-        error += static_cast<double>(d[i]) * s;
-    }
-    return error;
-}
-
-GroupParams search_with_float_block(const QuantScheme& scheme, const float* x, int64_t n, const float* h,
-                                    const ClipGrid& grid, float* d) {
+GroupParams search_with_float_block(const QuantScheme& scheme, const float* x, int64_t n, const float* h_transposed,
+                                    const ClipGrid& grid, float* scratch) {
     if (const std::optional<GroupParams> exact = exact_group_params(scheme, x, n)) return *exact;
     const GroupRange range = group_range(x, n);
     const RtnCandidates at_one = rtn_candidates(scheme, range, 1.0f);
     GroupParams best = at_one.params[0];
-    double best_error = group_output_error(scheme, x, n, h, best, d);
+    double best_error = group_output_error(scheme, x, n, h_transposed, best, scratch);
     for (int c = 1; c < at_one.count; ++c) {
-        const double e = group_output_error(scheme, x, n, h, at_one.params[c], d);
+        const double e = group_output_error(scheme, x, n, h_transposed, at_one.params[c], scratch);
         if (e < best_error) {
             best = at_one.params[c];
             best_error = e;
@@ -51,7 +31,7 @@ GroupParams search_with_float_block(const QuantScheme& scheme, const float* x, i
     for (int k = 1; k <= grid.steps && best_error > 0.0; ++k) {
         const GroupParams candidate = rtn_candidates(scheme, range, grid.ratio(k)).params[0];
         if (candidate == best) continue;
-        const double e = group_output_error(scheme, x, n, h, candidate, d);
+        const double e = group_output_error(scheme, x, n, h_transposed, candidate, scratch);
         if (e < best_error) {
             best = candidate;
             best_error = e;
@@ -60,20 +40,13 @@ GroupParams search_with_float_block(const QuantScheme& scheme, const float* x, i
     return best;
 }
 
-std::vector<float> float_block(const double* h_block, int64_t n, int64_t ld) {
-    std::vector<float> block(static_cast<size_t>(n * n));
-    for (int64_t i = 0; i < n; ++i)
-        for (int64_t j = 0; j < n; ++j) block[static_cast<size_t>(i * n + j)] = static_cast<float>(h_block[i * ld + j]);
-    return block;
-}
-
 }  // namespace
 
 GroupParams search_clip_params_hessian(const QuantScheme& scheme, const float* x, int64_t n, const double* h_block,
                                        int64_t ld, const ClipGrid& grid) {
-    const std::vector<float> block = float_block(h_block, n, ld);
-    std::vector<float> d(static_cast<size_t>(n));
-    return search_with_float_block(scheme, x, n, block.data(), grid, d.data());
+    const std::vector<float> block = float_block_transposed(h_block, n, ld);
+    std::vector<float> scratch(static_cast<size_t>(2 * n));
+    return search_with_float_block(scheme, x, n, block.data(), grid, scratch.data());
 }
 
 PackedTensor quantize_importance_weighted(const float* weight, int64_t rows, int64_t cols,
@@ -115,11 +88,11 @@ PackedTensor quantize_importance_weighted(const float* weight, int64_t rows, int
     if (weighting == ImportanceWeighting::GroupHessian) {
         for (int64_t g = 0; g < groups; ++g) {
             const int64_t first = g * span, n = std::min(span, cols - first);
-            blocks.push_back(float_block(hessian.data() + first * cols + first, n, cols));
+            blocks.push_back(float_block_transposed(hessian.data() + first * cols + first, n, cols));
         }
     }
     parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
-        std::vector<float> scratch(static_cast<size_t>(span)), d(static_cast<size_t>(span));
+        std::vector<float> scratch(static_cast<size_t>(span)), error_scratch(static_cast<size_t>(2 * span));
         std::vector<uint8_t> codes(static_cast<size_t>(cols)), zeros(static_cast<size_t>(groups));
         for (int64_t r = begin; r < end; ++r) {
             const float* row = weight + r * cols;
@@ -132,7 +105,8 @@ PackedTensor quantize_importance_weighted(const float* weight, int64_t rows, int
                                                codes.data() + first, scratch.data());
                     } else {
                         const GroupParams chosen =
-                            search_with_float_block(scheme, row + first, n, blocks[g].data(), grid, d.data());
+                            search_with_float_block(scheme, row + first, n, blocks[g].data(), grid,
+                                                    error_scratch.data());
                         p = encode_group_canonical(scheme, row + first, n, chosen, codes.data() + first,
                                                    scratch.data());
                     }
