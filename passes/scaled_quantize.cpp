@@ -178,9 +178,11 @@ std::vector<float> ScaledBlockQuantizer::choose_scales(InputSpace space, const S
         alpha = choice.alpha;
         if (log_) {
             char line[256];
-            std::snprintf(line, sizeof line, "layer %lld %s: awq alpha %.2f%s, output error %.4g (rtn, alpha 0: %.4g)",
+            const std::string sampled =
+                choice.row_stride > 1 ? ", scored on 1 row in " + std::to_string(choice.row_stride) : "";
+            std::snprintf(line, sizeof line, "layer %lld %s: awq alpha %.2f%s, output error %.4g (rtn, alpha 0: %.4g%s)",
                           static_cast<long long>(layer_), input_space_name(space), choice.alpha,
-                          choice.duo ? " (duo)" : "", choice.error, choice.errors.front());
+                          choice.duo ? " (duo)" : "", choice.error, choice.errors.front(), sampled.c_str());
             log_(line);
         }
         return choice.scales;

@@ -111,6 +111,24 @@ AwqChoice awq_search(const std::vector<AwqLinear>& linears, int64_t cols, const 
             }
         }
     }
+    // Every candidate is scored on the same rows: all of them, or every
+    // k-th row of each linear when the space is large (AwqGrid::scored_weights).
+    int64_t weights = 0;
+    for (const AwqLinear& l : linears) weights += l.rows * cols;
+    const int64_t stride = module_error ? 1 : grid.row_stride(weights);
+    std::vector<std::vector<float>> sampled_rows;
+    std::vector<AwqLinear> scored = linears;
+    if (stride > 1) {
+        sampled_rows.reserve(scored.size());
+        for (AwqLinear& l : scored) {
+            const int64_t kept = (l.rows + stride - 1) / stride;
+            std::vector<float>& rows = sampled_rows.emplace_back(static_cast<size_t>(kept * cols));
+            for (int64_t r = 0; r < kept; ++r)
+                std::copy(l.weight + r * stride * cols, l.weight + (r * stride + 1) * cols, rows.begin() + r * cols);
+            l.weight = rows.data();
+            l.rows = kept;
+        }
+    }
     // Phase 1: every candidate scored after plain RTN (cheap).
     struct Candidate {
         double alpha;
@@ -130,7 +148,7 @@ AwqChoice awq_search(const std::vector<AwqLinear>& linears, int64_t cols, const 
     auto output_error = [&](const std::vector<float>& s, bool clip) {
         double error = 0;
         std::vector<std::vector<float>> effective;
-        for (const AwqLinear& l : linears) {
+        for (const AwqLinear& l : scored) {
             scaled.assign(l.weight, l.weight + l.rows * cols);
             scale_columns({scaled.data(), l.rows, cols}, s);
             std::vector<float> q = dequantize_tensor(
@@ -147,6 +165,7 @@ AwqChoice awq_search(const std::vector<AwqLinear>& linears, int64_t cols, const 
         return clip && module_error ? module_error(effective) : error;
     };
     AwqChoice best;
+    best.row_stride = stride;
     for (const Candidate& c : candidates) best.errors.push_back(output_error(c.scales, false));
     // Ties keep the earlier candidate: smaller alpha, plain before duo.
     std::vector<size_t> order(candidates.size());

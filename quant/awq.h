@@ -40,7 +40,21 @@ struct AwqGrid {
     // on stories260K int4 g128 the 3 best by RTN keep 57-60% of RTN's
     // perplexity increase where all of them keep 51-52%.
     int refine = 1000;
+    // Candidates are scored on every k-th row of every linear, k the
+    // smallest stride that leaves at most this many weights (0: all rows).
+    // The score is a sum of independent per-row terms and the same rows
+    // serve every candidate, so the sample ranks them as the whole does up
+    // to sampling noise. Scoring all rows of all 42 candidates is what made
+    // a 1B-class block cost 815 s (127 s with this budget); small models
+    // (small-llama-v2's largest space holds 393,216 weights) are scored
+    // whole. The chosen scales then quantize every row. Not applied to a
+    // module score (it needs whole weights).
+    int64_t scored_weights = int64_t{1} << 20;
     double alpha(int k) const { return static_cast<double>(k) / intervals; }
+    // The row stride for linears holding `weights` weights in all.
+    int64_t row_stride(int64_t weights) const {
+        return scored_weights > 0 && weights > scored_weights ? (weights + scored_weights - 1) / scored_weights : 1;
+    }
 };
 
 // One linear of the group: [rows, cols] row-major F32 in the unscaled basis.
@@ -57,6 +71,7 @@ struct AwqChoice {
     std::vector<float> scales;     // cols values
     double error = 0;              // sum d^T H d at the choice (after the clip search when refining)
     std::vector<double> errors;    // per candidate after RTN: plain alphas, then duo alphas
+    int64_t row_stride = 1;        // the candidates were scored on every row_stride-th row
 };
 
 // Scales for one alpha from a per-channel statistic (finite, >= 0). Values

@@ -233,6 +233,45 @@ TEST(Awq, ModuleErrorPicksAmongTheFinalists) {
     EXPECT_EQ(flat.scales, std::vector<float>(cols, 1.0f));
 }
 
+// Large spaces are scored on every k-th row: exactly the search on those
+// rows, taken from each linear; small ones, and module scores, on all rows.
+TEST(Awq, LargeSpacesAreScoredOnEveryKthRow) {
+    const int64_t rows = 30, cols = 128;
+    std::vector<double> magnitude(cols, 0.2);
+    for (int64_t j = 0; j < cols; j += 16) magnitude[j] = 6.0;
+    const std::vector<double> h = hessian_of_channels(magnitude, 3 * cols, 13);
+    const std::vector<float> a = normal_values(rows * cols, 24), b = normal_values(rows / 2 * cols, 25);
+    const QuantScheme scheme{4, 32, true};
+    const std::vector<AwqLinear> linears = {{a.data(), rows, scheme, "a"}, {b.data(), rows / 2, scheme, "b"}};
+    AwqGrid sampled;
+    sampled.scored_weights = 11 * cols;  // 45 rows in all -> every 5th row
+    ASSERT_EQ(sampled.row_stride(45 * cols), 5);
+    const AwqChoice c = awq_search(linears, cols, h, magnitude, sampled);
+    EXPECT_EQ(c.row_stride, 5);
+
+    std::vector<float> a_rows, b_rows;
+    for (int64_t r = 0; r < rows; r += 5) a_rows.insert(a_rows.end(), a.begin() + r * cols, a.begin() + (r + 1) * cols);
+    for (int64_t r = 0; r < rows / 2; r += 5) b_rows.insert(b_rows.end(), b.begin() + r * cols, b.begin() + (r + 1) * cols);
+    AwqGrid whole;
+    whole.scored_weights = 0;
+    const AwqChoice on_rows = awq_search({{a_rows.data(), 6, scheme, "a"}, {b_rows.data(), 3, scheme, "b"}}, cols, h,
+                                         magnitude, whole);
+    EXPECT_EQ(on_rows.row_stride, 1);
+    EXPECT_EQ(c.alpha, on_rows.alpha);
+    EXPECT_EQ(c.scales, on_rows.scales);
+    EXPECT_EQ(c.errors, on_rows.errors);
+    EXPECT_EQ(c.error, on_rows.error);
+
+    // The default budget scores these small linears whole, as does a module score.
+    EXPECT_EQ(awq_search(linears, cols, h, magnitude).row_stride, 1);
+    const AwqChoice by_module = awq_search(linears, cols, h, magnitude, sampled, nullptr,
+                                           [&](const std::vector<std::vector<float>>& effective) {
+                                               EXPECT_EQ(effective[0].size(), static_cast<size_t>(rows * cols));
+                                               return 1.0;
+                                           });
+    EXPECT_EQ(by_module.row_stride, 1);
+}
+
 TEST(Awq, UnitScalesClipSearchIsTheImatrixSearch) {
     const int64_t rows = 8, cols = 64;
     const std::vector<float> w = normal_values(rows * cols, 16);
