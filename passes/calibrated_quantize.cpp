@@ -9,7 +9,7 @@
 #include "calibration/block_runner.h"
 #include "calibration/statistics_source.h"
 #include "core/error.h"
-#include "models/matmul.h"
+#include "passes/float_output_error.h"
 #include "passes/method_registry.h"
 #include "passes/scaled_quantize.h"
 #include "quant/gptq.h"
@@ -57,32 +57,13 @@ double sqnr_db_of(const float* w, const std::vector<float>& q) {
     return 10.0 * std::log10(signal / noise);
 }
 
-// {energy, error_1, ...}: sum_r d_r^T H d_r for d = w and d = w - a_k, with
-// H in float and the SIMD product of models/matmul.h (a report needs no
-// more than float precision; the portable Eigen build would be 4x slower).
-// Row chunks in order, so deterministic for any thread count.
+// {energy, error_1, ...}: sum_r d_r^T H d_r for d = w and d = w - a_k, in
+// float (passes/float_output_error.h: a report needs no more).
 std::vector<double> weighted_errors(const float* w, const std::vector<const float*>& approximations, int64_t rows,
                                     int64_t cols, const std::vector<double>& hessian) {
-    std::vector<float> h(hessian.begin(), hessian.end());
-    // 256 rows per product: matmul_f32 then runs its broadcast kernel, and H
-    // (cols^2 floats) streams from memory once per 256 rows, not per few.
-    const int64_t chunk = std::clamp<int64_t>(rows, 1, 256);
-    std::vector<float> d(static_cast<size_t>(chunk * cols)), dh(d.size());
-    std::vector<double> out;
-    for (size_t k = 0; k <= approximations.size(); ++k) {
-        const float* a = k == 0 ? nullptr : approximations[k - 1];
-        double total = 0;
-        for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
-            const int64_t n = std::min(chunk, rows - r0);
-            for (int64_t i = 0; i < n * cols; ++i) {
-                const size_t at = static_cast<size_t>(r0 * cols + i);
-                d[static_cast<size_t>(i)] = a ? w[at] - a[at] : w[at];
-            }
-            matmul_f32(d.data(), n, h.data(), cols, cols, dh.data(), cols);  // d H (H symmetric)
-            for (int64_t i = 0; i < n * cols; ++i) total += static_cast<double>(d[static_cast<size_t>(i)]) * dh[static_cast<size_t>(i)];
-        }
-        out.push_back(total);
-    }
+    const std::vector<float> h(hessian.begin(), hessian.end());
+    std::vector<double> out{float_output_error(w, nullptr, rows, cols, h)};
+    for (const float* a : approximations) out.push_back(float_output_error(w, a, rows, cols, h));
     return out;
 }
 

@@ -14,9 +14,9 @@
 #include "core/half.h"
 #include "core/mapped_file.h"
 #include "models/llama_reference.h"
-#include "models/matmul.h"
 #include "models/sparq_model.h"
 #include "passes/calibrated_quantize.h"
+#include "passes/float_output_error.h"
 #include "quant/quantize_tensor.h"
 
 namespace sparq {
@@ -53,38 +53,11 @@ struct ErrorTerm {
 };
 
 // The terms summed over rows of d = w - q (q null: d = w, the energy).
-// Fixed row chunks, in order: deterministic for any thread count.
 double weighted_error(const std::vector<float>& w, const float* q, int64_t rows, int64_t cols,
                       const std::vector<ErrorTerm>& terms) {
-    // 256 rows per product: matmul_f32 then runs its broadcast kernel, and H
-    // (cols^2 floats) streams from memory once per 256 rows, not per few.
-    const int64_t chunk = std::clamp<int64_t>(rows, 1, 256);
-    std::vector<float> d(static_cast<size_t>(chunk * cols)), dh(d.size());
     double total = 0;
-    for (const ErrorTerm& term : terms) {
-        double sum = 0;
-        for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
-            const int64_t n = std::min(chunk, rows - r0);
-            for (int64_t i = 0; i < n * cols; ++i) {
-                const size_t at = static_cast<size_t>(r0 * cols + i);
-                d[static_cast<size_t>(i)] = q ? w[at] - q[at] : w[at];
-            }
-            const float* product = d.data();
-            if (!term.hessian.empty()) {
-                matmul_f32(d.data(), n, term.hessian.data(), cols, cols, dh.data(), cols);  // d H (H symmetric)
-                product = dh.data();
-            }
-            for (int64_t r = 0; r < n; ++r) {
-                double row = 0;
-                for (int64_t c = 0; c < cols; ++c) {
-                    const size_t at = static_cast<size_t>(r * cols + c);
-                    row += static_cast<double>(d[at]) * product[at];
-                }
-                sum += term.row_weights.empty() ? row : term.row_weights[static_cast<size_t>(r0 + r)] * row;
-            }
-        }
-        total += term.scale * sum;
-    }
+    for (const ErrorTerm& term : terms)
+        total += term.scale * float_output_error(w.data(), q, rows, cols, term.hessian, term.row_weights);
     return total;
 }
 
