@@ -157,6 +157,13 @@ TEST(Awq, ScalesAreNormalizedPowersOfTheStatistic) {
     EXPECT_NEAR(dead[1] / dead[0], 1e5, 1.0);
 }
 
+// Mean |x| per channel: 0.2, with an outlier channel (6.0) every 16.
+std::vector<double> outlier_magnitudes(int64_t cols) {
+    std::vector<double> magnitude(static_cast<size_t>(cols), 0.2);
+    for (int64_t j = 0; j < cols; j += 16) magnitude[static_cast<size_t>(j)] = 6.0;
+    return magnitude;
+}
+
 TEST(Awq, FlatActivationsKeepAlphaZero) {
     const int64_t rows = 16, cols = 64;
     const std::vector<float> w = normal_values(rows * cols, 11);
@@ -170,8 +177,7 @@ TEST(Awq, FlatActivationsKeepAlphaZero) {
 
 TEST(Awq, OutlierChannelsGetProtectedOnEveryScheme) {
     const int64_t rows = 32, cols = 128;
-    std::vector<double> magnitude(cols, 0.2);
-    for (int64_t j = 0; j < cols; j += 16) magnitude[j] = 6.0;  // outlier channels
+    const std::vector<double> magnitude = outlier_magnitudes(cols);
     const std::vector<double> h = hessian_of_channels(magnitude, 3 * cols, 13);
     const std::vector<float> a = normal_values(rows * cols, 14), b = normal_values(rows / 2 * cols, 15);
     for (const QuantScheme scheme : {QuantScheme{4, 128, true}, QuantScheme{4, 32, false}, QuantScheme{3, 64, true},
@@ -195,17 +201,28 @@ TEST(Awq, OutlierChannelsGetProtectedOnEveryScheme) {
     }
 }
 
+// Two linears (rows and rows / 2 of them) reading a 128-channel space with
+// outlier channels: what AWQ's scales protect.
+struct OutlierSpace {
+    OutlierSpace(int64_t rows, QuantScheme scheme, uint32_t seed)
+        : rows(rows),
+          a(normal_values(rows * cols, seed)),
+          b(normal_values(rows / 2 * cols, seed + 1)),
+          linears{{a.data(), rows, scheme, "a"}, {b.data(), rows / 2, scheme, "b"}} {}
+    int64_t rows;
+    int64_t cols = 128;
+    std::vector<double> magnitude = outlier_magnitudes(cols);
+    std::vector<double> h = hessian_of_channels(magnitude, 3 * cols, 13);
+    std::vector<float> a, b;
+    std::vector<AwqLinear> linears;
+};
+
 // A module score replaces the linears' H error for the finalists: it sees
 // each linear's effective weights (in the unscaled basis), and what it
 // prefers wins even against the H error.
 TEST(Awq, ModuleErrorPicksAmongTheFinalists) {
-    const int64_t rows = 32, cols = 128;
-    std::vector<double> magnitude(cols, 0.2);
-    for (int64_t j = 0; j < cols; j += 16) magnitude[j] = 6.0;
-    const std::vector<double> h = hessian_of_channels(magnitude, 3 * cols, 13);
-    const std::vector<float> a = normal_values(rows * cols, 14), b = normal_values(rows / 2 * cols, 15);
-    const QuantScheme scheme{4, 128, true};
-    const std::vector<AwqLinear> linears = {{a.data(), rows, scheme, "a"}, {b.data(), rows / 2, scheme, "b"}};
+    const OutlierSpace space(32, QuantScheme{4, 128, true}, 14);
+    const auto& [rows, cols, magnitude, h, a, b, linears] = space;
     const AwqChoice by_h = awq_search(linears, cols, h, magnitude);
     ASSERT_GT(by_h.alpha, 0.0);
     // A module that only cares how far `a` moved, unweighted: alpha 0 (the
@@ -236,13 +253,9 @@ TEST(Awq, ModuleErrorPicksAmongTheFinalists) {
 // Large spaces are scored on every k-th row: exactly the search on those
 // rows, taken from each linear; small ones, and module scores, on all rows.
 TEST(Awq, LargeSpacesAreScoredOnEveryKthRow) {
-    const int64_t rows = 30, cols = 128;
-    std::vector<double> magnitude(cols, 0.2);
-    for (int64_t j = 0; j < cols; j += 16) magnitude[j] = 6.0;
-    const std::vector<double> h = hessian_of_channels(magnitude, 3 * cols, 13);
-    const std::vector<float> a = normal_values(rows * cols, 24), b = normal_values(rows / 2 * cols, 25);
-    const QuantScheme scheme{4, 32, true};
-    const std::vector<AwqLinear> linears = {{a.data(), rows, scheme, "a"}, {b.data(), rows / 2, scheme, "b"}};
+    const OutlierSpace space(30, QuantScheme{4, 32, true}, 24);
+    const auto& [rows, cols, magnitude, h, a, b, linears] = space;
+    const QuantScheme scheme = linears.front().scheme;
     AwqGrid sampled;
     sampled.scored_weights = 11 * cols;  // 45 rows in all -> every 5th row
     ASSERT_EQ(sampled.row_stride(45 * cols), 5);
