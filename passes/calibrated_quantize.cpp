@@ -13,7 +13,6 @@
 #include "passes/method_registry.h"
 #include "passes/scaled_quantize.h"
 #include "quant/gptq.h"
-#include "quant/hessian.h"
 #include "quant/imatrix.h"
 
 namespace sparq {
@@ -57,16 +56,6 @@ double sqnr_db_of(const float* w, const std::vector<float>& q) {
     return 10.0 * std::log10(signal / noise);
 }
 
-// {energy, error_1, ...}: sum_r d_r^T H d_r for d = w and d = w - a_k, in
-// float (passes/float_output_error.h: a report needs no more).
-std::vector<double> weighted_errors(const float* w, const std::vector<const float*>& approximations, int64_t rows,
-                                    int64_t cols, const std::vector<double>& hessian) {
-    const std::vector<float> h(hessian.begin(), hessian.end());
-    std::vector<double> out{float_output_error(w, nullptr, rows, cols, h)};
-    for (const float* a : approximations) out.push_back(float_output_error(w, a, rows, cols, h));
-    return out;
-}
-
 class TensorQuantizer {
 public:
     TensorQuantizer(const QuantizeOptions& options, const std::vector<PlannedTensor>& plan,
@@ -104,12 +93,10 @@ public:
         std::vector<float> dequantized = dequantize_tensor(result.packed);
         const std::vector<float> rtn =
             dequantize_tensor(quantize_tensor(borrowed_f32_tensor(w, rows, cols), scheme, QuantMethod::Rtn, nullptr, name));
-        const std::vector<double> errors =
-            weighted_errors(w, {rtn.data(), dequantized.data()}, rows, cols, stats.hessian);
-        if (errors[0] > 0) {
-            result.report.weighted_error_rtn = errors[1] / errors[0];
-            result.report.weighted_error = errors[2] / errors[0];
-        }
+        const RelativeOutputErrors errors =
+            relative_output_errors(w, rtn.data(), dequantized.data(), rows, cols, stats.hessian);
+        result.report.weighted_error_rtn = errors.baseline;
+        result.report.weighted_error = errors.result;
         result.sqnr_db = sqnr_db_of(w, dequantized);
         if (log_) {
             const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();

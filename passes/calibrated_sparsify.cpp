@@ -9,6 +9,7 @@
 #include "calibration/block_runner.h"
 #include "calibration/statistics_source.h"
 #include "core/error.h"
+#include "passes/float_output_error.h"
 #include "passes/tensor_selection.h"
 #include "quant/hessian.h"
 #include "quant/quantize_tensor.h"
@@ -192,8 +193,6 @@ private:
     void report_errors(const float* w, int64_t rows, int64_t cols, const std::vector<double>& hessian,
                        const SparsityTarget& target, const Job& job, const std::string& name,
                        CalibratedPrunedTensor& out) const {
-        const double energy = hessian_weighted_error(w, nullptr, rows, cols, hessian);
-        if (!(energy > 0)) return;
         std::vector<float> baseline(w, w + rows * cols);
         if (job.prune) {
             const std::vector<float> scores = abs_scores(w, rows * cols);
@@ -203,8 +202,10 @@ private:
             baseline = dequantize_tensor(quantize_tensor(make_f32_tensor({rows, cols}, std::move(baseline)), *job.gptq,
                                                          QuantMethod::Rtn, nullptr, name));
         }
-        out.report.weighted_error_rtn = hessian_weighted_error(w, baseline.data(), rows, cols, hessian) / energy;
-        out.report.weighted_error = hessian_weighted_error(w, out.weights.data(), rows, cols, hessian) / energy;
+        const RelativeOutputErrors errors =
+            relative_output_errors(w, baseline.data(), out.weights.data(), rows, cols, hessian);
+        out.report.weighted_error_rtn = errors.baseline;
+        out.report.weighted_error = errors.result;
     }
 
     const SparsifyOptions& options_;

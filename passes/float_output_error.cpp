@@ -34,4 +34,12 @@ double float_output_error(const float* w, const float* q, int64_t rows, int64_t 
     return sum;
 }
 
+RelativeOutputErrors relative_output_errors(const float* w, const float* baseline, const float* result, int64_t rows,
+                                            int64_t cols, const std::vector<double>& hessian) {
+    const std::vector<float> h(hessian.begin(), hessian.end());
+    const double energy = float_output_error(w, nullptr, rows, cols, h);
+    if (!(energy > 0)) return {};
+    return {float_output_error(w, baseline, rows, cols, h) / energy, float_output_error(w, result, rows, cols, h) / energy};
+}
+
 }  // namespace sparq

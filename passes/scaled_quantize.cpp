@@ -5,9 +5,9 @@
 #include <cstdio>
 
 #include "core/error.h"
+#include "passes/float_output_error.h"
 #include "quant/awq.h"
 #include "quant/gptq.h"
-#include "quant/hessian.h"
 #include "quant/quantize_tensor.h"
 #include "quant/smoothquant.h"
 
@@ -231,13 +231,12 @@ std::vector<float> ScaledBlockQuantizer::quantize_linear(const std::string& name
     const std::vector<float>& original = original_.at(name);
     result.sqnr_db = sqnr_db(original, effective);
     if (hessian.size() == static_cast<size_t>(cols * cols)) {
-        const double energy = hessian_weighted_error(original.data(), nullptr, rows, cols, hessian);
         const std::vector<float> rtn = dequantize_tensor(
             quantize_tensor(borrowed_f32_tensor(original.data(), rows, cols), scheme, QuantMethod::Rtn, nullptr, name));
-        if (energy > 0) {
-            result.report.weighted_error_rtn = hessian_weighted_error(original.data(), rtn.data(), rows, cols, hessian) / energy;
-            result.report.weighted_error = hessian_weighted_error(original.data(), effective.data(), rows, cols, hessian) / energy;
-        }
+        const RelativeOutputErrors errors =
+            relative_output_errors(original.data(), rtn.data(), effective.data(), rows, cols, hessian);
+        result.report.weighted_error_rtn = errors.baseline;
+        result.report.weighted_error = errors.result;
     }
     result.report.scale_alpha = alpha;
     if (log_) {
