@@ -166,21 +166,30 @@ AwqChoice awq_search(const std::vector<AwqLinear>& linears, int64_t cols, const 
     };
     AwqChoice best;
     best.row_stride = stride;
-    for (const Candidate& c : candidates) best.errors.push_back(output_error(c.scales, false));
-    // Ties keep the earlier candidate: smaller alpha, plain before duo.
-    std::vector<size_t> order(candidates.size());
-    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return best.errors[a] < best.errors[b]; });
-    // Phase 2: the best few, and alpha 0 (no scaling), scored after the clip search.
+    // Phase 2 below: the best few by the RTN score, and alpha 0, scored
+    // after the clip search. When every candidate is a finalist (the
+    // default) the RTN ranking decides nothing, so only alpha 0's RTN
+    // error is computed, as the log's point of comparison.
+    const bool rank_by_rtn = grid.refine <= 0 || static_cast<size_t>(grid.refine) + 1 < candidates.size();
     std::vector<size_t> finalists;
-    if (grid.refine > 0) {
-        finalists.push_back(0);
-        for (size_t i = 0; i < order.size() && static_cast<int>(finalists.size()) <= grid.refine; ++i) {
-            if (order[i] != 0) finalists.push_back(order[i]);
+    if (rank_by_rtn) {
+        for (const Candidate& c : candidates) best.errors.push_back(output_error(c.scales, false));
+        // Ties keep the earlier candidate: smaller alpha, plain before duo.
+        std::vector<size_t> order(candidates.size());
+        for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+        std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return best.errors[a] < best.errors[b]; });
+        if (grid.refine > 0) {
+            finalists.push_back(0);
+            for (size_t i = 0; i < order.size() && static_cast<int>(finalists.size()) <= grid.refine; ++i) {
+                if (order[i] != 0) finalists.push_back(order[i]);
+            }
+            std::sort(finalists.begin(), finalists.end());
+        } else {
+            finalists.push_back(order.front());
         }
-        std::sort(finalists.begin(), finalists.end());
     } else {
-        finalists.push_back(order.front());
+        best.errors.push_back(output_error(candidates.front().scales, false));
+        for (size_t i = 0; i < candidates.size(); ++i) finalists.push_back(i);
     }
     best.error = INFINITY;
     for (size_t i : finalists) {

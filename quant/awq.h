@@ -45,7 +45,7 @@ struct AwqGrid {
     // The score is a sum of independent per-row terms and the same rows
     // serve every candidate, so the sample ranks them as the whole does up
     // to sampling noise. Scoring all rows of all 42 candidates is what made
-    // a 1B-class block cost 815 s (127 s with this budget); small models
+    // a 1B-class block cost 815 s (95-98 s with this budget); small models
     // (small-llama-v2's largest space holds 393,216 weights) are scored
     // whole. The chosen scales then quantize every row. Not applied to a
     // module score (it needs whole weights).
@@ -70,7 +70,9 @@ struct AwqChoice {
     bool duo = false;
     std::vector<float> scales;     // cols values
     double error = 0;              // sum d^T H d at the choice (after the clip search when refining)
-    std::vector<double> errors;    // per candidate after RTN: plain alphas, then duo alphas
+    // After RTN, per candidate (plain alphas, then duo alphas) when the RTN
+    // score picks the finalists; alpha 0's alone when all are finalists.
+    std::vector<double> errors;
     int64_t row_stride = 1;        // the candidates were scored on every row_stride-th row
 };
 

@@ -172,7 +172,15 @@ TEST(Awq, FlatActivationsKeepAlphaZero) {
                                    std::vector<double>(cols, 0.8));
     EXPECT_EQ(c.alpha, 0.0);
     EXPECT_EQ(c.scales, std::vector<float>(cols, 1.0f));
-    EXPECT_EQ(c.errors.size(), 21u);
+    // Every candidate is a finalist, so only alpha 0's RTN error is kept;
+    // with 3 finalists the RTN score ranks all 21.
+    EXPECT_EQ(c.errors.size(), 1u);
+    AwqGrid three;
+    three.refine = 3;
+    const AwqChoice ranked = awq_search({{w.data(), rows, QuantScheme{4, 32, true}, "w"}}, cols, h,
+                                        std::vector<double>(cols, 0.8), three);
+    EXPECT_EQ(ranked.errors.size(), 21u);
+    EXPECT_EQ(ranked.errors.front(), c.errors.front());
 }
 
 TEST(Awq, OutlierChannelsGetProtectedOnEveryScheme) {
