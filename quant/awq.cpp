@@ -129,7 +129,7 @@ AwqChoice awq_search(const std::vector<AwqLinear>& linears, int64_t cols, const 
             l.rows = kept;
         }
     }
-    // Phase 1: every candidate scored after plain RTN (cheap).
+    // The candidates: each alpha of the grid, plain and (given a weight statistic) duo.
     struct Candidate {
         double alpha;
         bool duo;

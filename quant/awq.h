@@ -36,7 +36,8 @@ struct AwqGrid {
     // loses to the clip search alone on the calibration output error.
     // The candidates are first scored after plain RTN; the `refine` best of
     // them and alpha 0 are then scored after the clip search, which picks.
-    // 0: the RTN score picks (llm-awq's way). By default all are rescored:
+    // 0: the RTN score picks (llm-awq's way). By default all are rescored
+    // (and the RTN score, which would only rank them, is not computed):
     // on stories260K int4 g128 the 3 best by RTN keep 57-60% of RTN's
     // perplexity increase where all of them keep 51-52%.
     int refine = 1000;
